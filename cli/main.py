@@ -1,0 +1,176 @@
+"""``canfar-catalogue``: the command line.
+
+``canfar-catalogue detect`` takes source-extractor's own options, so the
+tutorial's ``source-extractor 1056213p.fits -CATALOG_NAME 1056213p.cat``
+becomes ``canfar-catalogue detect 1056213p.fits.fz -CATALOG_NAME 1056213p.cat``
+(no ``funpack`` step).  This module imports neither Prefect nor any cloud
+client, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_SOME_CCDS_SKIPPED = 3
+
+_KEYWORD = re.compile(r"^-[A-Z][A-Z0-9_]*$")
+
+DETECT_EPILOG = """\
+source-extractor options:
+  Any -KEYWORD value pair overrides the configuration file, exactly as with
+  source-extractor, e.g. -CATALOG_NAME 1056213p.cat -DETECT_THRESH 3
+  -MAG_ZEROPOINT 30 -PARAMETERS_NAME my.param.  Relative file names in the
+  configuration resolve against the current directory.
+
+exit codes:
+  0  catalogue written
+  1  internal error (please report it)
+  2  bad input (file, extension or configuration); no catalogue written
+  3  catalogue written, but some CCDs were skipped (see the messages)
+
+example:
+  canfar-catalogue detect 1056213p.fits.fz -CATALOG_NAME 1056213p.cat
+"""
+
+
+def _split_keywords(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate source-extractor ``-KEYWORD value`` pairs from our own options."""
+    ours: list[str] = []
+    keywords: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if _KEYWORD.match(word):
+            keywords.append(word)
+            if i + 1 < len(argv):
+                keywords.append(argv[i + 1])
+            i += 2
+        else:
+            ours.append(word)
+            i += 1
+    return ours, keywords
+
+
+def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
+    from ..science import ConfigError, ExposureError, load_config, run_exposure
+    from ..science.pipeline import CCDResult
+
+    try:
+        config = load_config(args.config, keywords)
+    except ConfigError as exc:
+        print(f"canfar-catalogue: configuration error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for note in config.notes:
+        print(f"canfar-catalogue: note: {note}", file=sys.stderr)
+
+    def progress(ccd: CCDResult, done: int, total: int) -> None:
+        if args.quiet:
+            return
+        width = len(str(total))
+        if ccd.error:
+            line = f"[{done:{width}d}/{total}] {ccd.label}: SKIPPED: {ccd.error}"
+        else:
+            line = f"[{done:{width}d}/{total}] {ccd.label}: {ccd.count} sources in {ccd.seconds:.1f} s"
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        result = run_exposure(args.image, config, workers=args.workers, progress=progress)
+    except ExposureError as exc:
+        print(f"canfar-catalogue: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"canfar-catalogue: cannot write the catalogue: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for ccd in result.failed:
+        print(f"canfar-catalogue: {args.image}, {ccd.label}: skipped: {ccd.error}", file=sys.stderr)
+    if not args.quiet:
+        print(
+            f"canfar-catalogue: {result.count} sources from {len(result.ccds) - len(result.failed)} CCDs "
+            f"in {result.seconds:.1f} s -> {result.catalogue}",
+            file=sys.stderr,
+        )
+    return EXIT_SOME_CCDS_SKIPPED if result.failed else EXIT_OK
+
+
+def _synth(args: argparse.Namespace, _: list[str]) -> int:
+    from ..science.synthetic import ExposureSpec, write_exposure
+
+    spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed)
+    truth = write_exposure(args.output, spec)
+    print(f"canfar-catalogue: wrote {args.output} ({spec.nccd} CCDs, {len(truth)} sources)", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canfar-catalogue",
+        description="Source catalogues from CFHT MegaCam exposures, equivalent to funpack + source-extractor.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    detect = commands.add_parser(
+        "detect",
+        help="detect and measure sources in an exposure (.fits.fz or .fits)",
+        description="Detect and measure the sources of an exposure, like source-extractor, "
+        "reading Rice-compressed files directly.",
+        epilog=DETECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    detect.add_argument("image", help="the exposure: a multi-extension .fits.fz or .fits file")
+    detect.add_argument(
+        "-c",
+        dest="config",
+        metavar="FILE",
+        help="SExtractor configuration file (default: the project's config/default.sex)",
+    )
+    detect.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="processes measuring CCDs (default: one per core)"
+    )
+    detect.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    detect.set_defaults(run=_detect)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write a synthetic MegaCam-like exposure (for trying things out)",
+        description="Write a deterministic synthetic MegaCam-like exposure; Rice-compressed for a .fz name.",
+    )
+    synth.add_argument("output", help="file to write, e.g. 1056213p.fits.fz")
+    synth.add_argument("--nccd", type=int, default=36, help="number of CCD extensions (default 36)")
+    synth.add_argument("--width", type=int, default=2048, help="CCD width in pixels (default 2048)")
+    synth.add_argument("--height", type=int, default=4612, help="CCD height in pixels (default 4612)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.set_defaults(run=_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, keywords = _split_keywords(argv)
+    args = build_parser().parse_args(ours)
+    if keywords and args.command != "detect":
+        build_parser().error(f"source-extractor options such as {keywords[0]} only go with 'detect'")
+    try:
+        return args.run(args, keywords)
+    except KeyboardInterrupt:
+        print("canfar-catalogue: interrupted; no catalogue written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: say so plainly
+        if os.environ.get("CANFAR_CATALOGUE_DEBUG"):
+            raise
+        print(
+            f"canfar-catalogue: internal error: {type(exc).__name__}: {exc}\n"
+            "  (set CANFAR_CATALOGUE_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The catalogue columns we measure, described as source-extractor 2.25 writes them.
+
+Descriptions, units and printf formats are those of source-extractor's own
+ASCII_HEAD output, so that ``astropy.io.ascii`` (format ``sextractor``) and
+users' existing scripts read our catalogues unchanged.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Column(NamedTuple):
+    description: str
+    unit: str
+    fmt: str
+    dtype: type
+
+
+COLUMNS: dict[str, Column] = {
+    "NUMBER": Column("Running object number", "", "%10d", np.int64),
+    "EXT_NUMBER": Column("FITS extension number", "", "%3d", np.int16),
+    "X_IMAGE": Column("Object position along x", "pixel", "%11.4f", np.float64),
+    "Y_IMAGE": Column("Object position along y", "pixel", "%11.4f", np.float64),
+    "MAG_AUTO": Column("Kron-like elliptical aperture magnitude", "mag", "%8.4f", np.float32),
+    "MAGERR_AUTO": Column("RMS error for AUTO magnitude", "mag", "%8.4f", np.float32),
+    "FLUX_AUTO": Column("Flux within a Kron-like elliptical aperture", "count", "%12.7g", np.float64),
+    "FLUXERR_AUTO": Column("RMS error for AUTO flux", "count", "%12.7g", np.float64),
+    "KRON_RADIUS": Column("Kron apertures in units of A or B", "", "%5.2f", np.float32),
+    "A_IMAGE": Column("Profile RMS along major axis", "pixel", "%9.3f", np.float32),
+    "B_IMAGE": Column("Profile RMS along minor axis", "pixel", "%9.3f", np.float32),
+    "THETA_IMAGE": Column("Position angle (CCW/x)", "deg", "%6.2f", np.float32),
+    "FLAGS": Column("Extraction flags", "", "%3d", np.int16),
+    "ALPHA_J2000": Column("Right ascension of barycenter (J2000)", "deg", "%11.7f", np.float64),
+    "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+10.7f", np.float64),
+}
+
+
+def header_line(index: int, name: str) -> str:
+    """One ``#   1 NUMBER ...`` line of an ASCII_HEAD catalogue, newline included."""
+    column = COLUMNS[name]
+    line = f"#{index:4d} {name:<22s} {column.description:<58s}"
+    if column.unit:
+        line += f" [{column.unit}]"
+    return line + "\n"
+
+
+def dtype_for(parameters: tuple[str, ...]) -> np.dtype:
+    """The structured dtype of a catalogue with these columns, in this order."""
+    return np.dtype([(name, COLUMNS[name].dtype) for name in parameters])

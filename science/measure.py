@@ -1,0 +1,202 @@
+"""Detect and measure the sources of one CCD with source-extractor's semantics.
+
+Background mesh, threshold and deblending are sep's (sep is source-extractor's
+own code as a library); MAG_AUTO and FLAGS follow source-extractor exactly
+(see :mod:`.photometry`).  Input: a float32 CCD and its header.  Output: a
+structured array with one field per requested catalogue column.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import sep
+
+from .columns import dtype_for
+from .photometry import (
+    FLAG_DEBLEND_OVERFLOW,
+    FLAG_MERGED,
+    FLAG_SATURATED,
+    FLAG_TRUNCATED,
+    auto_photometry,
+)
+from .sexconfig import ExtractionConfig
+
+# sep's fixed buffers are far below what a crowded 2048×4612 CCD needs.
+sep.set_extract_pixstack(5_000_000)
+sep.set_sub_object_limit(4096)
+
+# sep's own flag bits
+_SEP_MERGED = 0x0001
+_SEP_TRUNC = 0x0002
+_SEP_DOVERFLOW = 0x0004
+
+
+class EmptyCCD(ValueError):
+    """The CCD has no usable pixels (all NaN, or constant)."""
+
+
+@dataclass
+class CCDMeasurement:
+    """A CCD's catalogue rows plus what a progress line or artifact wants to show."""
+
+    sources: np.ndarray
+    background: float
+    rms: float
+    threshold: float
+
+
+def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ALPHA_J2000/DELTA_J2000 of 1-based pixel positions; zeros without a celestial WCS."""
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header)
+    if not wcs.has_celestial or len(x) == 0:
+        return np.zeros(len(x)), np.zeros(len(x))
+    alpha, delta = wcs.celestial.all_pix2world(x, y, 1)
+    return np.asarray(alpha, dtype=np.float64), np.asarray(delta, dtype=np.float64)
+
+
+def _header_float(header, key: str, default: float) -> float:
+    value = header.get(key) if key else None
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float) -> np.ndarray:
+    """Pixels above threshold in the filtered image, zero outside the CCD (as sep/source-extractor)."""
+    if kernel is None:
+        return image > threshold
+    kh, kw = kernel.shape
+    padded = np.zeros((image.shape[0] + kh - 1, image.shape[1] + kw - 1), dtype=np.float32)
+    padded[kh // 2 : kh // 2 + image.shape[0], kw // 2 : kw // 2 + image.shape[1]] = image
+    out = np.zeros(image.shape, dtype=np.float32)
+    for j in range(kh):
+        for i in range(kw):
+            if kernel[j, i] != 0:
+                out += kernel[j, i] * padded[j : j + image.shape[0], i : i + image.shape[1]]
+    return out > threshold
+
+
+def measure_ccd(
+    data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
+) -> CCDMeasurement:
+    """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place."""
+    blank = ~np.isfinite(data)
+    has_blank = bool(blank.any())
+    if has_blank:
+        if blank.all():
+            raise EmptyCCD("every pixel is NaN")
+        data[blank] = 0.0
+    usable = data[~blank] if has_blank else data
+    if float(usable.min()) == float(usable.max()):
+        raise EmptyCCD(f"every pixel has the same value ({float(usable.min())}); there is nothing to measure")
+    mask = blank if has_blank else None
+
+    bw, bh = config.back_size
+    fw, fh = config.back_filtersize
+    bkg = sep.Background(data, mask=mask, bw=bw, bh=bh, fw=fw, fh=fh, fthresh=config.back_filtthresh)
+    rms = float(bkg.globalrms)
+    if config.back_type == "MANUAL":
+        level = np.float32(config.back_value)
+        background_map = None
+        data -= level
+        global_back = float(level)
+    else:
+        background_map = bkg.back(dtype=np.float32)
+        data -= background_map
+        global_back = float(bkg.globalback)
+    if has_blank:
+        data[blank] = 0.0
+
+    threshold = config.detect_thresh * rms if config.thresh_type == "RELATIVE" else config.detect_thresh
+    kernel = config.kernel()
+    objects, segmap = sep.extract(
+        data,
+        threshold,
+        mask=mask,
+        minarea=config.detect_minarea,
+        filter_kernel=kernel,
+        filter_type="conv",
+        deblend_nthresh=config.deblend_nthresh,
+        deblend_cont=config.deblend_mincont,
+        clean=config.clean,
+        clean_param=config.clean_param,
+        segmentation_map=True,
+    )
+    if config.detect_maxarea > 0:
+        keep = objects["npix"] <= config.detect_maxarea
+        if not keep.all():
+            ids = np.flatnonzero(keep) + 1
+            lookup = np.zeros(len(objects) + 1, dtype=segmap.dtype)
+            lookup[ids] = np.arange(1, len(ids) + 1)
+            segmap = lookup[segmap]
+            objects = objects[keep]
+
+    gain = _header_float(header, config.gain_key, config.gain)
+    satur = _header_float(header, config.satur_key, config.satur_level)
+    detected = _filtered_above(data, kernel, threshold) if config.mask_type == "CORRECT" else None
+    phot = auto_photometry(
+        data,
+        segmap,
+        detected,
+        mask,
+        objects,
+        kron_fact=config.phot_autoparams[0],
+        min_radius=config.phot_autoparams[1],
+        autoapers=config.phot_autoapers,
+        backsig=rms,
+        gain=gain,
+        correct=config.mask_type == "CORRECT",
+    )
+
+    flags = phot.flags.copy()
+    sep_flags = objects["flag"]
+    flags[(sep_flags & _SEP_MERGED) != 0] |= FLAG_MERGED
+    flags[(sep_flags & _SEP_TRUNC) != 0] |= FLAG_TRUNCATED
+    flags[(sep_flags & _SEP_DOVERFLOW) != 0] |= FLAG_DEBLEND_OVERFLOW
+    # Saturated when the peak plus the background under the centre reaches the level.
+    ix = np.clip((objects["x"] + 0.5).astype(np.int64), 0, data.shape[1] - 1)
+    iy = np.clip((objects["y"] + 0.5).astype(np.int64), 0, data.shape[0] - 1)
+    under = background_map[iy, ix] if background_map is not None else global_back
+    flags[objects["peak"] + under >= satur] |= FLAG_SATURATED
+
+    rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
+    names = set(config.parameters)
+    x_image = objects["x"] + 1.0
+    y_image = objects["y"] + 1.0
+    values = {
+        "NUMBER": lambda: np.arange(1, len(objects) + 1),
+        "EXT_NUMBER": lambda: np.full(len(objects), ext_number),
+        "X_IMAGE": lambda: x_image,
+        "Y_IMAGE": lambda: y_image,
+        "FLUX_AUTO": lambda: phot.flux,
+        "FLUXERR_AUTO": lambda: phot.fluxerr,
+        "KRON_RADIUS": lambda: phot.kron_radius,
+        "A_IMAGE": lambda: objects["a"],
+        "B_IMAGE": lambda: objects["b"],
+        "THETA_IMAGE": lambda: np.degrees(objects["theta"]),
+        "FLAGS": lambda: flags,
+    }
+    for name, compute in values.items():
+        if name in names:
+            rows[name] = compute()
+    if names & {"MAG_AUTO", "MAGERR_AUTO"}:
+        mag, magerr = phot.magnitudes(config.mag_zeropoint)
+        if "MAG_AUTO" in names:
+            rows["MAG_AUTO"] = mag
+        if "MAGERR_AUTO" in names:
+            rows["MAGERR_AUTO"] = magerr
+    if names & {"ALPHA_J2000", "DELTA_J2000"}:
+        alpha, delta = _celestial(header, x_image, y_image)
+        if "ALPHA_J2000" in names:
+            rows["ALPHA_J2000"] = alpha
+        if "DELTA_J2000" in names:
+            rows["DELTA_J2000"] = delta
+    return CCDMeasurement(rows, global_back, rms, float(threshold))

@@ -1,0 +1,415 @@
+"""Read SExtractor configuration the way source-extractor 2.25 does.
+
+A ``.sex`` file, the ``PARAMETERS_NAME`` and ``FILTER_NAME`` files it points to,
+and command-line style overrides (``-DETECT_THRESH 3``) become one immutable
+:class:`ExtractionConfig`.  Users keep their existing files: every SExtractor
+keyword is accepted, and the ones we do not implement are reported by name —
+an error when they would change a requested column, a note otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .columns import COLUMNS
+from .errors import ConfigError
+
+#: Every keyword source-extractor 2.25 knows (``source-extractor -dd``).
+KNOWN_KEYS = frozenset(
+    """CATALOG_NAME CATALOG_TYPE PARAMETERS_NAME DETECT_TYPE DETECT_MINAREA
+    DETECT_MAXAREA THRESH_TYPE DETECT_THRESH ANALYSIS_THRESH FILTER FILTER_NAME
+    FILTER_THRESH DEBLEND_NTHRESH DEBLEND_MINCONT CLEAN CLEAN_PARAM MASK_TYPE
+    WEIGHT_TYPE RESCALE_WEIGHTS WEIGHT_IMAGE WEIGHT_GAIN WEIGHT_THRESH FLAG_IMAGE
+    FLAG_TYPE DGEO_TYPE DGEO_IMAGE PHOT_APERTURES PHOT_AUTOPARAMS PHOT_PETROPARAMS
+    PHOT_AUTOAPERS PHOT_FLUXFRAC SATUR_LEVEL SATUR_KEY MAG_ZEROPOINT MAG_GAMMA GAIN
+    GAIN_KEY PIXEL_SCALE SEEING_FWHM STARNNW_NAME BACK_TYPE BACK_VALUE BACK_SIZE
+    BACK_FILTERSIZE BACKPHOTO_TYPE BACKPHOTO_THICK BACK_FILTTHRESH CHECKIMAGE_TYPE
+    CHECKIMAGE_NAME MEMORY_OBJSTACK MEMORY_PIXSTACK MEMORY_BUFSIZE ASSOC_NAME
+    ASSOC_DATA ASSOC_PARAMS ASSOCCOORD_TYPE ASSOC_RADIUS ASSOC_TYPE ASSOCSELEC_TYPE
+    VERBOSE_TYPE HEADER_SUFFIX WRITE_XML XML_NAME XSL_URL NTHREADS FITS_UNSIGNED
+    INTERP_MAXXLAG INTERP_MAXYLAG INTERP_TYPE PSF_NAME PSF_NMAX PATTERN_TYPE
+    SOM_NAME""".split()
+)
+
+#: Keywords we implement, with source-extractor's built-in defaults.
+DEFAULTS: dict[str, str] = {
+    "CATALOG_NAME": "test.cat",
+    "CATALOG_TYPE": "ASCII_HEAD",
+    "PARAMETERS_NAME": "default.param",
+    "DETECT_TYPE": "CCD",
+    "DETECT_MINAREA": "5",
+    "DETECT_MAXAREA": "0",
+    "THRESH_TYPE": "RELATIVE",
+    "DETECT_THRESH": "1.5",
+    "FILTER": "Y",
+    "FILTER_NAME": "default.conv",
+    "DEBLEND_NTHRESH": "32",
+    "DEBLEND_MINCONT": "0.005",
+    "CLEAN": "Y",
+    "CLEAN_PARAM": "1.0",
+    "MASK_TYPE": "CORRECT",
+    "WEIGHT_TYPE": "NONE",
+    "PHOT_AUTOPARAMS": "2.5,3.5",
+    "PHOT_AUTOAPERS": "0.0,0.0",
+    "SATUR_LEVEL": "50000.0",
+    "SATUR_KEY": "SATURATE",
+    "MAG_ZEROPOINT": "0.0",
+    "GAIN": "0.0",
+    "GAIN_KEY": "GAIN",
+    "BACK_TYPE": "AUTO",
+    "BACK_VALUE": "0.0",
+    "BACK_SIZE": "64",
+    "BACK_FILTERSIZE": "3",
+    "BACKPHOTO_TYPE": "GLOBAL",
+    "BACK_FILTTHRESH": "0.0",
+    "FILTER_THRESH": "",
+}
+
+#: Values of implemented keywords that we cannot honour: (key, value) -> why.
+_UNSUPPORTED_VALUES = {
+    ("DETECT_TYPE", "PHOTO"): "photographic (PHOTO) detection is not implemented; use CCD",
+    ("MASK_TYPE", "BLANK"): "MASK_TYPE BLANK is not implemented; use CORRECT or NONE",
+    ("BACKPHOTO_TYPE", "LOCAL"): "local photometric background (BACKPHOTO_TYPE LOCAL) is not implemented; use GLOBAL",
+}
+
+_ALLOWED = {
+    "CATALOG_TYPE": {"ASCII_HEAD", "ASCII"},
+    "DETECT_TYPE": {"CCD", "PHOTO"},
+    "THRESH_TYPE": {"RELATIVE", "ABSOLUTE"},
+    "MASK_TYPE": {"NONE", "CORRECT", "BLANK"},
+    "BACK_TYPE": {"AUTO", "MANUAL"},
+    "BACKPHOTO_TYPE": {"GLOBAL", "LOCAL"},
+}
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Everything that decides a catalogue's content, in SExtractor's terms.
+
+    Two configurations with the same :meth:`fingerprint` produce the same
+    catalogue from the same exposure; the pipeline keys its "already done"
+    check on it.
+    """
+
+    parameters: tuple[str, ...]
+    catalog_name: str = "test.cat"
+    catalog_type: str = "ASCII_HEAD"
+    detect_minarea: int = 5
+    detect_maxarea: int = 0
+    thresh_type: str = "RELATIVE"
+    detect_thresh: float = 1.5
+    filter_kernel: tuple[tuple[float, ...], ...] | None = None
+    deblend_nthresh: int = 32
+    deblend_mincont: float = 0.005
+    clean: bool = True
+    clean_param: float = 1.0
+    mask_type: str = "CORRECT"
+    phot_autoparams: tuple[float, float] = (2.5, 3.5)
+    phot_autoapers: tuple[float, float] = (0.0, 0.0)
+    satur_level: float = 50000.0
+    satur_key: str = "SATURATE"
+    mag_zeropoint: float = 0.0
+    gain: float = 0.0
+    gain_key: str = "GAIN"
+    back_type: str = "AUTO"
+    back_value: float = 0.0
+    back_size: tuple[int, int] = (64, 64)
+    back_filtersize: tuple[int, int] = (3, 3)
+    back_filtthresh: float = 0.0
+    #: Keywords read but not implemented, reported to the user; not part of the fingerprint.
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def kernel(self) -> np.ndarray | None:
+        """The (already normalised) detection filter as a float32 array, or None."""
+        if self.filter_kernel is None:
+            return None
+        return np.array(self.filter_kernel, dtype=np.float32)
+
+    def measurement_dict(self) -> dict:
+        """The values that decide a catalogue's content (the catalogue name does not)."""
+        values = asdict(self)
+        values.pop("notes")
+        values.pop("catalog_name")
+        return values
+
+    def fingerprint(self) -> str:
+        """A short stable hash of :meth:`measurement_dict`, for caching and provenance."""
+        blob = json.dumps(self.measurement_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        """Serialise for passing between processes and flow runs."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ExtractionConfig":
+        raw = json.loads(text)
+        for key in ("parameters", "phot_autoparams", "phot_autoapers", "back_size", "back_filtersize", "notes"):
+            raw[key] = tuple(raw[key])
+        if raw["filter_kernel"] is not None:
+            raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
+        return cls(**raw)
+
+
+def parse_keyword_file(path: Path) -> dict[str, str]:
+    """Read ``KEY value  # comment`` lines; later keys win, as in source-extractor."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, *rest = line.split(None, 1)
+        key = key.upper()
+        value = rest[0] if rest else ""
+        if key not in KNOWN_KEYS:
+            raise ConfigError(f"{path}, line {number}: unknown keyword {key!r}")
+        values[key] = value.strip()
+    return values
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, str]:
+    """Read source-extractor style ``-KEY value`` pairs from a command line."""
+    values: dict[str, str] = {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if not word.startswith("-") or len(word) < 2:
+            raise ConfigError(f"expected -KEYWORD on the command line, got {word!r}")
+        key = word[1:].upper()
+        if key not in KNOWN_KEYS:
+            raise ConfigError(f"unknown keyword {word!r} on the command line")
+        if i + 1 >= len(args):
+            raise ConfigError(f"keyword {word} on the command line has no value")
+        values[key] = args[i + 1]
+        i += 2
+    return values
+
+
+def read_parameters(path: Path) -> tuple[str, ...]:
+    """Read a ``.param`` file: one column name a line, ``#`` comments."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameter file (PARAMETERS_NAME) not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read parameter file: {exc}") from None
+    names = []
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name = line.split()[0].upper()
+        if name not in COLUMNS:
+            supported = ", ".join(COLUMNS)
+            raise ConfigError(
+                f"{path}, line {number}: parameter {name} is not supported; supported parameters: {supported}"
+            )
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ConfigError(f"{path}: no output parameters (every line is empty or commented out)")
+    return tuple(names)
+
+
+def read_filter(path: Path) -> tuple[tuple[tuple[float, ...], ...], str | None]:
+    """Read an ASCII ``.conv`` kernel and normalise it as source-extractor does.
+
+    Returns the kernel rows and a note when the file has no normalisation
+    keyword (source-extractor then assumes ``NORM``).
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: filter file (FILTER_NAME) not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read filter file: {exc}") from None
+    if not lines or not lines[0].startswith("CONV"):
+        raise ConfigError(f"{path}: not a convolution filter (the first line must start with CONV)")
+    header = lines[0]
+    note = None
+    if "NORM" in header:
+        normalise = "NONORM" not in header
+    else:
+        normalise = True
+        note = f"{path}: no NORM/NONORM on the CONV line; normalising, as source-extractor does"
+    rows: list[list[float]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        try:
+            rows.append([float(word) for word in words])
+        except ValueError:
+            raise ConfigError(f"{path}, line {number}: not a row of numbers: {line.strip()!r}") from None
+    if not rows:
+        raise ConfigError(f"{path}: the convolution mask has no rows")
+    width = max(len(row) for row in rows)
+    if any(len(row) != width for row in rows):
+        raise ConfigError(f"{path}: rows of the convolution mask have different lengths")
+    kernel = np.array(rows, dtype=np.float64)
+    if normalise:
+        total = np.abs(kernel).sum()
+        if total == 0.0:
+            total = np.sqrt((kernel**2).sum())
+        if total == 0.0:
+            raise ConfigError(f"{path}: the convolution mask is all zeros")
+        kernel = kernel / total
+    # float32, as source-extractor stores it, then back to Python floats for hashing
+    kernel32 = kernel.astype(np.float32)
+    return tuple(tuple(float(v) for v in row) for row in kernel32), note
+
+
+def _floats(key: str, value: str, count: int) -> tuple[float, ...]:
+    parts = [p for p in value.replace(",", " ").split() if p]
+    if len(parts) == 1 and count == 2:
+        parts = parts * 2
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {count} number(s), got {value!r}") from None
+    if len(numbers) != count:
+        raise ConfigError(f"{key}: expected {count} number(s), got {value!r}")
+    return numbers
+
+
+def _int(key: str, value: str) -> int:
+    try:
+        return int(float(value))
+    except ValueError:
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
+
+
+def _bool(key: str, value: str) -> bool:
+    word = value.strip().upper()[:1]
+    if word not in ("Y", "N"):
+        raise ConfigError(f"{key}: expected Y or N, got {value!r}")
+    return word == "Y"
+
+
+def _resolve(name: str, base: Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def load_config(
+    sex_file: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    cwd: str | Path | None = None,
+) -> ExtractionConfig:
+    """Build an :class:`ExtractionConfig` as ``source-extractor -c FILE OVERRIDES`` would.
+
+    Without ``sex_file`` the project's ``config/default.sex`` is used, and its
+    relative file names resolve beside it.  A user's file resolves relative
+    names against ``cwd`` (the current directory), as source-extractor does.
+    """
+    from .. import config as packaged
+
+    if sex_file is None:
+        sex_path = packaged.path("default.sex")
+        base = sex_path.parent
+    else:
+        sex_path = Path(sex_file).expanduser()
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        if not sex_path.is_absolute():
+            sex_path = base / sex_path
+    values = dict(DEFAULTS)
+    from_file = parse_keyword_file(sex_path)
+    values.update(from_file)
+    from_cli = parse_overrides(list(overrides))
+    values.update(from_cli)
+    # A user override of a file name is relative to the current directory even
+    # when the packaged defaults are used.
+    cli_base = Path(cwd) if cwd is not None else Path.cwd()
+
+    def file_value(key: str) -> Path:
+        return _resolve(values[key], cli_base if key in from_cli else base)
+
+    for key, value in values.items():
+        if key in _ALLOWED and value.upper() not in _ALLOWED[key]:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(_ALLOWED[key]))}")
+        if (key, value.upper()) in _UNSUPPORTED_VALUES:
+            raise ConfigError(f"{key}: {_UNSUPPORTED_VALUES[(key, value.upper())]}")
+
+    parameters = read_parameters(file_value("PARAMETERS_NAME"))
+    notes: list[str] = []
+
+    weight = values["WEIGHT_TYPE"].split(",")[0].strip().upper()
+    if weight != "NONE":
+        raise ConfigError(
+            f"WEIGHT_TYPE {values['WEIGHT_TYPE']} is not implemented and would change every "
+            "measured column; use WEIGHT_TYPE NONE"
+        )
+    if values["FILTER_THRESH"].strip():
+        raise ConfigError("FILTER_THRESH is not implemented and would change detections; remove it")
+    thresh = _floats("DETECT_THRESH", values["DETECT_THRESH"].split(",")[0], 1)[0]
+    if "," in values["DETECT_THRESH"]:
+        raise ConfigError(
+            "DETECT_THRESH in <threshold>,<ZP> (surface brightness) form is not implemented; give one number"
+        )
+
+    use_filter = _bool("FILTER", values["FILTER"])
+    kernel = None
+    if use_filter:
+        kernel, note = read_filter(file_value("FILTER_NAME"))
+        if note:
+            notes.append(note)
+
+    implemented = set(DEFAULTS)
+    ignored = sorted(k for k in set(from_file) | set(from_cli) if k not in implemented)
+    if ignored:
+        notes.append(
+            "not implemented, no effect on the requested columns: " + ", ".join(ignored)
+        )
+
+    back_size = tuple(int(v) for v in _floats("BACK_SIZE", values["BACK_SIZE"], 2))
+    back_filtersize = tuple(int(v) for v in _floats("BACK_FILTERSIZE", values["BACK_FILTERSIZE"], 2))
+    if min(back_size) < 1 or min(back_filtersize) < 1:
+        raise ConfigError("BACK_SIZE and BACK_FILTERSIZE must be at least 1")
+    minarea = _int("DETECT_MINAREA", values["DETECT_MINAREA"])
+    if minarea < 1:
+        raise ConfigError("DETECT_MINAREA must be at least 1")
+    if thresh <= 0:
+        raise ConfigError(f"DETECT_THRESH must be positive, got {thresh}")
+
+    return ExtractionConfig(
+        parameters=parameters,
+        catalog_name=values["CATALOG_NAME"],
+        catalog_type=values["CATALOG_TYPE"].upper(),
+        detect_minarea=minarea,
+        detect_maxarea=_int("DETECT_MAXAREA", values["DETECT_MAXAREA"]),
+        thresh_type=values["THRESH_TYPE"].upper(),
+        detect_thresh=thresh,
+        filter_kernel=kernel,
+        deblend_nthresh=_int("DEBLEND_NTHRESH", values["DEBLEND_NTHRESH"]),
+        deblend_mincont=_floats("DEBLEND_MINCONT", values["DEBLEND_MINCONT"], 1)[0],
+        clean=_bool("CLEAN", values["CLEAN"]),
+        clean_param=_floats("CLEAN_PARAM", values["CLEAN_PARAM"], 1)[0],
+        mask_type=values["MASK_TYPE"].upper(),
+        phot_autoparams=_floats("PHOT_AUTOPARAMS", values["PHOT_AUTOPARAMS"], 2),
+        phot_autoapers=_floats("PHOT_AUTOAPERS", values["PHOT_AUTOAPERS"], 2),
+        satur_level=_floats("SATUR_LEVEL", values["SATUR_LEVEL"], 1)[0],
+        satur_key=values["SATUR_KEY"].upper(),
+        mag_zeropoint=_floats("MAG_ZEROPOINT", values["MAG_ZEROPOINT"], 1)[0],
+        gain=_floats("GAIN", values["GAIN"], 1)[0],
+        gain_key=values["GAIN_KEY"].upper(),
+        back_type=values["BACK_TYPE"].upper(),
+        back_value=_floats("BACK_VALUE", values["BACK_VALUE"].split(",")[0], 1)[0],
+        back_size=back_size,  # type: ignore[arg-type]
+        back_filtersize=back_filtersize,  # type: ignore[arg-type]
+        back_filtthresh=_floats("BACK_FILTTHRESH", values["BACK_FILTTHRESH"], 1)[0],
+        notes=tuple(notes),
+    )

@@ -1,0 +1,170 @@
+"""Synthetic MegaCam-like exposures for tests, the demo and benchmarks.
+
+A processed MegaCam ``p`` file is an empty primary HDU plus 36 CCDs of
+2048×4612 unsigned 16-bit pixels (stored as int16 with BZERO = 32768),
+Rice-compressed.  We write the same structure with a sky, Poisson noise,
+stars, galaxies, close pairs, saturated stars and a hot column, and a TAN WCS
+per CCD laid out on MegaCam's 9×4 mosaic.  Everything follows from the seed,
+so a test can regenerate the same exposure instead of storing it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+MEGACAM_SHAPE = (4612, 2048)  # (ny, nx) of one CCD
+MEGACAM_NCCD = 36
+PIXEL_SCALE = 0.187 / 3600.0  # degrees per pixel
+SATURATE = 65000.0
+GAIN = 1.6  # e-/ADU
+SKY = 1000.0  # ADU
+SOURCE_DENSITY = 3.5e-4  # sources per pixel: about 3,300 per full CCD
+
+TRUTH_DTYPE = np.dtype(
+    [("ext_number", "i2"), ("x", "f8"), ("y", "f8"), ("flux", "f8"), ("kind", "U6")]
+)
+
+
+@dataclass(frozen=True)
+class ExposureSpec:
+    """What to generate; the defaults make a full-size MegaCam exposure."""
+
+    nccd: int = MEGACAM_NCCD
+    shape: tuple[int, int] = MEGACAM_SHAPE
+    seed: int = 0
+    ra: float = 150.0
+    dec: float = 2.2
+    density: float = SOURCE_DENSITY
+
+    @classmethod
+    def small(cls, seed: int = 0, nccd: int = 2, size: int = 1024) -> "ExposureSpec":
+        """A few small CCDs: what tests and the quick demo use."""
+        return cls(nccd=nccd, shape=(size, size), seed=seed)
+
+
+def _ccd_header(spec: ExposureSpec, ext: int) -> fits.Header:
+    ny, nx = spec.shape
+    column, row = (ext - 1) % 9, (ext - 1) // 9
+    header = fits.Header()
+    header["EXTNAME"] = (f"ccd{ext - 1:02d}", "CCD name")
+    header["GAIN"] = (GAIN, "e-/ADU")
+    header["SATURATE"] = (SATURATE, "saturation level (ADU)")
+    header["CTYPE1"] = "RA---TAN"
+    header["CTYPE2"] = "DEC--TAN"
+    header["CRVAL1"] = spec.ra
+    header["CRVAL2"] = spec.dec
+    header["CRPIX1"] = (4.5 - column) * (nx + 80) + nx / 2
+    header["CRPIX2"] = (2.0 - row) * (ny + 80) + ny / 2
+    header["CD1_1"] = -PIXEL_SCALE
+    header["CD1_2"] = 0.0
+    header["CD2_1"] = 0.0
+    header["CD2_2"] = PIXEL_SCALE
+    header["CUNIT1"] = "deg"
+    header["CUNIT2"] = "deg"
+    return header
+
+
+def _add_profile(image, x, y, flux, sigma_x, sigma_y, theta, exponential: bool):
+    """Add an elliptical Gaussian (stars) or exponential (galaxies) of total ``flux``."""
+    ny, nx = image.shape
+    half = int(np.ceil((8.0 if exponential else 5.0) * max(sigma_x, sigma_y))) + 1
+    x0, x1 = max(int(x) - half, 0), min(int(x) + half + 1, nx)
+    y0, y1 = max(int(y) - half, 0), min(int(y) + half + 1, ny)
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    dx, dy = xx - x, yy - y
+    c, s = np.cos(theta), np.sin(theta)
+    u = (c * dx + s * dy) / sigma_x
+    v = (-s * dx + c * dy) / sigma_y
+    if exponential:
+        r = np.sqrt(u * u + v * v)
+        profile = np.exp(-r) / (2 * np.pi * sigma_x * sigma_y)
+    else:
+        profile = np.exp(-0.5 * (u * u + v * v)) / (2 * np.pi * sigma_x * sigma_y)
+    image[y0:y1, x0:x1] += flux * profile
+
+
+def ccd_image(spec: ExposureSpec, ext: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render CCD ``ext`` (1-based): the uint16 pixels and the truth table of its sources."""
+    rng = np.random.default_rng([spec.seed, ext])
+    ny, nx = spec.shape
+    image = np.zeros(spec.shape, dtype=np.float64)
+    count = int(spec.density * nx * ny)
+    truth = []
+
+    def add(x, y, flux, kind):
+        if kind == "star":
+            seeing = rng.normal(1.5, 0.05)
+            _add_profile(image, x, y, flux, seeing, seeing, 0.0, exponential=False)
+        else:
+            scale = rng.uniform(1.0, 3.5)
+            axis_ratio = rng.uniform(0.4, 1.0)
+            _add_profile(image, x, y, flux, scale, scale * axis_ratio, rng.uniform(0, np.pi), exponential=True)
+        truth.append((ext, x + 1.0, y + 1.0, flux, kind))
+
+    # Faint-heavy power-law fluxes (in ADU): most sources near the threshold, a tail of bright ones.
+    fluxes = 300.0 * (1.0 - rng.uniform(0, 1, count)) ** (-1.0 / 0.6)
+    fluxes = np.minimum(fluxes, 2.0e6)
+    for flux in fluxes:
+        x, y = rng.uniform(2, nx - 3), rng.uniform(2, ny - 3)
+        add(x, y, flux, "star" if rng.uniform() < 0.4 else "galaxy")
+    # Close pairs for the deblender.
+    for _ in range(max(count // 60, 2)):
+        x, y = rng.uniform(20, nx - 21), rng.uniform(20, ny - 21)
+        separation, angle = rng.uniform(4.0, 9.0), rng.uniform(0, np.pi)
+        flux = rng.uniform(5e3, 8e4)
+        add(x, y, flux, "star")
+        add(x + separation * np.cos(angle), y + separation * np.sin(angle), flux * rng.uniform(0.2, 1.0), "star")
+    # Saturated stars.
+    for _ in range(max(count // 600, 1)):
+        add(rng.uniform(30, nx - 31), rng.uniform(30, ny - 31), rng.uniform(2e6, 8e6), "star")
+
+    electrons = rng.poisson((image + SKY) * GAIN)
+    pixels = electrons / GAIN
+    # A hot column over part of the CCD.
+    column = int(rng.integers(10, nx - 10))
+    start = int(rng.integers(0, ny // 2))
+    pixels[start : start + ny // 3, column] += 400.0
+    pixels = np.clip(np.rint(pixels), 0, 65535).astype(np.uint16)
+    return pixels, np.array(truth, dtype=TRUTH_DTYPE)
+
+
+def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.ndarray:
+    """Write a Rice-compressed (or, for a ``.fits`` name, plain) exposure; return its truth table.
+
+    The file appears under its name only once complete.
+    """
+    path = Path(path)
+    compressed = path.name.endswith(".fz")
+    primary = fits.PrimaryHDU()
+    primary.header["ORIGIN"] = "canfar-catalogue synthetic"
+    primary.header["NEXTEND"] = spec.nccd
+    primary.header["SYNSEED"] = (spec.seed, "seed of the synthetic exposure")
+    hdus: list[fits.hdu.base.ExtensionHDU] = []
+    truths = []
+    for ext in range(1, spec.nccd + 1):
+        pixels, truth = ccd_image(spec, ext)
+        truths.append(truth)
+        header = _ccd_header(spec, ext)
+        if compressed:
+            hdus.append(fits.CompImageHDU(data=pixels, header=header, compression_type="RICE_1"))
+        else:
+            hdus.append(fits.ImageHDU(data=pixels, header=header))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        fits.HDUList([primary, *hdus]).writeto(tmp, overwrite=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return np.concatenate(truths)
