@@ -32,7 +32,7 @@ COLUMNS: dict[str, Column] = {
     "THETA_IMAGE": Column("Position angle (CCW/x)", "deg", "%6.2f", np.float32),
     "FLAGS": Column("Extraction flags", "", "%3d", np.int16),
     "ALPHA_J2000": Column("Right ascension of barycenter (J2000)", "deg", "%11.7f", np.float64),
-    "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+10.7f", np.float64),
+    "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+11.7f", np.float64),
 }
 
 

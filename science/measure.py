@@ -24,8 +24,10 @@ from .photometry import (
 )
 from .sexconfig import ExtractionConfig
 
-# sep's fixed buffers are far below what a crowded 2048×4612 CCD needs.
-sep.set_extract_pixstack(5_000_000)
+# sep touches its whole pixel stack on every call, so start from
+# source-extractor's own MEMORY_PIXSTACK default and grow only on overflow.
+_PIXSTACK_START = 300_000
+_PIXSTACK_MAX = 40_000_000
 sep.set_sub_object_limit(4096)
 
 # sep's own flag bits
@@ -70,18 +72,42 @@ def _header_float(header, key: str, default: float) -> float:
 
 
 def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float) -> np.ndarray:
-    """Pixels above threshold in the filtered image, zero outside the CCD (as sep/source-extractor)."""
+    """Pixels above threshold in the filtered image, as sep and source-extractor filter it.
+
+    Out-of-CCD pixels count as zero; products are accumulated in float32 in
+    the kernel's row-major order, so pixels at the threshold go the same way.
+    """
     if kernel is None:
         return image > threshold
+    ny, nx = image.shape
     kh, kw = kernel.shape
-    padded = np.zeros((image.shape[0] + kh - 1, image.shape[1] + kw - 1), dtype=np.float32)
-    padded[kh // 2 : kh // 2 + image.shape[0], kw // 2 : kw // 2 + image.shape[1]] = image
-    out = np.zeros(image.shape, dtype=np.float32)
+    out = np.zeros((ny, nx), dtype=np.float32)
+    product = np.empty((ny, nx), dtype=np.float32)
     for j in range(kh):
+        dy = j - kh // 2
         for i in range(kw):
-            if kernel[j, i] != 0:
-                out += kernel[j, i] * padded[j : j + image.shape[0], i : i + image.shape[1]]
+            dx = i - kw // 2
+            weight = kernel[j, i]
+            if weight == 0:
+                continue
+            src = image[max(dy, 0) : ny + min(dy, 0), max(dx, 0) : nx + min(dx, 0)]
+            tmp = product[: src.shape[0], : src.shape[1]]
+            np.multiply(src, weight, out=tmp)
+            out[max(-dy, 0) : ny - max(dy, 0), max(-dx, 0) : nx - max(dx, 0)] += tmp
     return out > threshold
+
+
+def _extract(data: np.ndarray, threshold: float, **options):
+    """sep.extract, retried with a larger pixel stack when a crowded CCD overflows it."""
+    stack = max(sep.get_extract_pixstack(), _PIXSTACK_START)
+    while True:
+        sep.set_extract_pixstack(stack)
+        try:
+            return sep.extract(data, threshold, **options)
+        except Exception as exc:
+            if "pixel buffer full" not in str(exc) or stack >= _PIXSTACK_MAX:
+                raise
+            stack *= 4
 
 
 def measure_ccd(
@@ -117,7 +143,7 @@ def measure_ccd(
 
     threshold = config.detect_thresh * rms if config.thresh_type == "RELATIVE" else config.detect_thresh
     kernel = config.kernel()
-    objects, segmap = sep.extract(
+    objects, segmap = _extract(
         data,
         threshold,
         mask=mask,

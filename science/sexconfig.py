@@ -263,8 +263,6 @@ def read_filter(path: Path) -> tuple[tuple[tuple[float, ...], ...], str | None]:
     if normalise:
         total = np.abs(kernel).sum()
         if total == 0.0:
-            total = np.sqrt((kernel**2).sum())
-        if total == 0.0:
             raise ConfigError(f"{path}: the convolution mask is all zeros")
         kernel = kernel / total
     # float32, as source-extractor stores it, then back to Python floats for hashing

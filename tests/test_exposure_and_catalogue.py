@@ -1,0 +1,186 @@
+"""Reading exposures, writing catalogues, and every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import ascii, fits
+
+from canfar_catalogue.cli.main import main
+from canfar_catalogue.science import ExposureError, list_ccds, load_config, read_ccd, run_exposure
+from canfar_catalogue.science.catalogue import format_header, write_catalogue
+from canfar_catalogue.science.synthetic import ExposureSpec, ccd_image, write_exposure
+
+from . import reference
+
+ALL_PARAM = reference.write_param(Path(os.environ.get("TMPDIR", "/tmp")) / "canfar-catalogue-all-columns.param")
+ALL = load_config(overrides=["-PARAMETERS_NAME", str(ALL_PARAM)])
+
+
+def test_ccds_decompress_in_memory_with_headers_and_bzero(small_exposure):
+    ccds = list_ccds(small_exposure)
+    assert [c.ext_number for c in ccds] == [1, 2]
+    assert [c.extname for c in ccds] == ["ccd00", "ccd01"]
+    data, header = read_ccd(small_exposure, ccds[1])
+    assert data.dtype == np.float32 and data.flags.c_contiguous
+    assert header["GAIN"] == 1.6 and header["SATURATE"] == 65000.0 and header["CTYPE1"] == "RA---TAN"
+    pixels, _ = ccd_image(ExposureSpec.small(seed=11), 2)
+    assert np.array_equal(data, pixels.astype(np.float32))  # BZERO=32768 applied exactly
+
+
+def test_nan_pixels_are_blank_not_sources(workdir):
+    pixels, _ = ccd_image(ExposureSpec.small(seed=2, nccd=1, size=256), 1)
+    data = pixels.astype(np.float32)
+    data[100:110, :] = np.nan
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data)]).writeto("nan.fits")
+    result = run_exposure("nan.fits", ALL, "nan.cat", workers=1)
+    table = ascii.read("nan.cat", format="sextractor")
+    assert len(table) > 10 and not result.failed
+    assert np.all(np.isfinite(table["MAG_AUTO"]))
+
+
+def test_the_header_is_byte_for_byte_source_extractors(workdir, small_exposure):
+    if not reference.have_reference():
+        pytest.skip("source-extractor is not installed")
+    param = reference.write_param(workdir / "p.param")
+    theirs = reference.run_classic(small_exposure, workdir / "classic", param)
+    header = "".join(line for line in theirs.read_text().splitlines(keepends=True) if line.startswith("#"))
+    assert format_header(reference.ALL_COLUMNS) == header
+    # And every row has source-extractor's field widths.
+    run_exposure(small_exposure, ALL, workdir / "ours.cat", workers=1)
+    # NUMBER counts in a different order; the rest of each row has the same layout, and most
+    # rows match to the last digit (others differ by 1 in the last digit of Y_IMAGE or an error).
+    ours_rows = [l[10:] for l in (workdir / "ours.cat").read_text().splitlines() if not l.startswith("#")]
+    their_rows = [l[10:] for l in theirs.read_text().splitlines() if not l.startswith("#")]
+    assert len(ours_rows) == len(their_rows)
+    assert {len(r) for r in ours_rows} == {len(r) for r in their_rows}
+    assert len(set(ours_rows) & set(their_rows)) > 0.5 * len(their_rows)
+
+
+def test_catalogue_reads_back_with_astropy_and_numbers_restart_per_extension(workdir, small_exposure):
+    result = run_exposure(small_exposure, ALL, "out.cat", workers=2)
+    table = ascii.read("out.cat", format="sextractor")
+    assert table.colnames == list(reference.ALL_COLUMNS)
+    assert len(table) == result.count > 100
+    for ext in (1, 2):
+        numbers = table["NUMBER"][table["EXT_NUMBER"] == ext]
+        assert list(numbers) == list(range(1, len(numbers) + 1))
+    assert table["X_IMAGE"].unit == "pixel" or str(table["X_IMAGE"].unit) == "pix"
+
+
+def test_positions_are_one_based_fits_pixels(workdir):
+    """A lone star rendered at 0-based (x, y) = (40.0, 60.0) is at X_IMAGE 41, Y_IMAGE 61."""
+    yy, xx = np.mgrid[:128, :128]
+    rng = np.random.default_rng(0)
+    data = (1000 + rng.normal(0, 5, (128, 128)) + 5e4 * np.exp(-((xx - 40.0) ** 2 + (yy - 60.0) ** 2) / 4.5)).astype(np.float32)
+    fits.PrimaryHDU(data).writeto("star.fits")
+    run_exposure("star.fits", ALL, "star.cat", workers=1)
+    table = ascii.read("star.cat", format="sextractor")
+    brightest = table[np.argmin(table["MAG_AUTO"])]
+    assert brightest["X_IMAGE"] == pytest.approx(41.0, abs=0.02)
+    assert brightest["Y_IMAGE"] == pytest.approx(61.0, abs=0.02)
+    assert brightest["EXT_NUMBER"] == 1
+
+
+def test_writer_is_atomic(workdir):
+    rows = np.zeros(3, dtype=[("NUMBER", "i8"), ("FLAGS", "i2")])
+
+    def explode():
+        yield rows
+        raise RuntimeError("disk gone")
+
+    (workdir / "keep.cat").write_text("old\n")
+    with pytest.raises(RuntimeError):
+        write_catalogue(workdir / "keep.cat", explode(), ("NUMBER", "FLAGS"))
+    assert (workdir / "keep.cat").read_text() == "old\n"
+    assert sorted(p.name for p in workdir.iterdir()) == ["keep.cat"]
+
+
+# ---- bad input ---------------------------------------------------------------
+
+
+def _mef(path: Path, *extensions: fits.ImageHDU) -> Path:
+    fits.HDUList([fits.PrimaryHDU(), *extensions]).writeto(path)
+    return path
+
+
+def _good(seed=1) -> fits.ImageHDU:
+    pixels, _ = ccd_image(ExposureSpec.small(seed=seed, nccd=1, size=256), 1)
+    return fits.ImageHDU(pixels, name=f"good{seed}")
+
+
+def test_not_fits_is_a_bad_file(workdir):
+    Path("x.fits.fz").write_text("SIMPLE? no, this is a text file\n" * 100)
+    with pytest.raises(ExposureError, match="x.fits.fz"):
+        run_exposure("x.fits.fz", ALL, "x.cat")
+    assert not Path("x.cat").exists()
+    assert main(["detect", "x.fits.fz", "-CATALOG_NAME", "x.cat"]) == 2
+
+
+def test_truncated_fz_is_a_bad_file_and_writes_nothing(workdir, small_exposure):
+    data = small_exposure.read_bytes()
+    Path("cut.fits.fz").write_bytes(data[: len(data) * 2 // 3])
+    assert main(["detect", "cut.fits.fz", "-CATALOG_NAME", "cut.cat", "-q"]) == 2
+    assert not Path("cut.cat").exists()
+
+
+def test_missing_file_and_missing_config_are_bad_input(workdir, capsys):
+    assert main(["detect", "absent.fits.fz"]) == 2
+    assert "absent.fits.fz" in capsys.readouterr().err
+    assert main(["detect", "absent.fits.fz", "-c", "nope.sex"]) == 2
+    assert "nope.sex" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (fits.ImageHDU(None, name="EMPTY"), "no data"),
+        (fits.ImageHDU(np.zeros((2, 64, 64), dtype=np.float32), name="CUBE"), "3-D"),
+        (fits.ImageHDU(np.full((64, 64), np.nan, dtype=np.float32), name="ALLNAN"), "NaN"),
+        (fits.ImageHDU(np.full((64, 64), 7.0, dtype=np.float32), name="FLAT"), "same value"),
+    ],
+)
+def test_a_bad_ccd_is_skipped_and_the_others_are_kept(workdir, capsys, bad, reason):
+    _mef(workdir / "mixed.fits", _good(1), bad, _good(2))
+    code = main(["detect", "mixed.fits", "-CATALOG_NAME", "mixed.cat"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert reason in err and bad.name.lower() in err.lower() and "mixed.fits" in err
+    table = ascii.read("mixed.cat", format="sextractor")
+    assert len(table) > 10
+
+
+def test_a_ccd_with_no_sources_is_not_an_error(workdir):
+    rng = np.random.default_rng(5)
+    _mef(workdir / "sky.fits", fits.ImageHDU(rng.normal(1000, 10, (128, 128)).astype(np.float32)), _good(3))
+    result = run_exposure("sky.fits", load_config(overrides=["-DETECT_THRESH", "50"]), "sky.cat", workers=1)
+    assert not result.failed
+    assert result.ccds[0].count == 0
+
+
+def test_a_file_with_only_bad_ccds_writes_no_catalogue(workdir):
+    _mef(workdir / "dead.fits", fits.ImageHDU(np.full((64, 64), np.nan, dtype=np.float32)))
+    assert main(["detect", "dead.fits", "-CATALOG_NAME", "dead.cat"]) == 2
+    assert not Path("dead.cat").exists()
+
+
+def test_cli_help_and_config_errors(workdir, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["detect", "--help"])
+    assert exit_.value.code == 0
+    assert "-CATALOG_NAME" in capsys.readouterr().out
+    assert main(["detect", "whatever.fits", "-DETECT_THRES", "3"]) == 2
+    assert "DETECT_THRES" in capsys.readouterr().err
+
+
+def test_cli_does_not_import_prefect_or_cloud_clients():
+    import subprocess
+    import sys
+
+    code = "import sys, canfar_catalogue.cli.main as m; m.build_parser(); " \
+        "import canfar_catalogue.science; print(sorted(k for k in sys.modules if k.split('.')[0] in ('prefect','vos','cadcdata','openstack','htcondor2')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,122 @@
+"""Reading SExtractor configuration files as source-extractor does."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canfar_catalogue.science import ConfigError, ExtractionConfig, load_config
+
+DEBIAN_SEX = Path("/usr/share/source-extractor/default.sex")
+
+
+def test_packaged_defaults_are_debians_with_the_tutorial_columns():
+    config = load_config()
+    assert config.parameters == ("NUMBER", "MAG_AUTO", "X_IMAGE", "Y_IMAGE")
+    assert config.detect_minarea == 3
+    assert config.detect_thresh == 1.5
+    assert config.mask_type == "CORRECT"  # absent from default.sex: source-extractor's default
+    assert config.back_size == (64, 64)
+    assert config.phot_autoparams == (2.5, 3.5)
+    kernel = config.kernel()
+    assert kernel.shape == (3, 3)
+    assert kernel.sum() == pytest.approx(1.0)
+    assert kernel[1, 1] == pytest.approx(4 / 16)
+
+
+@pytest.mark.skipif(not DEBIAN_SEX.exists(), reason="Debian's source-extractor is not installed")
+def test_debians_default_sex_loads_as_it_is_and_reports_unimplemented_keys(workdir):
+    (workdir / "default.param").write_text("NUMBER\nMAG_AUTO\n")
+    (workdir / "default.conv").write_text(Path("/usr/share/source-extractor/default.conv").read_text())
+    config = load_config(DEBIAN_SEX)
+    assert config.parameters == ("NUMBER", "MAG_AUTO")
+    notes = " ".join(config.notes)
+    for key in ("PHOT_APERTURES", "SEEING_FWHM", "STARNNW_NAME"):
+        assert key in notes
+
+
+def test_overrides_win_over_the_file():
+    config = load_config(overrides=["-DETECT_THRESH", "3", "-MAG_ZEROPOINT", "30", "-PHOT_AUTOPARAMS", "2.0,4.0"])
+    assert config.detect_thresh == 3.0
+    assert config.mag_zeropoint == 30.0
+    assert config.phot_autoparams == (2.0, 4.0)
+
+
+def test_relative_file_names_resolve_against_the_current_directory(workdir):
+    (workdir / "mine.param").write_text("NUMBER\nFLAGS\n")
+    (workdir / "box.conv").write_text("CONV NORM\n1 1\n1 1\n")
+    (workdir / "mine.sex").write_text("PARAMETERS_NAME mine.param\nFILTER_NAME box.conv\n")
+    config = load_config("mine.sex")
+    assert config.parameters == ("NUMBER", "FLAGS")
+    assert np.allclose(config.kernel(), 0.25)
+
+
+def test_unknown_keyword_is_an_error_naming_it(workdir):
+    (workdir / "bad.sex").write_text("DETECT_THRES 3\n")
+    with pytest.raises(ConfigError, match="DETECT_THRES"):
+        load_config("bad.sex")
+    with pytest.raises(ConfigError, match="-NOPE"):
+        load_config(overrides=["-NOPE", "1"])
+
+
+def test_unsupported_parameter_is_named_with_the_supported_list(workdir):
+    (workdir / "p.param").write_text("NUMBER\nCLASS_STAR\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=["-PARAMETERS_NAME", "p.param"])
+    assert "CLASS_STAR" in str(error.value) and "MAG_AUTO" in str(error.value)
+
+
+def test_keys_that_would_change_columns_are_errors():
+    with pytest.raises(ConfigError, match="WEIGHT_TYPE"):
+        load_config(overrides=["-WEIGHT_TYPE", "MAP_RMS"])
+    with pytest.raises(ConfigError, match="BACKPHOTO_TYPE"):
+        load_config(overrides=["-BACKPHOTO_TYPE", "LOCAL"])
+    with pytest.raises(ConfigError, match="MASK_TYPE"):
+        load_config(overrides=["-MASK_TYPE", "BLANK"])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1 2 1\n", "CONV"),
+        ("CONV NORM\n1 2\n1 2 3\n", "different lengths"),
+        ("CONV NORM\n1 x 1\n", "line 2"),
+        ("CONV NORM\n", "no rows"),
+    ],
+)
+def test_malformed_conv_names_the_file(workdir, text, message):
+    (workdir / "bad.conv").write_text(text)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(overrides=["-FILTER_NAME", "bad.conv"])
+    assert "bad.conv" in str(error.value)
+
+
+def test_norm_divides_by_the_sum_of_absolute_values_and_nonorm_keeps_the_kernel(workdir):
+    (workdir / "raw.conv").write_text("CONV NONORM\n1 2 1\n")
+    assert np.allclose(load_config(overrides=["-FILTER_NAME", "raw.conv"]).kernel(), [[1, 2, 1]])
+    (workdir / "mexhat.conv").write_text("CONV NORM\n-1 2 -1\n")
+    kernel = load_config(overrides=["-FILTER_NAME", "mexhat.conv"]).kernel()
+    assert np.allclose(kernel, [[-0.25, 0.5, -0.25]])
+    (workdir / "zero.conv").write_text("CONV NORM\n0 0\n")
+    with pytest.raises(ConfigError, match="all zeros"):
+        load_config(overrides=["-FILTER_NAME", "zero.conv"])
+
+
+def test_missing_files_are_named(workdir):
+    with pytest.raises(ConfigError, match="nope.sex"):
+        load_config("nope.sex")
+    with pytest.raises(ConfigError, match="gone.param"):
+        load_config(overrides=["-PARAMETERS_NAME", "gone.param"])
+
+
+def test_fingerprint_follows_the_measurement_not_the_catalogue_name():
+    base = load_config()
+    assert load_config(overrides=["-CATALOG_NAME", "x.cat"]).fingerprint() == base.fingerprint()
+    assert load_config(overrides=["-DETECT_THRESH", "2"]).fingerprint() != base.fingerprint()
+
+
+def test_json_round_trip_keeps_everything():
+    config = load_config(overrides=["-DETECT_THRESH", "2.5"])
+    again = ExtractionConfig.from_json(config.to_json())
+    assert again == config
+    assert again.fingerprint() == config.fingerprint()
