@@ -97,6 +97,31 @@ def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: flo
     return out > threshold
 
 
+def _masking_pixels(
+    image: np.ndarray, kernel: np.ndarray | None, threshold: float, segmap: np.ndarray, minarea: int
+) -> np.ndarray:
+    """Pixels that mask an object's neighbours under MASK_TYPE CORRECT.
+
+    source-extractor blanks every pixel above the detection threshold, gives
+    each object its own pixels back while measuring it, and pastes back for
+    good the pixels of detections removed by CLEAN.  sep leaves both CLEANed
+    detections and islands smaller than DETECT_MINAREA out of its
+    segmentation map; a connected group of at least DETECT_MINAREA such
+    pixels was a detection, so it is unmasked.
+    """
+    from scipy import ndimage
+
+    masking = _filtered_above(image, kernel, threshold)
+    orphans = masking & (segmap == 0)
+    if orphans.any():
+        labels, _ = ndimage.label(orphans, structure=np.ones((3, 3), dtype=bool))
+        sizes = np.bincount(labels.ravel())
+        cleaned = sizes >= minarea
+        cleaned[0] = False
+        masking &= ~cleaned[labels]
+    return masking
+
+
 def _extract(data: np.ndarray, threshold: float, **options):
     """sep.extract, retried with a larger pixel stack when a crowded CCD overflows it."""
     stack = max(sep.get_extract_pixstack(), _PIXSTACK_START)
@@ -167,7 +192,7 @@ def measure_ccd(
 
     gain = _header_float(header, config.gain_key, config.gain)
     satur = _header_float(header, config.satur_key, config.satur_level)
-    detected = _filtered_above(data, kernel, threshold) if config.mask_type == "CORRECT" else None
+    detected = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if config.mask_type == "CORRECT" else None
     phot = auto_photometry(
         data,
         segmap,

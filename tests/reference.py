@@ -27,27 +27,28 @@ def write_param(path: Path, columns=ALL_COLUMNS) -> Path:
     return path
 
 
-def run_classic(fz: Path, workdir: Path, param: Path, *extra: str, name: str = "classic.cat") -> Path:
-    """The tutorial's two steps: funpack -D, then source-extractor with our packaged
-    ``default.sex``/``default.conv`` (Debian's), the given ``.param`` and options."""
+def run_sextractor(image: Path, workdir: Path, param: Path, *extra: str, name: str = "classic.cat") -> Path:
+    """source-extractor with our packaged default.sex/default.conv (Debian's) and ``param``."""
     from canfar_catalogue import config
+
+    catalogue = workdir / name
+    command = [
+        SEXTRACTOR, str(image), "-c", str(config.path("default.sex")),
+        "-FILTER_NAME", str(config.path("default.conv")), "-PARAMETERS_NAME", str(param),
+        "-CATALOG_NAME", str(catalogue), *extra,
+    ]
+    subprocess.run(command, check=True, capture_output=True, cwd=workdir)
+    return catalogue
+
+
+def run_classic(fz: Path, workdir: Path, param: Path, *extra: str, name: str = "classic.cat") -> Path:
+    """The tutorial's two steps: ``funpack -D``, then source-extractor."""
     workdir.mkdir(parents=True, exist_ok=True)
     plain = workdir / fz.name.removesuffix(".fz")
     if not plain.exists():
         shutil.copy(fz, workdir / fz.name)
         subprocess.run([FUNPACK, "-D", str(workdir / fz.name)], check=True, capture_output=True)
-    catalogue = workdir / name
-    subprocess.run(
-        [
-            SEXTRACTOR, str(plain), "-c", str(config.path("default.sex")),
-            "-FILTER_NAME", str(config.path("default.conv")), "-PARAMETERS_NAME", str(param),
-            "-CATALOG_NAME", str(catalogue), *extra,
-        ],
-        check=True,
-        capture_output=True,
-        cwd=workdir,
-    )
-    return catalogue
+    return run_sextractor(plain, workdir, param, *extra, name=name)
 
 
 def read(path: Path) -> Table:
