@@ -24,7 +24,7 @@ PIXEL_SCALE = 0.187 / 3600.0  # degrees per pixel
 SATURATE = 65000.0
 GAIN = 1.6  # e-/ADU
 SKY = 1000.0  # ADU
-SOURCE_DENSITY = 3.5e-4  # sources per pixel: about 3,300 per full CCD
+SOURCE_DENSITY = 6.5e-4  # sources per pixel: about 3,100 detections per full CCD with default.sex
 
 TRUTH_DTYPE = np.dtype(
     [("ext_number", "i2"), ("x", "f8"), ("y", "f8"), ("flux", "f8"), ("kind", "U6")]

