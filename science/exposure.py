@@ -32,13 +32,13 @@ class CCD:
     extname: str | None
 
 
-def _open(path: Path) -> fits.HDUList:
+def _open(path: Path, lazy: bool = False) -> fits.HDUList:
     if not path.exists():
         raise ExposureError(f"{path}: no such file")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False, do_not_scale_image_data=True)
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=lazy, do_not_scale_image_data=True)
     except (OSError, ValueError, TypeError) as exc:
         raise ExposureError(f"{path}: not a readable FITS file ({exc})") from None
     for warning in caught:
@@ -79,7 +79,7 @@ def read_ccd(path: str | Path, ccd: CCD) -> tuple[np.ndarray, fits.Header]:
     applied in float32; this avoids astropy's intermediate uint16/float copies.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with _open(path, lazy=True) as hdul:  # the file was checked whole by list_ccds
         hdu = hdul[ccd.hdu]
         header = hdu.header.copy()
         naxis = header.get("NAXIS", 0)

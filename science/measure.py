@@ -145,7 +145,9 @@ def _masking_pixels(
     pixels was a detection, so it is unmasked.
     """
     masking = _filtered_above(image, kernel, threshold)
-    ys, xs = np.nonzero(masking & (segmap == 0))
+    flat = np.flatnonzero(masking)
+    flat = flat[segmap.ravel()[flat] == 0]
+    ys, xs = np.divmod(flat, image.shape[1])
     if len(ys):
         sizes, labels = _connected_groups(ys, xs, image.shape[1])
         cleaned = sizes[labels] >= minarea
@@ -170,16 +172,17 @@ def measure_ccd(
     data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
 ) -> CCDMeasurement:
     """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place."""
-    blank = ~np.isfinite(data)
-    has_blank = bool(blank.any())
+    # One cheap pass tells whether any pixel is NaN or infinite.
+    has_blank = not np.isfinite(data.sum(dtype=np.float64))
+    blank = ~np.isfinite(data) if has_blank else None
     if has_blank:
         if blank.all():
             raise EmptyCCD("every pixel is NaN")
         data[blank] = 0.0
-    usable = data[~blank] if has_blank else data
-    if float(usable.min()) == float(usable.max()):
-        raise EmptyCCD(f"every pixel has the same value ({float(usable.min())}); there is nothing to measure")
-    mask = blank if has_blank else None
+    usable = data[~blank] if has_blank else data.ravel()
+    if not (usable != usable[0]).any():
+        raise EmptyCCD(f"every pixel has the same value ({float(usable[0])}); there is nothing to measure")
+    mask = blank
 
     bw, bh = config.back_size
     fw, fh = config.back_filtersize
