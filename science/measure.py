@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .columns import dtype_for
 from .photometry import (
@@ -74,9 +76,8 @@ def _header_float(header, key: str, default: float) -> float:
 def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float) -> np.ndarray:
     """Pixels above threshold in the filtered image, as sep and source-extractor filter it.
 
-    Out-of-CCD pixels count as zero.  A separable kernel (default.conv and
-    the gauss_*.conv files are) is applied as a column pass then a row pass,
-    three times cheaper than the full 2-D sum.
+    Out-of-CCD pixels count as zero.  A separable kernel (default.conv and the
+    gauss_*.conv files are) is applied as a column pass then a row pass.
     """
     if kernel is None:
         return image > threshold
@@ -84,28 +85,41 @@ def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: flo
     if len(s) > 1 and s[1] <= 1e-6 * s[0]:
         column = (u[:, 0] * np.sqrt(s[0])).astype(np.float32)[:, None]
         row = (vt[0] * np.sqrt(s[0])).astype(np.float32)[None, :]
-        return _correlate(_correlate(image, column), row) > threshold
-    return _correlate(image, kernel) > threshold
-
-
-def _correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Zero-padded 2-D correlation of a float32 image with a small kernel, in place-friendly steps."""
-    ny, nx = image.shape
+        passes = [column, row]
+    else:
+        passes = [kernel.astype(np.float32)]
     kh, kw = kernel.shape
-    out = np.zeros((ny, nx), dtype=np.float32)
-    product = np.empty((ny, nx), dtype=np.float32)
+    ny, nx = image.shape
+    # Zero padding makes every shift of the kernel a contiguous 1-D slice.
+    padded = np.zeros((ny + kh - 1, nx + kw - 1), dtype=np.float32)
+    padded[kh // 2 : kh // 2 + ny, kw // 2 : kw // 2 + nx] = image
+    for weights in passes:
+        padded = _correlate_flat(padded, weights)
+    return padded[kh // 2 : kh // 2 + ny, kw // 2 : kw // 2 + nx] > threshold
+
+
+def _correlate_flat(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Correlate a zero-padded image with a small kernel using flat, contiguous shifts.
+
+    Values within the padding come out as garbage; the padding must be at
+    least the kernel's half-size, so that the interior is exact.
+    """
+    width = padded.shape[1]
+    src = padded.ravel()
+    out = np.zeros_like(src)
+    scratch = np.empty_like(src)
+    kh, kw = kernel.shape
     for j in range(kh):
-        dy = j - kh // 2
         for i in range(kw):
-            dx = i - kw // 2
             weight = kernel[j, i]
             if weight == 0:
                 continue
-            src = image[max(dy, 0) : ny + min(dy, 0), max(dx, 0) : nx + min(dx, 0)]
-            tmp = product[: src.shape[0], : src.shape[1]]
-            np.multiply(src, weight, out=tmp)
-            out[max(-dy, 0) : ny - max(dy, 0), max(-dx, 0) : nx - max(dx, 0)] += tmp
-    return out
+            shift = (j - kh // 2) * width + (i - kw // 2)
+            lo, hi = max(-shift, 0), src.size - max(shift, 0)
+            product = scratch[: hi - lo]
+            np.multiply(src[lo + shift : hi + shift], weight, out=product)
+            out[lo:hi] += product
+    return out.reshape(padded.shape)
 
 
 def _connected_groups(ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,9 +128,6 @@ def _connected_groups(ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.nd
     Returns each group's size and each pixel's group; cheaper than labelling a
     whole CCD when, as here, only a few thousand pixels are set.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     flat = ys.astype(np.int64) * width + xs
     rows, cols = [], []
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):

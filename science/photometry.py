@@ -70,53 +70,90 @@ def _ellipse_extent(cxx, cyy, cxy, k):
     return dxlim, dylim
 
 
-def _boxes(mx, my, dxlim, dylim, width, height):
-    """Integer pixel boxes [xmin, xmax) × [ymin, ymax), clipped; and who was clipped."""
+@dataclass
+class _Apertures:
+    """Per-object ellipses ``cxx dx² + cyy dy² + cxy dx dy <= k2`` and their pixel boxes."""
+
+    cxx: np.ndarray
+    cyy: np.ndarray
+    cxy: np.ndarray
+    k2: np.ndarray
+    xmin: np.ndarray
+    xmax: np.ndarray
+    ymin: np.ndarray
+    ymax: np.ndarray
+    clipped: np.ndarray
+    ellipse: np.ndarray
+
+
+def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
+    """source-extractor's aperture at ``factor`` (in units of the isophotal ellipse),
+    or a circle of diameter ``aper`` when the ellipse would be smaller than it."""
+    height, width = shape
+    a = objects["a"].astype(np.float32)
+    b = objects["b"].astype(np.float32)
+    cxx = objects["cxx"].astype(np.float32)
+    cyy = objects["cyy"].astype(np.float32)
+    cxy = objects["cxy"].astype(np.float32)
+    radius = np.float32(aper / 2.0)
+    ellipse = factor * np.sqrt(a * b) > radius
+    dxlim, dylim = _ellipse_extent(cxx, cyy, cxy, factor)
+    dxlim = np.where(ellipse, dxlim, radius)
+    dylim = np.where(ellipse, dylim, radius)
+    k = np.where(ellipse, factor, radius).astype(np.float32)
     xmin = _rint(mx - dxlim)
     xmax = _rint(mx + dxlim) + 1
     ymin = _rint(my - dylim)
     ymax = _rint(my + dylim) + 1
     clipped = (xmin < 0) | (xmax > width) | (ymin < 0) | (ymax > height)
-    return (
+    return _Apertures(
+        np.where(ellipse, cxx, np.float32(1)),
+        np.where(ellipse, cyy, np.float32(1)),
+        np.where(ellipse, cxy, np.float32(0)),
+        k * k,
         np.clip(xmin, 0, width),
         np.clip(xmax, 0, width),
         np.clip(ymin, 0, height),
         np.clip(ymax, 0, height),
         clipped,
+        ellipse,
     )
 
 
-def _chunks(npix: np.ndarray):
-    """Split object indices into runs whose boxes hold about _CHUNK_PIXELS pixels."""
+def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
+    """(owner, flat index, r²) of every pixel whose centre lies in apertures lo..hi-1."""
+    nx = (ap.xmax[lo:hi] - ap.xmin[lo:hi]).astype(np.int32)
+    npix = nx * (ap.ymax[lo:hi] - ap.ymin[lo:hi]).astype(np.int32)
+    owner = np.repeat(np.arange(lo, hi, dtype=np.int32), npix)
+    local = np.arange(owner.size, dtype=np.int32) - np.repeat((np.cumsum(npix) - npix).astype(np.int32), npix)
+    ly, lx = np.divmod(local, np.repeat(np.maximum(nx, 1), npix))
+    x = lx + ap.xmin[owner].astype(np.int32)
+    y = ly + ap.ymin[owner].astype(np.int32)
+    dx = x.astype(np.float32) - mx[owner]
+    dy = y.astype(np.float32) - my[owner]
+    r2 = ap.cxx[owner] * dx * dx + ap.cyy[owner] * dy * dy + ap.cxy[owner] * dx * dy
+    inside = r2 <= ap.k2[owner]
+    flat = y[inside].astype(np.int64) * width + x[inside]
+    return owner[inside], flat, r2[inside]
+
+
+def _chunks(ap: _Apertures):
+    """Runs of objects whose boxes hold about _CHUNK_PIXELS pixels together."""
+    npix = (ap.xmax - ap.xmin) * (ap.ymax - ap.ymin)
+    edges = np.searchsorted(np.cumsum(npix), np.arange(_CHUNK_PIXELS, npix.sum() + _CHUNK_PIXELS, _CHUNK_PIXELS))
     start = 0
-    total = 0
-    for i, n in enumerate(npix):
-        total += int(n)
-        if total >= _CHUNK_PIXELS:
-            yield start, i + 1
-            start, total = i + 1, 0
+    for edge in np.unique(np.minimum(edges + 1, len(npix))):
+        if edge > start:
+            yield start, int(edge)
+            start = int(edge)
     if start < len(npix):
         yield start, len(npix)
-
-
-def _box_pixels(xmin, xmax, ymin, ymax):
-    """Every (object, x, y) in the boxes, as flat arrays."""
-    nx = xmax - xmin
-    ny = ymax - ymin
-    npix = nx * ny
-    owner = np.repeat(np.arange(len(nx)), npix)
-    first = np.repeat(np.cumsum(npix) - npix, npix)
-    local = np.arange(owner.size) - first
-    nx_o = nx[owner]
-    x = xmin[owner] + local % np.maximum(nx_o, 1)
-    y = ymin[owner] + local // np.maximum(nx_o, 1)
-    return owner, x, y
 
 
 def auto_photometry(
     image: np.ndarray,
     segmap: np.ndarray,
-    detected: np.ndarray | None,
+    masking: np.ndarray | None,
     blank: np.ndarray | None,
     objects: np.ndarray,
     *,
@@ -130,132 +167,84 @@ def auto_photometry(
     """Measure FLUX_AUTO, FLUXERR_AUTO and KRON_RADIUS for sep's ``objects``.
 
     ``image`` is background-subtracted; ``segmap`` holds 1-based object ids;
-    ``detected`` marks pixels above the detection threshold in the filtered
-    image (None with MASK_TYPE NONE); ``blank`` marks NaN pixels or is None.
+    ``masking`` marks the pixels that mask other objects (None with MASK_TYPE
+    NONE); ``blank`` marks NaN pixels or is None.
     """
     n = len(objects)
     height, width = image.shape
-    flux = np.zeros(n)
-    sigtv = np.zeros(n)
-    kron = np.zeros(n, dtype=np.float32)
     flags = np.zeros(n, dtype=np.int16)
     if n == 0:
-        return AutoPhotometry(flux, sigtv, kron, flags)
-
+        return AutoPhotometry(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.float32), flags)
+    pixels = image.ravel()
+    seg = segmap.ravel()
+    masking_flat = masking.ravel() if masking is not None else None
+    blank_flat = blank.ravel() if blank is not None else None
     mx = objects["x"].astype(np.float32)
     my = objects["y"].astype(np.float32)
-    a = objects["a"].astype(np.float32)
-    b = objects["b"].astype(np.float32)
-    cxx = objects["cxx"].astype(np.float32)
-    cyy = objects["cyy"].astype(np.float32)
-    cxy = objects["cxy"].astype(np.float32)
-    ids = np.arange(1, n + 1, dtype=segmap.dtype)
-    sqrt_ab = np.sqrt(a * b)
-    one = np.ones(n, dtype=np.float32)
-    zero = np.zeros(n, dtype=np.float32)
 
-    def masked_at(owner, x, y):
-        m = np.zeros(owner.size, dtype=bool)
-        if blank is not None:
-            m |= blank[y, x]
-        if detected is not None:
-            m |= detected[y, x] & (segmap[y, x] != ids[owner])
-        return m
+    def masked_at(owner: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """Whether each pixel is masked for the object that owns the aperture."""
+        masked = blank_flat[flat] if blank_flat is not None else np.zeros(flat.size, dtype=bool)
+        if masking_flat is not None:
+            maybe = np.flatnonzero(masking_flat[flat])
+            masked[maybe[seg[flat[maybe]] != owner[maybe] + 1]] = True
+        return masked
 
-    def shape_for(factor, aper):
-        """Ellipse coefficients and k², or a circle of diameter ``aper`` when too small."""
-        ellipse = factor * sqrt_ab > np.float32(aper / 2.0)
-        radius = np.float32(aper / 2.0)
-        c_xx = np.where(ellipse, cxx, one)
-        c_yy = np.where(ellipse, cyy, one)
-        c_xy = np.where(ellipse, cxy, zero)
-        k = np.where(ellipse, factor, radius).astype(np.float32)
-        if np.any(~ellipse):
-            dxlim, dylim = _ellipse_extent(cxx, cyy, cxy, factor)
-            dxlim = np.where(ellipse, dxlim, radius)
-            dylim = np.where(ellipse, dylim, radius)
-        else:
-            dxlim, dylim = _ellipse_extent(cxx, cyy, cxy, factor)
-        return ellipse, c_xx, c_yy, c_xy, k * k, dxlim.astype(np.float32), dylim.astype(np.float32)
-
-    # Pass 1: the Kron radius.
-    kfac = np.full(n, KRON_NSIG, dtype=np.float32)
-    _, c_xx, c_yy, c_xy, klim2, dxlim, dylim = shape_for(kfac, autoapers[0])
-    xmin, xmax, ymin, ymax, clipped = _boxes(mx, my, dxlim, dylim, width, height)
-    flags[clipped] |= FLAG_APERTURE_INCOMPLETE
-    r1 = np.zeros(n)
-    v1 = np.zeros(n)
-    area = np.zeros(n)
-    areab = np.zeros(n)
-    npix = (xmax - xmin) * (ymax - ymin)
-    for lo, hi in _chunks(npix):
-        owner, x, y = _box_pixels(xmin[lo:hi], xmax[lo:hi], ymin[lo:hi], ymax[lo:hi])
-        owner += lo
-        dx = x.astype(np.float32) - mx[owner]
-        dy = y.astype(np.float32) - my[owner]
-        r2 = c_xx[owner] * dx * dx + c_yy[owner] * dy * dy + c_xy[owner] * dx * dy
-        inside = r2 <= klim2[owner]
-        owner, x, y, r2 = owner[inside], x[inside], y[inside], r2[inside]
-        masked = masked_at(owner, x, y)
-        pix = image[y, x].astype(np.float64)
+    # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
+    ap = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], image.shape)
+    flags[ap.clipped] |= FLAG_APERTURE_INCOMPLETE
+    r1, v1, area, areab = (np.zeros(n) for _ in range(4))
+    for lo, hi in _chunks(ap):
+        owner, flat, r2 = _pixels_inside(ap, mx, my, width, lo, hi)
+        masked = masked_at(owner, flat)
         good = ~masked
-        r1 += np.bincount(owner[good], weights=np.sqrt(r2[good]) * pix[good], minlength=n)
-        v1 += np.bincount(owner[good], weights=pix[good], minlength=n)
-        area += np.bincount(owner[good], minlength=n)
+        owner_good = owner[good]
+        value = pixels[flat[good]].astype(np.float64)
+        r1 += np.bincount(owner_good, weights=np.sqrt(r2[good]) * value, minlength=n)
+        v1 += np.bincount(owner_good, weights=value, minlength=n)
+        area += np.bincount(owner_good, minlength=n)
         areab += np.bincount(owner[masked], minlength=n)
 
     total = area + areab
     usable = total > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         kfac = np.where((r1 > 0) & (v1 > 0), np.float32(kron_fact) * (r1 / v1), min_radius)
-    kfac = np.maximum(kfac, min_radius).astype(np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
         crowded = usable & (areab / np.where(usable, total, 1) > CROWD_THRESHOLD)
+    kfac = np.maximum(kfac, min_radius).astype(np.float32)
     flags[crowded] |= FLAG_CROWDED
 
-    # Pass 2: the flux within k.
-    ellipse, c_xx, c_yy, c_xy, klim2, dxlim, dylim = shape_for(kfac, autoapers[1])
-    kfac = np.where(ellipse, kfac, np.float32(0.0))
-    xmin, xmax, ymin, ymax, clipped = _boxes(mx, my, dxlim, dylim, width, height)
-    clipped &= usable
-    flags[clipped] |= FLAG_APERTURE_INCOMPLETE
-    xmin, xmax, ymin, ymax = (np.where(usable, v, 0) for v in (xmin, xmax, ymin, ymax))
-    tv = np.zeros(n)
-    area2 = np.zeros(n)
-    areab2 = np.zeros(n)
-    npix = (xmax - xmin) * (ymax - ymin)
-    for lo, hi in _chunks(npix):
-        owner, x, y = _box_pixels(xmin[lo:hi], xmax[lo:hi], ymin[lo:hi], ymax[lo:hi])
-        owner += lo
-        dx = x.astype(np.float32) - mx[owner]
-        dy = y.astype(np.float32) - my[owner]
-        r2 = c_xx[owner] * dx * dx + c_yy[owner] * dy * dy + c_xy[owner] * dx * dy
-        inside = r2 <= klim2[owner]
-        owner, x, y = owner[inside], x[inside], y[inside]
-        masked = masked_at(owner, x, y)
-        pix = image[y, x].astype(np.float64)
+    # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
+    ap = _apertures(objects, mx, my, kfac, autoapers[1], image.shape)
+    kfac = np.where(ap.ellipse, kfac, np.float32(0.0))
+    flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
+    for box in (ap.xmin, ap.xmax, ap.ymin, ap.ymax):
+        box[~usable] = 0
+    tv, area2, areab2 = (np.zeros(n) for _ in range(3))
+    for lo, hi in _chunks(ap):
+        owner, flat, _ = _pixels_inside(ap, mx, my, width, lo, hi)
+        value = pixels[flat].astype(np.float64)
+        masked = masked_at(owner, flat)
         if masked.any():
-            m_owner, m_x, m_y = owner[masked], x[masked], y[masked]
+            m_owner, m_flat = owner[masked], flat[masked]
             replacement = np.zeros(m_owner.size)
             if correct:
+                m_y, m_x = np.divmod(m_flat, width)
                 x2 = (np.float32(2.0) * mx[m_owner] + np.float32(0.49999) - m_x).astype(np.int64)
                 y2 = (np.float32(2.0) * my[m_owner] + np.float32(0.49999) - m_y).astype(np.int64)
-                inimage = (x2 >= 0) & (x2 < width) & (y2 >= 0) & (y2 < height)
-                idx = np.flatnonzero(inimage)
-                mirror_ok = ~masked_at(m_owner[idx], x2[idx], y2[idx])
-                take = idx[mirror_ok]
-                replacement[take] = image[y2[take], x2[take]]
-            pix[masked] = replacement
-        tv += np.bincount(owner, weights=pix, minlength=n)
+                inside = np.flatnonzero((x2 >= 0) & (x2 < width) & (y2 >= 0) & (y2 < height))
+                mirror = y2[inside] * width + x2[inside]
+                usable_mirror = ~masked_at(m_owner[inside], mirror)
+                replacement[inside[usable_mirror]] = pixels[mirror[usable_mirror]]
+            value[masked] = replacement
+        tv += np.bincount(owner, weights=value, minlength=n)
         area2 += np.bincount(owner, minlength=n)
         areab2 += np.bincount(owner[masked], minlength=n)
 
-    crowded = areab2 > CROWD_THRESHOLD * area2
-    flags[crowded] |= FLAG_CROWDED
-    sig = area2 * backsig * backsig
+    flags[areab2 > CROWD_THRESHOLD * area2] |= FLAG_CROWDED
+    variance = area2 * backsig * backsig
     if gain > 0:
-        sig = sig + np.where(tv > 0, tv / gain, 0.0)
+        variance = variance + np.where(tv > 0, tv / gain, 0.0)
     flux = np.where(usable, tv, 0.0)
-    fluxerr = np.where(usable, np.sqrt(sig), 0.0)
+    fluxerr = np.where(usable, np.sqrt(variance), 0.0)
     kron = np.where(flux > 0, kfac, np.float32(0.0)).astype(np.float32)
     return AutoPhotometry(flux, fluxerr, kron, flags)
