@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd
 from .measure import EmptyCCD, measure_ccd
+from .memory import reuse_freed_memory
 from .sexconfig import ExtractionConfig
 
 
@@ -94,11 +96,18 @@ def default_workers() -> int:
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # forkserver: safe to start from a process with threads (Prefect, HTTP
-    # clients), and the preloaded server makes each worker start in milliseconds.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    """Worker processes that start with our modules already imported.
+
+    A single-threaded parent (the CLI) is forked directly.  A parent with
+    other threads (a Prefect task run, HTTP clients) must not fork, so it uses
+    a fork server that imports this module once and forks workers from it.
+    """
+    if threading.active_count() == 1:
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=reuse_freed_memory)
 
 
 def measure_exposure(
@@ -126,6 +135,7 @@ def measure_exposure(
             progress(ccd_result, len(result.ccds), len(ccds))
 
     if workers <= 1:
+        reuse_freed_memory()
         for ccd in ccds:
             finished(measure_one(str(path), ccd, config))
     else:
