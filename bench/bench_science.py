@@ -25,6 +25,19 @@ from canfar_catalogue import config
 from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
 
+# The same per-CCD work in two threads of one process.
+THREADED = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from canfar_catalogue.science import list_ccds, load_config
+from canfar_catalogue.science.pipeline import measure_one
+path = sys.argv[1]
+config = load_config()
+with ThreadPoolExecutor(2) as pool:
+    list(pool.map(lambda ccd: measure_one(path, ccd, config), list_ccds(path)))
+"""
+
+
 def _tree_rss(pid: int) -> int:
     """Resident bytes of a process and all its descendants."""
     total = 0
@@ -101,6 +114,7 @@ def main() -> None:
         ],
         "ours, 1 process": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "1", "-CATALOG_NAME", "serial.cat"]],
         "ours, 2 processes": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "parallel.cat"]],
+        "ours, 2 threads (to show sep holds the GIL)": lambda d: [[sys.executable, "-c", THREADED, str(exposure.resolve())]],
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, int] = {name: 0 for name in variants}

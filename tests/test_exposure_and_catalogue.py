@@ -184,3 +184,20 @@ def test_cli_does_not_import_prefect_or_cloud_clients():
         "import canfar_catalogue.science; print(sorted(k for k in sys.modules if k.split('.')[0] in ('prefect','vos','cadcdata','openstack','htcondor2')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_quantised_float_exposures_read_like_megacam_p_files(workdir):
+    """Processed MegaCam files are float32, Rice-compressed with quantisation and dithering."""
+    pixels, _ = ccd_image(ExposureSpec.small(seed=4, nccd=1, size=256), 1)
+    data = pixels.astype(np.float32) * np.float32(1.25) - np.float32(200.0)
+    data[10, 10:20] = np.nan
+    hdu = fits.CompImageHDU(data, compression_type="RICE_1", quantize_level=16.0, name="ccd00")
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto("float.fits.fz")
+    ccd = list_ccds("float.fits.fz")[0]
+    read, _ = read_ccd("float.fits.fz", ccd)
+    assert read.dtype == np.float32
+    assert np.isnan(read[10, 10:20]).all()
+    finite = np.isfinite(data)
+    assert np.allclose(read[finite], data[finite], atol=2.0)  # within the quantisation step
+    result = run_exposure("float.fits.fz", ALL, "float.cat", workers=1)
+    assert result.count > 10 and not result.failed
