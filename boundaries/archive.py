@@ -1,0 +1,138 @@
+"""Where exposures come from: ``cadc:CFHT`` in production, a folder by default.
+
+An archive is named by a URI: ``file:///data/archive`` (a folder of
+``<id>.fits.fz`` files) or ``cadc:CFHT`` (the CADC archive).  It can give an
+exposure's md5 without downloading it (so a finished exposure is skipped for
+the price of one small request), fetch it into a directory, and list what
+arrived since a date (for the nightly run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Protocol
+from urllib.parse import urlparse
+
+from .errors import ChecksumMismatch, NotFound, PermanentError, TransientError
+from .ids import file_name
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A complete, verified local copy of an exposure."""
+
+    path: Path
+    md5: str
+    size: int
+
+
+class Archive(Protocol):
+    uri: str
+
+    def checksum(self, observation_id: str) -> str:
+        """The md5 (hex) of the exposure's file, without downloading it."""
+
+    def fetch(self, observation_id: str, directory: Path) -> Fetched:
+        """Download into ``directory``; a partial file never has the final name."""
+
+    def list_since(self, since: datetime) -> list[str]:
+        """Observation IDs that arrived at or after ``since`` (UTC), oldest first."""
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalArchive:
+    """A folder of ``<id>.fits.fz`` files standing in for the CADC archive."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.root = Path(urlparse(uri).path)
+        if not self.root.is_dir():
+            raise PermanentError(f"archive {uri}: {self.root} is not a directory")
+
+    def _path(self, observation_id: str) -> Path:
+        path = self.root / file_name(observation_id)
+        if not path.is_file():
+            raise NotFound(f"observation {observation_id} is not in the archive {self.uri} (no {path.name})")
+        return path
+
+    def checksum(self, observation_id: str) -> str:
+        path = self._path(observation_id)
+        # A checksum file written beside the exposure keeps the skip check cheap.
+        sidecar = path.with_name(path.name + ".md5")
+        if sidecar.is_file() and sidecar.stat().st_mtime >= path.stat().st_mtime:
+            return sidecar.read_text().split()[0]
+        return md5_of(path)
+
+    def fetch(self, observation_id: str, directory: Path) -> Fetched:
+        source = self._path(observation_id)
+        expected = self.checksum(observation_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / source.name
+        fd, partial = tempfile.mkstemp(prefix=f".{source.name}.", suffix=".part", dir=directory)
+        digest = hashlib.md5()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            if digest.hexdigest() != expected:
+                raise ChecksumMismatch(
+                    f"observation {observation_id}: md5 {digest.hexdigest()} does not match the archive's {expected}"
+                )
+            os.replace(partial, target)
+        except OSError as exc:
+            Path(partial).unlink(missing_ok=True)
+            raise TransientError(f"observation {observation_id}: copy from {self.uri} failed: {exc}") from exc
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+        return Fetched(target, expected, size)
+
+    def list_since(self, since: datetime) -> list[str]:
+        from .ids import observation_id_of
+
+        cutoff = since.timestamp()
+        found = []
+        for path in self.root.glob("*.fits.fz"):
+            observation_id = observation_id_of(path.name)
+            mtime = path.stat().st_mtime
+            if observation_id and mtime >= cutoff:
+                found.append((mtime, observation_id))
+        return [observation_id for _, observation_id in sorted(found)]
+
+
+_SCHEMES: dict[str, Callable[[str], Archive]] = {"file": LocalArchive}
+
+
+def register(scheme: str, factory: Callable[[str], Archive]) -> None:
+    """Make ``scheme:`` URIs open with ``factory`` (the CADC archive registers ``cadc``)."""
+    _SCHEMES[scheme] = factory
+
+
+def open_archive(uri: str) -> Archive:
+    """The archive a URI names: ``file:///path`` or ``cadc:CFHT``."""
+    scheme = urlparse(uri).scheme
+    if scheme not in _SCHEMES:
+        known = ", ".join(f"{s}:" for s in sorted(_SCHEMES))
+        raise PermanentError(f"archive {uri!r}: unknown scheme {scheme + ':' if scheme else '(none)'}; use one of {known}")
+    return _SCHEMES[scheme](uri)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,84 @@
+"""The small record stored beside each catalogue, and the "already done" rule.
+
+``<id>.cat`` is stored first and ``<id>.provenance.json`` second, so the
+record's presence means the catalogue is complete.  An exposure is done when
+the record names the same input md5 and configuration hash as the run that
+would redo it, and the catalogue's md5 is the one the record names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from .errors import BoundaryError
+from .storage import Destination
+
+SCHEMA = 1
+
+
+def catalogue_name(observation_id: str) -> str:
+    return f"{observation_id}.cat"
+
+
+def record_name(observation_id: str) -> str:
+    return f"{observation_id}.provenance.json"
+
+
+@dataclass
+class Provenance:
+    observation_id: str
+    input_md5: str
+    config_hash: str
+    catalogue_md5: str
+    sources: int
+    ccds: int
+    skipped_ccds: list[str] = field(default_factory=list)
+    archive: str = ""
+    software: dict[str, str] = field(default_factory=dict)
+    flow_run_id: str | None = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema: int = SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Provenance":
+        raw = json.loads(text)
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        return cls(**known)
+
+
+def stored(destination: Destination, observation_id: str) -> Provenance | None:
+    """The record of a completed catalogue at ``destination``, or None."""
+    try:
+        if destination.stat(record_name(observation_id)) is None:
+            return None
+        record = Provenance.from_json(destination.read(record_name(observation_id)))
+    except (BoundaryError, ValueError, TypeError):
+        return None
+    if destination.stat(catalogue_name(observation_id)) != record.catalogue_md5:
+        return None
+    return record
+
+
+def is_done(destination: Destination, observation_id: str, input_md5: str, config_hash: str) -> Provenance | None:
+    """The stored record when this exposure is done with this input and configuration."""
+    record = stored(destination, observation_id)
+    if record and record.input_md5 == input_md5 and record.config_hash == config_hash:
+        return record
+    return None
+
+
+def software_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("canfar-catalogue", "sep", "astropy", "numpy"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return versions

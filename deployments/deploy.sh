@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create the work pool and the download concurrency limit, then deploy every
+# flow of deployments/prefect.yaml.  Idempotent: run it again after an upgrade.
+#
+#   CANFAR_CATALOGUE_POOL=catalogue-local \
+#   CANFAR_CATALOGUE_ARCHIVE=cadc:CFHT \
+#   CANFAR_CATALOGUE_DESTINATION=vos:myspace/catalogues \
+#   bash deployments/deploy.sh
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+export CANFAR_CATALOGUE_POOL="${CANFAR_CATALOGUE_POOL:-catalogue-local}"
+export CANFAR_CATALOGUE_ARCHIVE="${CANFAR_CATALOGUE_ARCHIVE:-cadc:CFHT}"
+: "${CANFAR_CATALOGUE_DESTINATION:?set CANFAR_CATALOGUE_DESTINATION to file:///... or vos:<space>/<path>}"
+pool_type="${CANFAR_CATALOGUE_POOL_TYPE:-process}"
+prefect="${PREFECT:-prefect}"
+
+read -r limit slots < <(python - <<'PY'
+from canfar_catalogue import config
+d = config.settings()["download"]
+print(d["concurrency_limit"], d["concurrency_slots"])
+PY
+)
+
+if ! "$prefect" work-pool inspect "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
+  "$prefect" work-pool create "$CANFAR_CATALOGUE_POOL" --type "$pool_type" >/dev/null
+fi
+slots_exposures="${CANFAR_CATALOGUE_EXPOSURE_SLOTS:-1}"
+if "$prefect" work-queue inspect exposures --pool "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
+  "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_POOL" >/dev/null
+else
+  "$prefect" work-queue create exposures --pool "$CANFAR_CATALOGUE_POOL" --limit "$slots_exposures" >/dev/null
+fi
+if "$prefect" global-concurrency-limit inspect "$limit" >/dev/null 2>&1; then
+  "$prefect" global-concurrency-limit update "$limit" --limit "$slots" >/dev/null
+else
+  "$prefect" global-concurrency-limit create "$limit" --limit "$slots" >/dev/null
+fi
+cd "$here/.."
+"$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all >/dev/null
+echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"

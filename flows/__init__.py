@@ -1,0 +1,1 @@
+"""Prefect flows: one exposure, a batch of exposures, the nightly discovery."""

@@ -1,0 +1,122 @@
+"""One exposure: download, detect, write, upload.  What the batch dispatches.
+
+Each exposure is its own flow run, so a work pool (``process`` locally,
+``htcondor`` on the cloud) runs it wherever the per-exposure deployment says.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from ..boundaries import ids
+from ..boundaries.errors import PermanentError
+from ..boundaries.provenance import Provenance, catalogue_name, is_done, software_versions
+from ..boundaries.storage import open_destination
+from ..science import ExtractionConfig, InputError, load_config
+from ..tasks.detect import detect
+from ..tasks.download import archive_checksum, download
+from ..tasks.upload import upload
+from .scratch import scratch_root
+
+
+class PermanentFailure(Exception):
+    """This exposure cannot succeed as it is (bad ID, missing observation, corrupt file, no permission).
+
+    The batch does not start it again; the message says what to check.
+    """
+
+
+def artifact_key(observation_id: str, suffix: str = "") -> str:
+    return f"exposure-{observation_id}{suffix}"
+
+
+@flow(name="catalogue-exposure", flow_run_name="{observation_id}", persist_result=False)
+def catalogue_exposure(
+    observation_id: str,
+    archive: str,
+    destination: str,
+    config_json: str | None = None,
+    force: bool = False,
+    scratch: str | None = None,
+) -> dict:
+    """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat``.
+
+    Skips the exposure when the destination already holds its catalogue for
+    the same input md5 and configuration, unless ``force``.
+    """
+    logger = get_run_logger()
+    try:
+        observation_id = ids.check(observation_id)
+        extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
+        open_destination(destination)  # a bad URI fails here, before any download
+    except (ids.InvalidID, InputError, PermanentError) as exc:
+        raise PermanentFailure(str(exc)) from None
+    config_hash = extraction.fingerprint()
+    workdir = scratch_root(scratch) / str(flow_run.get_id() or observation_id)
+    catalogue = workdir / catalogue_name(observation_id)
+    try:
+        input_md5 = archive_checksum(observation_id, archive)
+        done = None if force else is_done(open_destination(destination), observation_id, input_md5, config_hash)
+        if done:
+            logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
+            _publish(observation_id, "skipped", done.sources, [], open_destination(destination).location(catalogue.name))
+            return {"id": observation_id, "status": "skipped", "sources": done.sources}
+        fetched = download(observation_id, archive, workdir)
+        result = detect(fetched.path, extraction.to_json(), catalogue)
+        record = Provenance(
+            observation_id=observation_id,
+            input_md5=fetched.md5,
+            config_hash=config_hash,
+            catalogue_md5="",
+            sources=result.count,
+            ccds=len(result.ccds) - len(result.failed),
+            skipped_ccds=[f"{c.label}: {c.error}" for c in result.failed],
+            archive=archive,
+            software=software_versions(),
+            flow_run_id=flow_run.get_id(),
+        )
+        location = upload(catalogue, record, destination)
+    except (ids.InvalidID, InputError, PermanentError) as exc:
+        _clean(workdir, catalogue, logger)
+        raise PermanentFailure(f"{observation_id}: {exc}") from None
+    except BaseException:
+        _clean(workdir, catalogue, logger)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    rows = [
+        {"ccd": c.label, "sources": c.count, "seconds": round(c.seconds, 2), "skipped": c.error or ""}
+        for c in result.ccds
+    ]
+    _publish(observation_id, "completed", result.count, rows, location)
+    logger.info("%s: %d sources -> %s", observation_id, result.count, location)
+    return {"id": observation_id, "status": "completed", "sources": result.count, "catalogue": location}
+
+
+def _clean(workdir: Path, catalogue: Path, logger) -> None:
+    """Remove the scratch copy, but keep a finished catalogue that could not be stored."""
+    if catalogue.exists():
+        for path in workdir.iterdir():
+            if path.name.endswith(".fits.fz"):
+                path.unlink(missing_ok=True)
+        logger.warning("the catalogue was not stored; the local copy is kept at %s", catalogue)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _publish(observation_id: str, status: str, sources: int, rows: list[dict], location: str) -> None:
+    if rows:
+        create_table_artifact(
+            key=artifact_key(observation_id),
+            table=rows,
+            description=f"{observation_id}: sources and time per CCD",
+        )
+    create_markdown_artifact(
+        key=artifact_key(observation_id, "-summary"),
+        markdown=f"### {observation_id}\n\n- status: **{status}**\n- sources: {sources}\n- catalogue: `{location}`\n",
+        description=f"{observation_id}: {status}",
+    )

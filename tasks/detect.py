@@ -1,0 +1,33 @@
+"""Measure an exposure and write its catalogue in the scratch directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from .. import config
+from ..science import ExtractionConfig, run_exposure
+from ..science.pipeline import CCDResult, ExposureResult
+
+SETTINGS = config.settings()["detect"]
+
+
+@task(name="detect", timeout_seconds=float(SETTINGS["timeout_seconds"]))
+def detect(exposure: Path, config_json: str, catalogue: Path) -> ExposureResult:
+    """Decompress and measure every CCD on all cores, then write the catalogue atomically.
+
+    One task for the whole exposure: progress is logged per CCD instead.
+    """
+    logger = get_run_logger()
+    extraction = ExtractionConfig.from_json(config_json)
+
+    def progress(ccd: CCDResult, done: int, total: int) -> None:
+        if ccd.error:
+            logger.warning("%s: %s skipped: %s", exposure.name, ccd.label, ccd.error)
+        else:
+            logger.info("[%d/%d] %s: %d sources in %.1f s", done, total, ccd.label, ccd.count, ccd.seconds)
+
+    result = run_exposure(exposure, extraction, catalogue, progress=progress)
+    logger.info("%s: %d sources from %d CCDs in %.1f s", exposure.name, result.count, len(result.ccds), result.seconds)
+    return result

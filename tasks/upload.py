@@ -1,0 +1,36 @@
+"""Store a catalogue and its provenance record at the destination."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from .. import config
+from ..boundaries.provenance import Provenance, catalogue_name, record_name
+from ..boundaries.storage import open_destination
+from .policy import backoff, retry_transient
+
+SETTINGS = config.settings()["upload"]
+
+
+@task(
+    name="upload",
+    retries=int(SETTINGS["retries"]),
+    retry_delay_seconds=backoff(SETTINGS),
+    retry_jitter_factor=0.2,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=float(SETTINGS["timeout_seconds"]),
+)
+def upload(catalogue: Path, record: Provenance, destination: str) -> str:
+    """Put ``<id>.cat`` then ``<id>.provenance.json``: the record marks the catalogue complete.
+
+    Returns where the catalogue is.  The local copy is left in place; the
+    flow removes the scratch directory only after this succeeds.
+    """
+    target = open_destination(destination)
+    record.catalogue_md5 = target.put(catalogue, catalogue_name(record.observation_id))
+    sidecar = catalogue.with_name(record_name(record.observation_id))
+    sidecar.write_text(record.to_json())
+    target.put(sidecar, record_name(record.observation_id))
+    return target.location(catalogue_name(record.observation_id))
