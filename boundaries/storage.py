@@ -69,6 +69,8 @@ class LocalStorage:
             fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=self.root)
         except PermissionError as exc:
             raise PermissionDenied(f"cannot write to {self.root}: {exc.strerror}; check the destination's permissions") from None
+        except (NotADirectoryError, FileExistsError) as exc:
+            raise PermanentError(f"cannot write to {self.root}: {exc.strerror}; the destination must be a folder") from None
         except OSError as exc:
             raise TransientError(f"cannot write to {self.root}: {exc}") from exc
         try:

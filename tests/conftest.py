@@ -1,12 +1,122 @@
-"""Shared fixtures: small synthetic exposures generated once per session."""
+"""Shared fixtures: small synthetic exposures, and one Prefect server for the session.
+
+The Prefect environment is set here, before any test module imports Prefect
+or the project's tasks (which read their settings at import): a throwaway
+PREFECT_HOME, a fixed free port, no telemetry, and short retry delays.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+_SESSION = Path(tempfile.mkdtemp(prefix="canfar-catalogue-tests-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_PORT = _free_port()
+(_SESSION / "settings.toml").write_text(
+    "[download]\nretry_delay_seconds = 0.2\n[upload]\nretry_delay_seconds = 0.2\n[batch]\npoll_seconds = 1\n"
+)
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_SESSION / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{_PORT}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(_PORT),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "CANFAR_CATALOGUE_SETTINGS": str(_SESSION / "settings.toml"),
+        "CANFAR_CATALOGUE_SCRATCH": str(_SESSION / "scratch"),
+    }
+)
+BIN = Path(sys.executable).parent
+
+from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure  # noqa: E402
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_server(env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """A Prefect server on the session's port (tests that restart a server use their own env)."""
+    env = {**os.environ, **(env or {})}
+    log = log or _SESSION / "server.log"
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start"], env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _healthy(env["PREFECT_API_URL"]):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Prefect server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return process
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """The session's Prefect server; its API URL is already in the environment."""
+    process = start_server()
+    yield os.environ["PREFECT_API_URL"]
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def local_site(prefect_server):
+    """A local archive with small exposures, a local destination, deployments and a process worker."""
+    archive = _SESSION / "archive"
+    archive.mkdir()
+    for seed, observation_id in enumerate(("1056213p", "1056215p", "1056216p", "1056217p"), start=1):
+        write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec.small(seed=seed))
+    (archive / "1056299p.fits.fz").write_bytes(b"SIMPLE  =                    T" + b" " * 2850)  # corrupt
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "CANFAR_CATALOGUE_POOL": "test-pool",
+        "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
+        "CANFAR_CATALOGUE_DESTINATION": f"file://{_SESSION / 'vospace'}",
+        "CANFAR_CATALOGUE_EXPOSURE_SLOTS": "2",
+    }
+    root = Path(__file__).parents[1]
+    subprocess.run(["bash", str(root / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
+    worker = subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "test-pool", "--type", "process"],
+        env=env, stdout=open(_SESSION / "worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    yield {"archive": f"file://{archive}", "archive_path": archive, "root": _SESSION, "env": env}
+    stop(worker)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,251 @@
+"""The flows against a real Prefect server: in-process runs and deployment runs on a process worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+)
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, TaskRunFilter, TaskRunFilterName
+from prefect import flow
+
+from canfar_catalogue.boundaries import archive as archives
+from canfar_catalogue.boundaries import storage
+from canfar_catalogue.boundaries.errors import PermissionDenied, TransientError
+from canfar_catalogue.boundaries.storage import LocalStorage
+from canfar_catalogue.flows.batch import BatchFailed, catalogue_batch
+from canfar_catalogue.flows.exposure import PermanentFailure, catalogue_exposure
+from canfar_catalogue.science import load_config, run_exposure
+from canfar_catalogue.tasks import download as download_module
+
+from .conftest import BIN
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+EXPOSURE_DEPLOYMENT = "catalogue-exposure/exposure"
+
+
+def _exposure_runs(name_prefix: str | None = None) -> list:
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["catalogue-exposure"])))
+    return [r for r in runs if name_prefix is None or r.name.startswith(name_prefix)]
+
+
+def _task_runs(flow_run_id, name: str) -> list:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_=name)),
+        )
+    return runs
+
+
+def _positions(catalogue: Path) -> set[tuple[str, str]]:
+    rows = [line.split() for line in catalogue.read_text().splitlines() if not line.startswith("#")]
+    return {(row[2], row[3]) for row in rows}
+
+
+def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path):
+    before = len(_exposure_runs())
+    destination = f"file://{tmp_path}/out"
+    for bad in ["../x", "a;rm -rf ~", "1056213 p", "１０５６２１３p", "1056213Р", "x" * 10_000]:
+        with pytest.raises(ValueError, match="no exposure was started"):
+            catalogue_batch(ids=["1056213p", bad], destination=destination, archive=local_site["archive"])
+    with pytest.raises(Exception, match="ids.1: Input should be a valid string"):  # Prefect's own validation
+        catalogue_batch(ids=["1056213p", 1056213], destination=destination, archive=local_site["archive"])
+    with pytest.raises(ValueError, match="at most 10000"):
+        catalogue_batch(ids=[f"{n:07d}p" for n in range(10_001)], destination=destination, archive=local_site["archive"])
+    # 100,000 IDs do not even make a flow run: the Prefect server refuses parameters over 512 kB.
+    with pytest.raises(Exception, match="less than 524,288 bytes"):
+        catalogue_batch(ids=[f"{n:07d}p" for n in range(100_000)], destination=destination, archive=local_site["archive"])
+    assert len(_exposure_runs()) == before
+    assert not Path(tmp_path, "out").exists()
+
+
+def test_batch_catalogues_exposures_then_skips_them(local_site, tmp_path):
+    destination = f"file://{tmp_path}/vospace"
+    rows = catalogue_batch(
+        ids=["1056213p", "1056215p"], destination=destination, archive=local_site["archive"],
+        exposure_deployment=EXPOSURE_DEPLOYMENT,
+    )
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    config = load_config()
+    for observation_id in ("1056213p", "1056215p"):
+        stored = tmp_path / "vospace" / f"{observation_id}.cat"
+        direct = run_exposure(local_site["archive_path"] / f"{observation_id}.fits.fz", config, tmp_path / "direct.cat")
+        assert _positions(stored) == _positions(direct.catalogue)
+        record = json.loads((tmp_path / "vospace" / f"{observation_id}.provenance.json").read_text())
+        assert record["sources"] == direct.count and record["config_hash"] == config.fingerprint()
+    assert sorted(p.name for p in (tmp_path / "vospace").iterdir()) == [
+        "1056213p.cat", "1056213p.provenance.json", "1056215p.cat", "1056215p.provenance.json",
+    ]
+    runs_before = len(_exposure_runs())
+    created = (tmp_path / "vospace" / "1056213p.cat").stat().st_mtime_ns
+
+    again = catalogue_batch(
+        ids=["1056213p", "1056215p"], destination=destination, archive=local_site["archive"],
+        exposure_deployment=EXPOSURE_DEPLOYMENT,
+    )
+    assert [r["status"] for r in again] == ["skipped", "skipped"]
+    assert len(_exposure_runs()) == runs_before  # nothing dispatched, nothing downloaded
+    assert (tmp_path / "vospace" / "1056213p.cat").stat().st_mtime_ns == created
+
+
+def test_missing_and_corrupt_exposures_fail_clearly_and_the_rest_finish(local_site, tmp_path):
+    destination = f"file://{tmp_path}/vospace"
+    with pytest.raises(BatchFailed) as failure:
+        catalogue_batch(
+            ids=["1056216p", "1056200p", "1056299p"], destination=destination, archive=local_site["archive"],
+            exposure_deployment=EXPOSURE_DEPLOYMENT,
+        )
+    message = str(failure.value)
+    assert "2 of 3" in message
+    assert "1056200p" in message and "not in the archive" in message
+    assert "1056299p" in message
+    assert sorted(p.name for p in (tmp_path / "vospace").iterdir()) == ["1056216p.cat", "1056216p.provenance.json"]
+    # A corrupt file is a permanent failure: it ran once, and was not started again.
+    assert len([r for r in _exposure_runs("1056299p")]) == 1
+
+
+def _register(scheme: str, factory) -> None:
+    storage.register(scheme, factory)
+
+
+class FlakyStorage(LocalStorage):
+    """A local destination whose first catalogue upload fails, as a 503 would."""
+
+    failures = 1
+
+    def __init__(self, uri: str):
+        super().__init__("file://" + urlparse(uri).path)
+
+    def put(self, local, name):
+        if name.endswith(".cat") and FlakyStorage.failures > 0:
+            FlakyStorage.failures -= 1
+            raise TransientError("503 Service Unavailable (injected)")
+        return super().put(local, name)
+
+
+class ForbiddenStorage(LocalStorage):
+    def __init__(self, uri: str):
+        super().__init__("file://" + urlparse(uri).path)
+
+    def put(self, local, name):
+        raise PermissionDenied(f"403 Forbidden writing {name} (injected); check the destination's permissions")
+
+
+def test_a_transient_upload_failure_is_retried_and_succeeds(local_site, tmp_path):
+    _register("flaky", FlakyStorage)
+    FlakyStorage.failures = 1
+    state = catalogue_exposure("1056216p", local_site["archive"], f"flaky://{tmp_path}/out", return_state=True)
+    assert state.is_completed()
+    assert (tmp_path / "out" / "1056216p.cat").exists()
+    [upload] = _task_runs(state.state_details.flow_run_id, "upload")
+    assert upload.run_count == 2
+
+
+def test_a_permanent_upload_failure_fails_at_once_and_keeps_the_local_copy(local_site, tmp_path):
+    _register("forbidden", ForbiddenStorage)
+    scratch = tmp_path / "scratch"
+    state = catalogue_exposure(
+        "1056216p", local_site["archive"], f"forbidden://{tmp_path}/out", scratch=str(scratch), return_state=True
+    )
+    assert state.is_failed()
+    assert "PermanentFailure" in state.message and "403" in state.message
+    [upload] = _task_runs(state.state_details.flow_run_id, "upload")
+    assert upload.run_count == 1
+    kept = list(scratch.glob("*/1056216p.cat"))
+    assert len(kept) == 1 and not list(scratch.glob("*/*.fits.fz"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unwritable_destination_is_a_permanent_failure(local_site, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    state = catalogue_exposure("1056216p", local_site["archive"], f"file://{tmp_path}/a-file/out", return_state=True)
+    assert state.is_failed() and "PermanentFailure" in state.message
+    [upload] = _task_runs(state.state_details.flow_run_id, "upload")
+    assert upload.run_count == 1
+
+
+class CountingArchive:
+    """An archive whose downloads take a while, counting how many run at once."""
+
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.inner = archives.LocalArchive("file://" + urlparse(uri).path)
+
+    def checksum(self, observation_id):
+        return self.inner.checksum(observation_id)
+
+    def fetch(self, observation_id, directory):
+        with CountingArchive.lock:
+            CountingArchive.active += 1
+            CountingArchive.peak = max(CountingArchive.peak, CountingArchive.active)
+        try:
+            time.sleep(0.6)
+            return self.inner.fetch(observation_id, directory)
+        finally:
+            with CountingArchive.lock:
+                CountingArchive.active -= 1
+
+
+def test_downloads_never_exceed_the_global_concurrency_limit(local_site, tmp_path, monkeypatch):
+    archives.register("counting", CountingArchive)
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="test-downloads", limit=2))
+    monkeypatch.setitem(download_module.SETTINGS, "concurrency_limit", "test-downloads")
+    uri = "counting://" + str(local_site["archive_path"])
+
+    @flow
+    def fetch_many():
+        futures = [
+            download_module.download.submit(observation_id, uri, tmp_path / str(i))
+            for i, observation_id in enumerate(["1056213p", "1056215p", "1056216p", "1056217p"] * 2)
+        ]
+        return [f.result() for f in futures]
+
+    fetched = fetch_many()
+    assert len(fetched) == 8
+    assert CountingArchive.peak == 2
+
+    monkeypatch.setitem(download_module.SETTINGS, "concurrency_limit", "no-such-limit")
+
+    @flow
+    def without_limit():
+        return download_module.download(("1056213p"), uri, tmp_path / "x")
+
+    with pytest.raises(Exception, match="no-such-limit"):
+        without_limit()
+
+
+def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
+    destination = f"file://{tmp_path}/vospace"
+    command = [
+        str(BIN / "prefect"), "deployment", "run", "catalogue/batch",
+        "--param", 'ids=["1056217p","1056213p"]', "--param", f"destination={destination}",
+        "--watch", "--watch-timeout", "300",
+    ]
+    done = subprocess.run(command, env=local_site["env"], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Completed" in done.stdout
+    for observation_id in ("1056217p", "1056213p"):
+        assert (tmp_path / "vospace" / f"{observation_id}.cat").stat().st_size > 1000
+    with get_client(sync_client=True) as client:
+        table = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["exposure-1056217p"]))
+        )
+    assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
