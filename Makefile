@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test stop venv clean
+.PHONY: demo test stop venv clean lock
 
 venv: $(STAMP)
 
@@ -34,3 +34,14 @@ stop:
 
 clean: stop
 	rm -rf $(VENV) .demo build *.egg-info
+
+# Re-resolve the dependencies from pyproject.toml and record exact versions.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.lock-venv/bin/python -m pip install --quiet ".[test]"
+	{ echo "# Exact versions the project is tested with (pip install -c constraints.txt .[test])."; \
+	  echo "# Regenerate: make lock"; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^canfar-catalogue'; } > constraints.txt
+	rm -rf .lock-venv
