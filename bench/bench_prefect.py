@@ -56,7 +56,19 @@ def main() -> None:
     parser.add_argument("--exposures", type=int, default=2)
     parser.add_argument("--nccd", type=int, default=36)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--postgres", action="store_true", help="run the Prefect server on PostgreSQL, not SQLite")
     args = parser.parse_args()
+    if args.postgres:
+        from postgres import postgres
+
+        with postgres(free_port()) as url:
+            os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
 
     home = Path(tempfile.mkdtemp(prefix="bench-prefect-"))
     port = free_port()
@@ -117,7 +129,9 @@ def main() -> None:
                     times[name].append(time.perf_counter() - start)
                     print(f"  {observation_id} {name}: {times[name][-1]:.2f} s", flush=True)
         d, f = statistics.median(times["direct"]), statistics.median(times["flow"])
-        print(f"\nper-exposure flow on {args.nccd}-CCD exposures, median of {len(times['flow'])} paired runs")
+        database = "PostgreSQL" if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") else "SQLite"
+        print(f"\nper-exposure flow on {args.nccd}-CCD exposures, Prefect server on {database}, "
+              f"median of {len(times['flow'])} paired runs")
         print(f"  direct (same steps, no Prefect) {d:8.2f} s")
         print(f"  catalogue-exposure flow         {f:8.2f} s   overhead {100 * (f - d) / d:+.1f}%")
 

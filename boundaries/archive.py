@@ -13,13 +13,14 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 from .errors import ChecksumMismatch, NotFound, PermanentError, TransientError
 from .ids import file_name
+from .registry import Registry
 
 CHUNK = 1 << 20
 
@@ -46,7 +47,23 @@ class Archive(Protocol):
         """Observation IDs that arrived at or after ``since`` (UTC), oldest first."""
 
 
+_md5_cache: dict[tuple[str, int, int], str] = {}
+
+
 def md5_of(path: Path) -> str:
+    """The md5 of a file, remembered for as long as its size and mtime stay the same.
+
+    A flow run asks for an exposure's md5 twice (the skip check, then the
+    download's verification); hashing 300 MB again costs half a second.
+    """
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _md5_cache:
+        _md5_cache[key] = _hash(path)
+    return _md5_cache[key]
+
+
+def _hash(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -71,10 +88,6 @@ class LocalArchive:
 
     def checksum(self, observation_id: str) -> str:
         path = self._path(observation_id)
-        # A checksum file written beside the exposure keeps the skip check cheap.
-        sidecar = path.with_name(path.name + ".md5")
-        if sidecar.is_file() and sidecar.stat().st_mtime >= path.stat().st_mtime:
-            return sidecar.read_text().split()[0]
         return md5_of(path)
 
     def fetch(self, observation_id: str, directory: Path) -> Fetched:
@@ -117,22 +130,8 @@ class LocalArchive:
         return [observation_id for _, observation_id in sorted(found)]
 
 
-_SCHEMES: dict[str, Callable[[str], Archive]] = {"file": LocalArchive}
-
-
-def register(scheme: str, factory: Callable[[str], Archive]) -> None:
-    """Make ``scheme:`` URIs open with ``factory`` (the CADC archive registers ``cadc``)."""
-    _SCHEMES[scheme] = factory
-
-
-def open_archive(uri: str) -> Archive:
-    """The archive a URI names: ``file:///path`` or ``cadc:CFHT``."""
-    scheme = urlparse(uri).scheme
-    if scheme not in _SCHEMES:
-        known = ", ".join(f"{s}:" for s in sorted(_SCHEMES))
-        raise PermanentError(f"archive {uri!r}: unknown scheme {scheme + ':' if scheme else '(none)'}; use one of {known}")
-    return _SCHEMES[scheme](uri)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+ARCHIVES: Registry[Archive] = Registry("archive", {"file": LocalArchive})
+#: Make ``scheme:`` URIs open with a factory (the CADC archive registers ``cadc``).
+register = ARCHIVES.register
+#: The archive a URI names: ``file:///path`` or ``cadc:CFHT``.
+open_archive = ARCHIVES.open

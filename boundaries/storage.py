@@ -12,11 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 from .archive import md5_of
 from .errors import PermanentError, PermissionDenied, TransientError
+from .registry import Registry
 
 
 class Destination(Protocol):
@@ -86,20 +87,8 @@ class LocalStorage:
         return md5_of(target)
 
 
-_SCHEMES: dict[str, Callable[[str], Destination]] = {"file": LocalStorage}
-
-
-def register(scheme: str, factory: Callable[[str], Destination]) -> None:
-    """Make ``scheme:`` URIs open with ``factory`` (VOSpace registers ``vos``)."""
-    _SCHEMES[scheme] = factory
-
-
-def open_destination(uri: str) -> Destination:
-    """The destination a URI names: ``file:///path`` or ``vos:<space>/<path>``."""
-    scheme = urlparse(uri).scheme
-    if scheme not in _SCHEMES:
-        known = ", ".join(f"{s}:" for s in sorted(_SCHEMES))
-        raise PermanentError(
-            f"destination {uri!r}: unknown scheme {scheme + ':' if scheme else '(none)'}; use one of {known}"
-        )
-    return _SCHEMES[scheme](uri)
+DESTINATIONS: Registry[Destination] = Registry("destination", {"file": LocalStorage})
+#: Make ``scheme:`` URIs open with a factory (VOSpace registers ``vos``).
+register = DESTINATIONS.register
+#: The destination a URI names: ``file:///path`` or ``vos:<space>/<path>``.
+open_destination = DESTINATIONS.open

@@ -12,6 +12,7 @@ second copies.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from ..boundaries.errors import NotFound
 from ..boundaries.provenance import is_done
 from ..boundaries.storage import open_destination
 from ..science import load_config
-from ..tasks.policy import backoff, retry_transient
+from ..tasks.policy import task_options
 
 SETTINGS = config.settings()["batch"]
 DOWNLOAD = config.settings()["download"]
@@ -55,8 +56,7 @@ class Exposure:
     history: list[str] = field(default_factory=list)
 
 
-@task(name="plan", retries=int(DOWNLOAD["retries"]), retry_delay_seconds=backoff(DOWNLOAD),
-      retry_condition_fn=retry_transient)
+@task(name="plan", **task_options(DOWNLOAD))
 def plan(observation_ids: list[str], archive: str, destination: str, config_hash: str, force: bool) -> list[Exposure]:
     """Look up every input md5 and skip what is already catalogued, without downloading."""
     source = open_archive(archive)
@@ -77,8 +77,10 @@ def plan(observation_ids: list[str], archive: str, destination: str, config_hash
     return exposures
 
 
-def _idempotency_key(exposure: Exposure, config_hash: str) -> str:
-    return f"catalogue:{exposure.id}:{exposure.input_md5}:{config_hash}:{exposure.attempts}"
+def _idempotency_key(exposure: Exposure, config_hash: str, destination: str) -> str:
+    """Same exposure, input, configuration, destination and attempt: the same child run."""
+    where = hashlib.sha256(destination.encode()).hexdigest()[:12]
+    return f"catalogue:{exposure.id}:{exposure.input_md5}:{config_hash}:{where}:{exposure.attempts}"
 
 
 def _is_permanent(state) -> bool:
@@ -134,7 +136,7 @@ def catalogue_batch(
                 exposure_deployment,
                 parameters={"observation_id": exposure.id, **parameters},
                 job_variables=job_variables or None,
-                idempotency_key=_idempotency_key(exposure, config_hash),
+                idempotency_key=_idempotency_key(exposure, config_hash, destination),
                 flow_run_name=exposure.id if exposure.attempts == 1 else f"{exposure.id} (attempt {exposure.attempts})",
                 timeout=0,
                 as_subflow=True,

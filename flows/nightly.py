@@ -11,7 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
@@ -30,7 +36,7 @@ def last_success() -> datetime | None:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterStateType(any_=[StateType.COMPLETED])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))),
             sort=FlowRunSort.START_TIME_DESC,
             limit=1,
         )
@@ -44,6 +50,7 @@ def catalogue_nightly(
     sex_file: str | None = None,
     overrides: list[str] | None = None,
     job_variables: dict | None = None,
+    exposure_deployment: str = config.settings()["batch"]["exposure_deployment"],
     since: datetime | None = None,
     lookback_hours: float = float(SETTINGS["lookback_hours"]),
     expected_hours: float = 24.0,
@@ -69,5 +76,6 @@ def catalogue_nightly(
         sex_file=sex_file,
         overrides=overrides,
         job_variables=job_variables,
+        exposure_deployment=exposure_deployment,
         expected_hours=expected_hours,
     )

@@ -23,6 +23,7 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd
 from .measure import EmptyCCD, measure_ccd
+from .lifetime import die_with_parent
 from .memory import reuse_freed_memory
 from .sexconfig import ExtractionConfig
 
@@ -100,14 +101,21 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
     A single-threaded parent (the CLI) is forked directly.  A parent with
     other threads (a Prefect task run, HTTP clients) must not fork, so it uses
-    a fork server that imports this module once and forks workers from it.
+    a fork server that imports the science modules once and forks workers
+    from it.  Either way the workers die with their parent.
     """
     if threading.active_count() == 1:
         context = multiprocessing.get_context("fork")
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=reuse_freed_memory)
+        context.set_forkserver_preload([f"{__package__}.forkserver_preload"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker)
+
+
+def _start_worker() -> None:
+    """Each CCD worker dies with the process that started it, and reuses freed memory."""
+    die_with_parent()
+    reuse_freed_memory()
 
 
 def measure_exposure(

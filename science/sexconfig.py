@@ -157,16 +157,20 @@ class ExtractionConfig:
         return cls(**raw)
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    """The lines of a configuration file, or a ConfigError naming it and what it is."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+
+
 def parse_keyword_file(path: Path) -> dict[str, str]:
     """Read ``KEY value  # comment`` lines; later keys win, as in source-extractor."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration file: {exc}") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_read_lines(path, "configuration file"), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -200,12 +204,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
 
 def read_parameters(path: Path) -> tuple[str, ...]:
     """Read a ``.param`` file: one column name a line, ``#`` comments."""
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: parameter file (PARAMETERS_NAME) not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read parameter file: {exc}") from None
+    lines = _read_lines(path, "parameter file (PARAMETERS_NAME)")
     names = []
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
@@ -230,12 +229,7 @@ def read_filter(path: Path) -> tuple[tuple[tuple[float, ...], ...], str | None]:
     Returns the kernel rows and a note when the file has no normalisation
     keyword (source-extractor then assumes ``NORM``).
     """
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: filter file (FILTER_NAME) not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read filter file: {exc}") from None
+    lines = _read_lines(path, "filter file (FILTER_NAME)")
     if not lines or not lines[0].startswith("CONV"):
         raise ConfigError(f"{path}: not a convolution filter (the first line must start with CONV)")
     header = lines[0]

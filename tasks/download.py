@@ -9,19 +9,12 @@ from prefect.concurrency.sync import concurrency
 
 from .. import config
 from ..boundaries.archive import Fetched, open_archive
-from .policy import backoff, retry_transient
+from .policy import task_options
 
 SETTINGS = config.settings()["download"]
 
 
-@task(
-    name="download",
-    retries=int(SETTINGS["retries"]),
-    retry_delay_seconds=backoff(SETTINGS),
-    retry_jitter_factor=0.2,
-    retry_condition_fn=retry_transient,
-    timeout_seconds=float(SETTINGS["timeout_seconds"]),
-)
+@task(name="download", **task_options(SETTINGS))
 def download(observation_id: str, archive: str, scratch: Path) -> Fetched:
     """Fetch ``<id>.fits.fz`` with its md5 verified, holding one download slot.
 
@@ -32,8 +25,7 @@ def download(observation_id: str, archive: str, scratch: Path) -> Fetched:
         return open_archive(archive).fetch(observation_id, scratch)
 
 
-@task(name="archive checksum", retries=int(SETTINGS["retries"]), retry_delay_seconds=backoff(SETTINGS),
-      retry_condition_fn=retry_transient)
+@task(name="archive checksum", **task_options(SETTINGS))
 def archive_checksum(observation_id: str, archive: str) -> str:
     """The exposure's md5 from the archive, without downloading it."""
     return open_archive(archive).checksum(observation_id)

@@ -26,3 +26,15 @@ def backoff(section: dict[str, Any]) -> list[float]:
     """Exponential delays from a settings section: base, 2·base, 4·base, ..."""
     base = float(section["retry_delay_seconds"])
     return [base * 2**i for i in range(int(section["retries"]))]
+
+
+def task_options(section: dict[str, Any]) -> dict[str, Any]:
+    """Prefect ``@task`` options from a ``pipeline.toml`` section: transient-only
+    retries with exponential back-off, and the time limit."""
+    return {
+        "retries": int(section["retries"]),
+        "retry_delay_seconds": backoff(section),
+        "retry_jitter_factor": 0.2,
+        "retry_condition_fn": retry_transient,
+        "timeout_seconds": float(section["timeout_seconds"]),
+    }

@@ -9,19 +9,12 @@ from prefect import task
 from .. import config
 from ..boundaries.provenance import Provenance, catalogue_name, record_name
 from ..boundaries.storage import open_destination
-from .policy import backoff, retry_transient
+from .policy import task_options
 
 SETTINGS = config.settings()["upload"]
 
 
-@task(
-    name="upload",
-    retries=int(SETTINGS["retries"]),
-    retry_delay_seconds=backoff(SETTINGS),
-    retry_jitter_factor=0.2,
-    retry_condition_fn=retry_transient,
-    timeout_seconds=float(SETTINGS["timeout_seconds"]),
-)
+@task(name="upload", **task_options(SETTINGS))
 def upload(catalogue: Path, record: Provenance, destination: str) -> str:
     """Put ``<id>.cat`` then ``<id>.provenance.json``: the record marks the catalogue complete.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -249,3 +250,101 @@ def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["exposure-1056217p"]))
         )
     assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
+
+
+def _processes_of(flow_run_id: str) -> list[int]:
+    """The pids of a flow run's processes, oldest first (the process worker puts its id in the environment)."""
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return sorted(pids)
+
+
+def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_site, tmp_path):
+    """kill -9 of a running child: it ends Crashed, the batch starts it again, nothing half-written stays."""
+    from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+
+    archive = tmp_path / "archive"
+    write_exposure(archive / "1056230p.fits.fz", ExposureSpec(nccd=6, shape=(2048, 2048), seed=30))
+    destination = tmp_path / "vospace"
+    killed: list[str] = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for run in _exposure_runs("1056230p"):
+                if run.state and run.state.is_running():
+                    time.sleep(1.5)  # let it get into the download or detection
+                    pids = _processes_of(str(run.id))
+                    if pids:
+                        os.kill(pids[0], 9)  # the flow run's own process, not its CCD workers
+                        killed.append(str(run.id))
+                        return
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    rows = catalogue_batch(
+        ids=["1056230p"], destination=f"file://{destination}", archive=f"file://{archive}",
+        exposure_deployment=EXPOSURE_DEPLOYMENT,
+    )
+    thread.join()
+    assert killed, "the child was never seen running"
+    assert rows[0]["status"] == "completed" and rows[0]["runs"] == 2
+    with get_client(sync_client=True) as client:
+        first = client.read_flow_run(killed[0])
+    assert first.state.is_crashed()
+    assert sorted(p.name for p in destination.iterdir()) == ["1056230p.cat", "1056230p.provenance.json"]
+    deadline = time.monotonic() + 10
+    while _processes_of(killed[0]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(killed[0]) == [], "the killed run's CCD workers outlived it"
+
+
+def test_nightly_catalogues_new_arrivals_then_finds_nothing_new(local_site, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from canfar_catalogue.flows.nightly import catalogue_nightly
+    from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+
+    archive = tmp_path / "archive"
+    for seed, observation_id in enumerate(("1056240p", "1056241p")):
+        write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec.small(seed=40 + seed, nccd=1))
+    old = archive / "1056239p.fits.fz"
+    write_exposure(old, ExposureSpec.small(seed=39, nccd=1))
+    week_ago = time.time() - 7 * 86400
+    os.utime(old, (week_ago, week_ago))
+    destination = tmp_path / "vospace"
+    rows = catalogue_nightly(
+        destination=f"file://{destination}", archive=f"file://{archive}",
+        since=datetime.now(timezone.utc) - timedelta(days=1),
+    )
+    assert sorted(r["id"] for r in rows) == ["1056240p", "1056241p"]
+    assert all(r["status"] == "completed" for r in rows)
+    assert not (destination / "1056239p.cat").exists()  # arrived before the window
+    # Without `since`: from the start of the last successful night, minus the look-back margin.
+    again = catalogue_nightly(destination=f"file://{destination}", archive=f"file://{archive}")
+    assert sorted(r["id"] for r in again) == ["1056240p", "1056241p"]
+    assert all(r["status"] == "skipped" for r in again)
+
+
+def test_credentials_that_expire_before_the_work_fail_early_with_the_renewal_step():
+    from datetime import timedelta
+
+    from canfar_catalogue.boundaries.credentials import require_lifetime
+
+    class Proxy:
+        uri = "cadc:CFHT"
+
+        def credential_lifetime(self):
+            return timedelta(hours=3), "cadc-get-cert -n"
+
+    require_lifetime([Proxy()], timedelta(hours=2))
+    with pytest.raises(PermissionDenied, match="3.0 h left.*24.0 h.*cadc-get-cert -n"):
+        require_lifetime([Proxy(), object()], timedelta(hours=24))

@@ -1,0 +1,12 @@
+"""Imported by the fork server of the CCD worker pool, and only there.
+
+The fork server is a child of the flow run's process; its workers are its
+own children.  Dying with its parent (then its workers dying with it) keeps a
+killed flow run from leaving processes behind.  It also imports the science
+modules once, so that each worker starts in milliseconds.
+"""
+
+from . import pipeline  # noqa: F401  (imported for the workers)
+from .lifetime import die_with_parent
+
+die_with_parent()
