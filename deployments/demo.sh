@@ -53,8 +53,10 @@ if ! running server; then
   setsid prefect server start >"$demo/server.log" 2>&1 &
   echo $! >"$demo/server.pid"
 fi
+# Ready when the API answers a real query, not only /health (a first start
+# is still creating its database for a few seconds after that).
 for _ in $(seq 120); do
-  if python -c "import urllib.request,sys; urllib.request.urlopen('$PREFECT_API_URL/health', timeout=2)" 2>/dev/null; then
+  if prefect work-pool ls >/dev/null 2>&1; then
     break
   fi
   if ! running server; then

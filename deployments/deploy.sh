@@ -14,6 +14,16 @@ export CANFAR_CATALOGUE_ARCHIVE="${CANFAR_CATALOGUE_ARCHIVE:-cadc:CFHT}"
 pool_type="${CANFAR_CATALOGUE_POOL_TYPE:-process}"
 prefect="${PREFECT:-prefect}"
 
+# Run a step quietly; if it fails, show what it said and stop.
+step() {
+  local output
+  if ! output=$("$@" 2>&1); then
+    echo "deploy.sh: this step failed: $*" >&2
+    echo "$output" >&2
+    exit 1
+  fi
+}
+
 read -r limit slots < <(python - <<'PY'
 from canfar_catalogue import config
 d = config.settings()["download"]
@@ -22,19 +32,19 @@ PY
 )
 
 if ! "$prefect" work-pool inspect "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
-  "$prefect" work-pool create "$CANFAR_CATALOGUE_POOL" --type "$pool_type" >/dev/null
+  step "$prefect" work-pool create "$CANFAR_CATALOGUE_POOL" --type "$pool_type"
 fi
 slots_exposures="${CANFAR_CATALOGUE_EXPOSURE_SLOTS:-1}"
 if "$prefect" work-queue inspect exposures --pool "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
-  "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_POOL" >/dev/null
+  step "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_POOL"
 else
-  "$prefect" work-queue create exposures --pool "$CANFAR_CATALOGUE_POOL" --limit "$slots_exposures" >/dev/null
+  step "$prefect" work-queue create exposures --pool "$CANFAR_CATALOGUE_POOL" --limit "$slots_exposures"
 fi
 if "$prefect" global-concurrency-limit inspect "$limit" >/dev/null 2>&1; then
-  "$prefect" global-concurrency-limit update "$limit" --limit "$slots" >/dev/null
+  step "$prefect" global-concurrency-limit update "$limit" --limit "$slots"
 else
-  "$prefect" global-concurrency-limit create "$limit" --limit "$slots" >/dev/null
+  step "$prefect" global-concurrency-limit create "$limit" --limit "$slots"
 fi
 cd "$here/.."
-"$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all >/dev/null
+step "$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all
 echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"
