@@ -65,7 +65,7 @@ def run_measured(commands: list[list[str]], cwd: Path) -> tuple[float, int]:
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         done = threading.Event()
 
-        def sample() -> None:
+        def sample(process: subprocess.Popen = process, done: threading.Event = done) -> None:
             nonlocal peak
             while not done.is_set():
                 peak = max(peak, _tree_rss(process.pid))

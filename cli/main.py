@@ -13,7 +13,6 @@ import argparse
 import os
 import re
 import sys
-from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1

@@ -12,7 +12,7 @@ from astropy.io import ascii, fits
 from canfar_catalogue.cli.main import main
 from canfar_catalogue.science import ExposureError, list_ccds, load_config, read_ccd, run_exposure
 from canfar_catalogue.science.catalogue import format_header, write_catalogue
-from canfar_catalogue.science.synthetic import ExposureSpec, ccd_image, write_exposure
+from canfar_catalogue.science.synthetic import ExposureSpec, ccd_image
 
 from . import reference
 

@@ -25,7 +25,7 @@ from canfar_catalogue.boundaries import storage
 from canfar_catalogue.boundaries.errors import PermissionDenied, TransientError
 from canfar_catalogue.boundaries.storage import LocalStorage
 from canfar_catalogue.flows.batch import BatchFailed, catalogue_batch
-from canfar_catalogue.flows.exposure import PermanentFailure, catalogue_exposure
+from canfar_catalogue.flows.exposure import catalogue_exposure
 from canfar_catalogue.science import load_config, run_exposure
 from canfar_catalogue.tasks import download as download_module
 
