@@ -183,21 +183,19 @@ def measure_ccd(
     data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
 ) -> CCDMeasurement:
     """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place."""
-    # One cheap pass tells whether any pixel is NaN or infinite.
-    has_blank = not np.isfinite(data.sum(dtype=np.float64))
-    blank = ~np.isfinite(data) if has_blank else None
-    if has_blank:
+    # One cheap pass tells whether any pixel is NaN or infinite; those are blank.
+    blank = None if np.isfinite(data.sum(dtype=np.float64)) else ~np.isfinite(data)
+    if blank is not None:
         if blank.all():
             raise EmptyCCD("every pixel is NaN")
         data[blank] = 0.0
-    usable = data[~blank] if has_blank else data.ravel()
+    usable = data[~blank] if blank is not None else data.ravel()
     if not (usable != usable[0]).any():
         raise EmptyCCD(f"every pixel has the same value ({float(usable[0])}); there is nothing to measure")
-    mask = blank
 
     bw, bh = config.back_size
     fw, fh = config.back_filtersize
-    bkg = sep.Background(data, mask=mask, bw=bw, bh=bh, fw=fw, fh=fh, fthresh=config.back_filtthresh)
+    bkg = sep.Background(data, mask=blank, bw=bw, bh=bh, fw=fw, fh=fh, fthresh=config.back_filtthresh)
     rms = float(bkg.globalrms)
     if config.back_type == "MANUAL":
         level = np.float32(config.back_value)
@@ -208,7 +206,7 @@ def measure_ccd(
         background_map = bkg.back(dtype=np.float32)
         data -= background_map
         global_back = float(bkg.globalback)
-    if has_blank:
+    if blank is not None:
         data[blank] = 0.0
 
     threshold = config.detect_thresh * rms if config.thresh_type == "RELATIVE" else config.detect_thresh
@@ -216,7 +214,7 @@ def measure_ccd(
     objects, segmap = _extract(
         data,
         threshold,
-        mask=mask,
+        mask=blank,
         minarea=config.detect_minarea,
         filter_kernel=kernel,
         filter_type="conv",
@@ -237,19 +235,20 @@ def measure_ccd(
 
     gain = _header_float(header, config.gain_key, config.gain)
     satur = _header_float(header, config.satur_key, config.satur_level)
-    detected = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if config.mask_type == "CORRECT" else None
+    correct = config.mask_type == "CORRECT"
+    masking = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if correct else None
     phot = auto_photometry(
         data,
         segmap,
-        detected,
-        mask,
+        masking,
+        blank,
         objects,
         kron_fact=config.phot_autoparams[0],
         min_radius=config.phot_autoparams[1],
         autoapers=config.phot_autoapers,
         backsig=rms,
         gain=gain,
-        correct=config.mask_type == "CORRECT",
+        correct=correct,
     )
 
     flags = phot.flags.copy()
