@@ -6,7 +6,9 @@ killed flow run from leaving processes behind.  It also imports the science
 modules once, so that each worker starts in milliseconds.
 """
 
-from . import pipeline  # noqa: F401  (imported for the workers)
-from .lifetime import die_with_parent
+import os
 
-die_with_parent()
+from . import pipeline  # noqa: F401  (imported for the workers)
+from .lifetime import PARENT_ENV, die_with_parent
+
+die_with_parent(int(os.environ[PARENT_ENV]) if os.environ.get(PARENT_ENV) else None)

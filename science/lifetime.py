@@ -16,13 +16,22 @@ import signal
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to kill this process when its parent exits (Linux; a no-op elsewhere)."""
-    parent = os.getppid()
+PARENT_ENV = "CANFAR_CATALOGUE_POOL_PARENT"
+
+
+def die_with_parent(expected: int | None = None) -> None:
+    """Ask the kernel to kill this process when its parent exits (Linux; a no-op elsewhere).
+
+    ``expected`` is the pid the parent should have.  A process that starts
+    slowly (the fork server imports numpy, astropy, sep) can find its parent
+    already gone; comparing with the pid it was meant to have, not the one
+    it has now, catches that, and the process exits at once.
+    """
+    parent = expected if expected is not None else os.getppid()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if os.getppid() != parent:
         os._exit(1)

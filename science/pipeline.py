@@ -23,7 +23,7 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd
 from .measure import EmptyCCD, measure_ccd
-from .lifetime import die_with_parent
+from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
 from .sexconfig import ExtractionConfig
 
@@ -106,15 +106,20 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     """
     if threading.active_count() == 1:
         context = multiprocessing.get_context("fork")
+        parent: int | None = os.getpid()
     else:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([f"{__package__}.forkserver_preload"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker)
+        os.environ[PARENT_ENV] = str(os.getpid())  # read by the fork server when it starts
+        parent = None  # the fork server, alive when it forks a worker
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(parent,)
+    )
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int | None) -> None:
     """Each CCD worker dies with the process that started it, and reuses freed memory."""
-    die_with_parent()
+    die_with_parent(parent)
     reuse_freed_memory()
 
 

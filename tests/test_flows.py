@@ -271,22 +271,22 @@ def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_sit
     from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
     archive = tmp_path / "archive"
-    write_exposure(archive / "1056230p.fits.fz", ExposureSpec(nccd=6, shape=(2048, 2048), seed=30))
+    write_exposure(archive / "1056230p.fits.fz", ExposureSpec(nccd=8, shape=(2048, 2048), seed=30))
     destination = tmp_path / "vospace"
     killed: list[str] = []
 
     def killer():
+        """Kill the child's own process as soon as its detect task is running."""
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
+        while time.monotonic() < deadline:
             for run in _exposure_runs("1056230p"):
-                if run.state and run.state.is_running():
-                    time.sleep(1.5)  # let it get into the download or detection
-                    pids = _processes_of(str(run.id))
-                    if pids:
-                        os.kill(pids[0], 9)  # the flow run's own process, not its CCD workers
-                        killed.append(str(run.id))
-                        return
-            time.sleep(0.3)
+                detecting = [t for t in _task_runs(run.id, "detect") if t.state and t.state.is_running()]
+                pids = _processes_of(str(run.id)) if detecting else []
+                if pids:
+                    os.kill(pids[0], 9)  # the flow run's own process, not its CCD workers
+                    killed.append(str(run.id))
+                    return
+            time.sleep(0.2)
 
     thread = threading.Thread(target=killer)
     thread.start()
