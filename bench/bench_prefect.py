@@ -171,7 +171,8 @@ def dispatch_latency(home: Path, archive: Path, runs: int = 3) -> float:
             latencies.append((run.start_time - run.created).total_seconds())
             print(f"  run {n + 1}: {latencies[-1]:.1f} s", flush=True)
     finally:
-        os.killpg(worker.pid, 15)
+        os.killpg(worker.pid, 2)  # Prefect's worker stops on SIGINT, not SIGTERM
+        worker.wait(timeout=30)
     return statistics.median(latencies)
 
 

@@ -28,11 +28,16 @@ export CANFAR_CATALOGUE_ARCHIVE="file://$demo/archive"
 export CANFAR_CATALOGUE_DESTINATION="file://$demo/vospace/catalogues"
 export CANFAR_CATALOGUE_SCRATCH="$demo/scratch"
 
+# Prefect's server and worker shut down on SIGINT (the worker ignores SIGTERM);
+# whatever is left after 10 s is killed.
 stop() {
   for name in worker server; do
     pidfile="$demo/$name.pid"
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      kill -- "-$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")" 2>/dev/null || true
+      pid="$(cat "$pidfile")"
+      kill -INT -- "-$pid" 2>/dev/null || kill -INT "$pid" 2>/dev/null || true
+      for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
       echo "stopped the $name"
     fi
     rm -f "$pidfile"

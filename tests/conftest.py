@@ -77,12 +77,17 @@ def start_server(env: dict | None = None, log: Path | None = None) -> subprocess
 
 
 def stop(process: subprocess.Popen) -> None:
+    """SIGINT (Prefect's worker ignores SIGTERM), then SIGKILL for whatever is left."""
     if process.poll() is None:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, 2)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            pass
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass
 
 
 @pytest.fixture(scope="session")
