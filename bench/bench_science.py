@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--nccd", type=int, default=36)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    parser.add_argument("--pixels", choices=("uint16", "float32"), default="uint16",
+                        help="pixel type of the synthetic exposure (float32 like processed MegaCam files)")
     args = parser.parse_args()
 
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
@@ -99,10 +101,10 @@ def main() -> None:
     ours = [sys.executable, "-m", "canfar_catalogue.cli.main", "detect"]
 
     args.workdir.mkdir(exist_ok=True)
-    exposure = args.workdir / f"bench-{args.nccd}ccd.fits.fz"
+    exposure = args.workdir / f"bench-{args.nccd}ccd-{args.pixels}.fits.fz"
     if not exposure.exists():
-        print(f"generating {exposure} ({args.nccd} CCDs of 2048x4612) ...", flush=True)
-        write_exposure(exposure, ExposureSpec(nccd=args.nccd, seed=1056213))
+        print(f"generating {exposure} ({args.nccd} CCDs of 2048x4612, {args.pixels}) ...", flush=True)
+        write_exposure(exposure, ExposureSpec(nccd=args.nccd, seed=1056213, pixel_type=args.pixels))
     sex = str(config.path("default.sex"))
     conv = str(config.path("default.conv"))
     param = str(config.path("default.param"))
@@ -134,7 +136,7 @@ def main() -> None:
         shutil.rmtree(args.workdir / "run", ignore_errors=True)
 
     classic = statistics.median(times["classic funpack -D + source-extractor"])
-    print(f"\n{args.nccd} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores")
+    print(f"\n{args.nccd} {args.pixels} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores")
     print(f"{'variant':40s} {'wall s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} {'disk MB':>9s}")
     for name in variants:
         median = statistics.median(times[name])

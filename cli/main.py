@@ -101,7 +101,7 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
 def _synth(args: argparse.Namespace, _: list[str]) -> int:
     from ..science.synthetic import ExposureSpec, write_exposure
 
-    spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed)
+    spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed, pixel_type=args.pixels)
     truth = write_exposure(args.output, spec)
     print(f"canfar-catalogue: wrote {args.output} ({spec.nccd} CCDs, {len(truth)} sources)", file=sys.stderr)
     return EXIT_OK
@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--width", type=int, default=2048, help="CCD width in pixels (default 2048)")
     synth.add_argument("--height", type=int, default=4612, help="CCD height in pixels (default 4612)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--pixels", choices=("uint16", "float32"), default="uint16",
+        help="uint16 (lossless Rice) or float32 (quantised Rice, like processed MegaCam files)",
+    )
     synth.set_defaults(run=_synth)
     return parser
 

@@ -41,6 +41,8 @@ class ExposureSpec:
     ra: float = 150.0
     dec: float = 2.2
     density: float = SOURCE_DENSITY
+    #: "uint16" (int16 + BZERO, lossless Rice) or "float32" (quantised Rice, like processed MegaCam files)
+    pixel_type: str = "uint16"
 
     @classmethod
     def small(cls, seed: int = 0, nccd: int = 2, size: int = 1024) -> "ExposureSpec":
@@ -153,8 +155,15 @@ def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.
         pixels, truth = ccd_image(spec, ext)
         truths.append(truth)
         header = _ccd_header(spec, ext)
+        if spec.pixel_type == "float32":
+            pixels = pixels.astype(np.float32)
         if compressed:
-            hdus.append(fits.CompImageHDU(data=pixels, header=header, compression_type="RICE_1"))
+            # fpack's default quantisation for floats (q = 4: a quarter of the noise sigma per level)
+            # (the dither seed follows ours, so the file is the same on every run)
+            hdus.append(fits.CompImageHDU(
+                data=pixels, header=header, compression_type="RICE_1", quantize_level=4.0,
+                dither_seed=1 + (spec.seed * 97 + ext) % 10000,
+            ))
         else:
             hdus.append(fits.ImageHDU(data=pixels, header=header))
     path.parent.mkdir(parents=True, exist_ok=True)

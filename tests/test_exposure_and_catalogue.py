@@ -201,3 +201,18 @@ def test_quantised_float_exposures_read_like_megacam_p_files(workdir):
     assert np.allclose(read[finite], data[finite], atol=2.0)  # within the quantisation step
     result = run_exposure("float.fits.fz", ALL, "float.cat", workers=1)
     assert result.count > 10 and not result.failed
+
+
+def test_synthetic_float32_exposures_are_quantised_rice_like_megacam(workdir):
+    spec = ExposureSpec(nccd=1, shape=(256, 256), seed=3, pixel_type="float32")
+    from canfar_catalogue.science.synthetic import write_exposure
+
+    write_exposure("f.fits.fz", spec)
+    write_exposure("again.fits.fz", spec)
+    assert Path("f.fits.fz").read_bytes() == Path("again.fits.fz").read_bytes()  # deterministic from the seed
+    with fits.open("f.fits.fz", disable_image_compression=True) as hdul:
+        assert hdul[1].header["ZBITPIX"] == -32 and hdul[1].header["ZCMPTYPE"] == "RICE_1"
+        assert "ZSCALE" in hdul[1].columns.names  # quantised, as fpack does for floats
+    data, _ = read_ccd("f.fits.fz", list_ccds("f.fits.fz")[0])
+    pixels, _ = ccd_image(spec, 1)
+    assert np.abs(data - pixels).max() < 10.0  # within the quantisation of a sky with sigma ~25
