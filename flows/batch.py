@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from prefect import flow, get_run_logger, task
@@ -30,7 +30,7 @@ from ..boundaries.archive import open_archive
 from ..boundaries.credentials import require_lifetime
 from ..boundaries.errors import NotFound
 from ..boundaries.provenance import is_done
-from ..boundaries.storage import open_destination
+from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
 from ..tasks.policy import task_options
 
@@ -53,7 +53,6 @@ class Exposure:
     flow_run_id: str | None = None
     message: str = ""
     sources: int | None = None
-    history: list[str] = field(default_factory=list)
 
 
 @task(name="plan", **task_options(DOWNLOAD))
@@ -116,7 +115,8 @@ def catalogue_batch(
     for note in extraction.notes:
         logger.info("configuration: %s", note)
     config_hash = extraction.fingerprint()
-    require_lifetime([open_archive(archive), open_destination(destination)], timedelta(hours=expected_hours))
+    target = open_destination(destination)
+    require_lifetime([open_archive(archive), target], timedelta(hours=expected_hours))
 
     exposures = plan(wanted, archive, destination, config_hash, force)
     todo = deque(e for e in exposures if e.status == "pending")
@@ -126,7 +126,6 @@ def catalogue_batch(
         sum(e.status == "failed" for e in exposures),
     )
     running: dict[str, Exposure] = {}
-    target = open_destination(destination)
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force}
     while todo or running:
         while todo and len(running) < max_in_flight:
@@ -150,28 +149,25 @@ def catalogue_batch(
             if not state.is_final():
                 continue
             exposure = running.pop(run_id)
-            exposure.history.append(f"{state.type.value}: {state.message or ''}".strip())
             record = is_done(target, exposure.id, exposure.input_md5, config_hash) if state.is_completed() else None
             if record:
                 exposure.status, exposure.message, exposure.sources = "completed", "", record.sources
-            elif state.is_completed() and exposure.attempts < max_attempts:
-                # An old run re-attached by its idempotency key, whose catalogue is gone since.
-                logger.warning("%s: run %d completed but %s holds no matching catalogue; starting it again",
-                               exposure.id, exposure.attempts, destination)
-                exposure.status = "pending"
-                todo.append(exposure)
-            elif state.is_completed():
-                exposure.status, exposure.message = "failed", "completed without storing a catalogue"
             elif state.is_cancelled():
                 exposure.status, exposure.message = "cancelled", state.message or "cancelled"
-            elif not _is_permanent(state) and exposure.attempts < max_attempts:
-                logger.warning("%s: run %d ended %s (%s); starting it again",
-                               exposure.id, exposure.attempts, state.type.value, state.message)
-                exposure.status = "pending"
-                todo.append(exposure)
             else:
-                exposure.status, exposure.message = "failed", state.message or state.type.value
-    return _report(exposures, destination)
+                # A completed run without a catalogue is an old run re-attached by its
+                # idempotency key whose catalogue is gone since: worth another run too.
+                reason = "completed without storing a catalogue" if state.is_completed() else (
+                    state.message or state.type.value
+                )
+                if (state.is_completed() or not _is_permanent(state)) and exposure.attempts < max_attempts:
+                    logger.warning("%s: run %d ended %s (%s); starting it again",
+                                   exposure.id, exposure.attempts, state.type.value, reason)
+                    exposure.status = "pending"
+                    todo.append(exposure)
+                else:
+                    exposure.status, exposure.message = "failed", reason
+    return _report(exposures, target)
 
 
 def _names(observation_ids: list[str], limit: int) -> list[str]:
@@ -187,8 +183,7 @@ def _states(run_ids: list[str]) -> dict:
     return {str(run.id): run.state for run in runs if run.state is not None}
 
 
-def _report(exposures: list[Exposure], destination: str) -> list[dict]:
-    target = open_destination(destination)
+def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
     rows = []
     for exposure in exposures:
         rows.append({

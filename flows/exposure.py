@@ -53,7 +53,7 @@ def catalogue_exposure(
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
-        open_destination(destination)  # a bad URI fails here, before any download
+        target = open_destination(destination)  # a bad URI fails here, before any download
     except (ids.InvalidID, InputError, PermanentError) as exc:
         raise PermanentFailure(str(exc)) from None
     config_hash = extraction.fingerprint()
@@ -61,10 +61,10 @@ def catalogue_exposure(
     catalogue = workdir / catalogue_name(observation_id)
     try:
         input_md5 = archive_checksum(observation_id, archive)
-        done = None if force else is_done(open_destination(destination), observation_id, input_md5, config_hash)
+        done = None if force else is_done(target, observation_id, input_md5, config_hash)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
-            _publish(observation_id, "skipped", done.sources, [], open_destination(destination).location(catalogue.name))
+            _publish(observation_id, "skipped", done.sources, [], target.location(catalogue.name))
             return {"id": observation_id, "status": "skipped", "sources": done.sources}
         fetched = download(observation_id, archive, workdir)
         result = detect(fetched.path, extraction.to_json(), catalogue)

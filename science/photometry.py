@@ -140,12 +140,12 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
 def _chunks(ap: _Apertures):
     """Runs of objects whose boxes hold about _CHUNK_PIXELS pixels together."""
     npix = (ap.xmax - ap.xmin) * (ap.ymax - ap.ymin)
-    edges = np.searchsorted(np.cumsum(npix), np.arange(_CHUNK_PIXELS, npix.sum() + _CHUNK_PIXELS, _CHUNK_PIXELS))
-    start = 0
-    for edge in np.unique(np.minimum(edges + 1, len(npix))):
-        if edge > start:
-            yield start, int(edge)
-            start = int(edge)
+    start = total = 0
+    for i, n in enumerate(npix.tolist()):
+        total += n
+        if total >= _CHUNK_PIXELS:
+            yield start, i + 1
+            start, total = i + 1, 0
     if start < len(npix):
         yield start, len(npix)
 

@@ -74,10 +74,9 @@ def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
     try:
         data, header = read_ccd(path, ccd)
         measured = measure_ccd(data, header, config, ccd.ext_number)
-    except CCDError as exc:
-        return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=exc.reason)
-    except EmptyCCD as exc:
-        return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=str(exc))
+    except (CCDError, EmptyCCD) as exc:
+        reason = exc.reason if isinstance(exc, CCDError) else str(exc)
+        return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=reason)
     return CCDResult(
         ccd.ext_number,
         ccd.extname,
