@@ -130,8 +130,14 @@ class LocalArchive:
         return [observation_id for _, observation_id in sorted(found)]
 
 
-ARCHIVES: Registry[Archive] = Registry("archive", {"file": LocalArchive})
-#: Make ``scheme:`` URIs open with a factory (the CADC archive registers ``cadc``).
+def _cadc(uri: str) -> Archive:
+    from .cadc_archive import CadcArchive  # the CADC clients load only when used
+
+    return CadcArchive(uri)
+
+
+ARCHIVES: Registry[Archive] = Registry("archive", {"file": LocalArchive, "cadc": _cadc})
+#: Make ``scheme:`` URIs open with a factory (tests register their own).
 register = ARCHIVES.register
 #: The archive a URI names: ``file:///path`` or ``cadc:CFHT``.
 open_archive = ARCHIVES.open

@@ -87,8 +87,14 @@ class LocalStorage:
         return md5_of(target)
 
 
-DESTINATIONS: Registry[Destination] = Registry("destination", {"file": LocalStorage})
-#: Make ``scheme:`` URIs open with a factory (VOSpace registers ``vos``).
+def _vos(uri: str) -> Destination:
+    from .vospace import VOSpace  # the CADC clients load only when used
+
+    return VOSpace(uri)
+
+
+DESTINATIONS: Registry[Destination] = Registry("destination", {"file": LocalStorage, "vos": _vos})
+#: Make ``scheme:`` URIs open with a factory (tests register their own).
 register = DESTINATIONS.register
 #: The destination a URI names: ``file:///path`` or ``vos:<space>/<path>``.
 open_destination = DESTINATIONS.open

@@ -1,0 +1,203 @@
+"""What the CADC archive and VOSpace share: the credential, and what the clients' errors mean.
+
+A CANFAR user already has a credential: an X.509 proxy certificate written by
+``cadc-get-cert -n`` (valid 10 days), a bearer token, or a ``.netrc`` entry
+from which the proxy is renewed.  :class:`CadcAuth` reads which one from the
+``[cadc]`` settings and hands it to the unmodified ``cadcdata`` and ``vos``
+clients.  Secrets are read from files and passed in memory: never logged,
+never put on a command line; messages name the file, not its content.
+
+The clients retry 5xx answers themselves, sleeping 30 s or more between tries
+(``cadcdata`` 2.5.2 then reports a 503 as a ``TypeError``).  We switch that
+off and let the Prefect task retry with its own back-off, so there is one
+retry mechanism and a user gets an answer in bounded time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .. import config
+from .errors import NotFound, PermanentError, PermissionDenied, TransientError
+
+RENEW = "cadc-get-cert -n"
+METHODS = ("certificate", "netrc", "token")
+
+
+@dataclass(frozen=True)
+class CadcAuth:
+    """The credential the CADC clients use, as the ``[cadc]`` settings name it."""
+
+    method: str
+    certificate: Path
+    token_file: Path
+    netrc: Path
+    proxy_days: int = 10
+    renew_below: timedelta = timedelta(days=2)
+
+    @classmethod
+    def from_settings(cls, section: dict[str, Any] | None = None) -> "CadcAuth":
+        section = section if section is not None else config.settings()["cadc"]
+        method = section["auth"]
+        if method not in METHODS:
+            raise PermanentError(f"[cadc] auth = {method!r} is not one of {', '.join(METHODS)}; fix the settings file")
+        return cls(
+            method=method,
+            certificate=Path(section["certificate"]).expanduser(),
+            token_file=Path(section["token_file"]).expanduser(),
+            netrc=Path(section["netrc"]).expanduser(),
+            proxy_days=int(section["proxy_days"]),
+            renew_below=timedelta(days=float(section["renew_below_days"])),
+        )
+
+    def token(self) -> str:
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise PermissionDenied(
+                f"cannot read the CADC token file {self.token_file} ({exc.strerror}); write your token there, "
+                "readable only by you (chmod 600)"
+            ) from None
+        if not token:
+            raise PermissionDenied(f"the CADC token file {self.token_file} is empty")
+        return token
+
+    def _require_certificate(self) -> Path:
+        if not self.certificate.is_file():
+            raise PermissionDenied(f"no proxy certificate at {self.certificate}; create one with `{RENEW}`")
+        return self.certificate
+
+    def subject(self) -> Any:
+        """A ``cadcutils.net.Subject`` for ``cadcdata`` and ``cadctap``."""
+        from cadcutils import net
+
+        if self.method == "token":
+            return net.Subject(token=self.token())
+        return net.Subject(certificate=str(self._require_certificate()))
+
+    def vos_arguments(self) -> dict[str, str]:
+        """The keyword arguments that make ``vos.Client`` use this credential."""
+        if self.method == "token":
+            return {"vospace_token": self.token()}
+        return {"vospace_certfile": str(self._require_certificate())}
+
+    def lifetime(self) -> tuple[timedelta, str]:
+        """How long the credential stays valid, and how to renew it."""
+        if self.method == "token":
+            self.token()
+            return timedelta.max, f"write a new token to {self.token_file}"
+        return proxy_lifetime(self._require_certificate()), RENEW
+
+    def renew_if_short(self) -> bool:
+        """With ``auth = "netrc"``: fetch a fresh proxy, as ``cadc-get-cert -n`` does, when
+        less than ``renew_below_days`` remain.  Returns whether it renewed."""
+        if self.method != "netrc":
+            return False
+        if self.certificate.is_file() and proxy_lifetime(self.certificate) >= self.renew_below:
+            return False
+        from cadcutils import net
+
+        if not self.netrc.is_file():
+            raise PermissionDenied(f"cannot renew the proxy certificate: no {self.netrc}; add your CADC login there")
+        with translated(f"renewing the proxy certificate {self.certificate} from {self.netrc}"):
+            pem = net.get_cert(net.Subject(netrc=str(self.netrc)), days_valid=self.proxy_days)
+        write_private(self.certificate, pem)
+        return True
+
+
+def proxy_lifetime(path: Path) -> timedelta:
+    """Time left before the proxy certificate in ``path`` expires."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise PermissionDenied(f"{path} is not a readable PEM certificate ({exc}); create one with `{RENEW}`") from None
+    return certificate.not_valid_after_utc - datetime.now(timezone.utc)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with ``text``, readable only by its owner."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def trust(ca_bundle: str) -> None:
+    """Verify CADC's TLS certificates against ``ca_bundle`` instead of certifi's.
+
+    The CADC clients ignore ``REQUESTS_CA_BUNDLE`` (their sessions do not read
+    the environment), so a site that inspects TLS, or the test emulator,
+    needs this setting.
+    """
+    if not ca_bundle:
+        return
+    import requests.adapters
+
+    path = Path(ca_bundle).expanduser()
+    if not path.is_file():
+        raise PermanentError(f"[cadc] ca_bundle {path} does not exist")
+    requests.adapters.DEFAULT_CA_BUNDLE_PATH = str(path)
+
+
+def own_retries_off(client: Any) -> Any:
+    """Stop a ``cadcutils`` web-service client from retrying 5xx by itself (see above)."""
+    client.retry = False
+    if client._session is not None:
+        client._session.retry = False
+    return client
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn the CADC clients' exceptions into ours, with ``what`` in the message."""
+    import requests
+    from cadcutils import exceptions
+
+    try:
+        yield
+    except exceptions.NotFoundException:
+        raise NotFound(f"{what}: not found (404)") from None
+    except exceptions.UnauthorizedException:
+        raise PermissionDenied(
+            f"{what}: the CADC did not accept the credential (401); check it is valid (`{RENEW}`)"
+        ) from None
+    except exceptions.ForbiddenException:
+        raise PermissionDenied(f"{what}: permission denied (403); check that your CADC account may access it") from None
+    except exceptions.SslException as exc:
+        raise PermissionDenied(f"{what}: TLS failed ({exc}); check the proxy certificate (`{RENEW}`)") from None
+    except exceptions.BadRequestException as exc:
+        raise PermanentError(f"{what}: the CADC rejected the request (400): {exc}") from None
+    except exceptions.ByteLimitException:
+        raise PermanentError(f"{what}: over the storage quota (413)") from None
+    except (exceptions.HttpException, requests.RequestException, ConnectionError, TimeoutError) as exc:
+        raise TransientError(f"{what}: {_short(exc)}") from None
+    except TypeError as exc:
+        # cadcdata 2.5.2 reports a 503 that outlasted its retries this way.
+        raise TransientError(f"{what}: service unavailable ({exc})") from None
+    except OSError as exc:
+        # vos reports transfer-job errors as OSError with an errno.
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise PermissionDenied(f"{what}: permission denied: {exc.strerror or exc}") from None
+        if exc.errno == errno.ENOENT:
+            raise NotFound(f"{what}: not found: {exc.strerror or exc}") from None
+        raise TransientError(f"{what}: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:300] + "…"
