@@ -166,6 +166,7 @@ def own_retries_off(client: Any) -> Any:
 def translated(what: str) -> Iterator[None]:
     """Turn the CADC clients' exceptions into ours, with ``what`` in the message."""
     import requests
+    import urllib3
     from cadcutils import exceptions
 
     try:
@@ -184,17 +185,23 @@ def translated(what: str) -> Iterator[None]:
         raise PermanentError(f"{what}: the CADC rejected the request (400): {exc}") from None
     except exceptions.ByteLimitException:
         raise PermanentError(f"{what}: over the storage quota (413)") from None
-    except (exceptions.HttpException, requests.RequestException, ConnectionError, TimeoutError) as exc:
+    except (
+        exceptions.HttpException,
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,  # a body cut short surfaces from urllib3 itself
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise TransientError(f"{what}: {_short(exc)}") from None
     except TypeError as exc:
         # cadcdata 2.5.2 reports a 503 that outlasted its retries this way.
         raise TransientError(f"{what}: service unavailable ({exc})") from None
     except OSError as exc:
-        # vos reports transfer-job errors as OSError with an errno.
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            raise PermissionDenied(f"{what}: permission denied: {exc.strerror or exc}") from None
-        if exc.errno == errno.ENOENT:
-            raise NotFound(f"{what}: not found: {exc.strerror or exc}") from None
+        # vos reports errors as OSError whose errno is an errno or an HTTP status.
+        if exc.errno in (errno.EACCES, errno.EPERM, 401, 403):
+            raise PermissionDenied(f"{what}: permission denied ({exc.errno}): {exc.strerror or exc}") from None
+        if exc.errno in (errno.ENOENT, 404):
+            raise NotFound(f"{what}: not found ({exc.errno}): {exc.strerror or exc}") from None
         raise TransientError(f"{what}: {_short(exc)}") from None
 
 

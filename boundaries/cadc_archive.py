@@ -70,6 +70,9 @@ class CadcArchive:
     def credential_lifetime(self):
         return self.auth.lifetime()
 
+    def refresh_credential(self) -> bool:
+        return self.auth.renew_if_short()
+
     def checksum(self, observation_id: str) -> str:
         file_uri = self._file_uri(observation_id)
         with translated(f"observation {observation_id} ({file_uri})"):

@@ -46,6 +46,9 @@ class VOSpace:
     def credential_lifetime(self):
         return self.auth.lifetime()
 
+    def refresh_credential(self) -> bool:
+        return self.auth.renew_if_short()
+
     def location(self, name: str) -> str:
         return f"{self.uri}/{_plain(name)}"
 

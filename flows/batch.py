@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -57,23 +58,28 @@ class Exposure:
 
 @task(name="plan", **task_options(DOWNLOAD))
 def plan(observation_ids: list[str], archive: str, destination: str, config_hash: str, force: bool) -> list[Exposure]:
-    """Look up every input md5 and skip what is already catalogued, without downloading."""
+    """Look up every input md5 and skip what is already catalogued, without downloading.
+
+    Each ID costs a few small requests to the archive and the destination, so
+    they are made from several threads: a 10,000-ID batch plans in minutes, not hours.
+    """
     source = open_archive(archive)
     target = open_destination(destination)
-    exposures = []
-    for observation_id in observation_ids:
+
+    def look_up(observation_id: str) -> Exposure:
         exposure = Exposure(observation_id)
         try:
             exposure.input_md5 = source.checksum(observation_id)
         except NotFound as exc:
             exposure.status, exposure.message = "failed", str(exc)
-            exposures.append(exposure)
-            continue
+            return exposure
         record = None if force else is_done(target, observation_id, exposure.input_md5, config_hash)
         if record:
             exposure.status, exposure.sources, exposure.message = "skipped", record.sources, "already catalogued"
-        exposures.append(exposure)
-    return exposures
+        return exposure
+
+    with ThreadPoolExecutor(max_workers=int(SETTINGS["lookup_threads"])) as pool:
+        return list(pool.map(look_up, observation_ids))
 
 
 def _idempotency_key(exposure: Exposure, config_hash: str, destination: str) -> str:

@@ -23,7 +23,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from .. import config
 from ..boundaries.archive import open_archive
-from ..boundaries.credentials import require_lifetime
+from ..boundaries.credentials import refresh, require_lifetime
 from ..boundaries.storage import open_destination
 from .batch import catalogue_batch
 
@@ -57,7 +57,10 @@ def catalogue_nightly(
 ) -> list[dict]:
     """Catalogue what arrived in ``archive`` since the last successful night."""
     logger = get_run_logger()
-    require_lifetime([open_archive(archive), open_destination(destination)], timedelta(hours=expected_hours))
+    boundaries = [open_archive(archive), open_destination(destination)]
+    for uri in refresh(boundaries):
+        logger.info("renewed the credential for %s", uri)
+    require_lifetime(boundaries, timedelta(hours=expected_hours))
     if since is None:
         previous = last_success()
         since = (

@@ -1,8 +1,10 @@
-"""Shared fixtures: small synthetic exposures, and one Prefect server for the session.
+"""Shared fixtures: small synthetic exposures, one Prefect server and one CADC emulator for the session.
 
-The Prefect environment is set here, before any test module imports Prefect
-or the project's tasks (which read their settings at import): a throwaway
-PREFECT_HOME, a fixed free port, no telemetry, and short retry delays.
+The environment is set here, before any test module imports Prefect, the
+CADC clients or the project's tasks (which read their settings at import): a
+throwaway HOME (the CADC clients keep their registry cache there) and
+PREFECT_HOME, a fixed free port, no telemetry, short retry delays, and CADC
+credentials and CA bundle at fixed paths that the emulator fixture fills.
 """
 
 from __future__ import annotations
@@ -28,11 +30,24 @@ def _free_port() -> int:
 
 
 _PORT = _free_port()
+HOME = _SESSION / "home"
+CADC = {
+    "certificate": HOME / ".ssl" / "cadcproxy.pem",
+    "token_file": HOME / ".ssl" / "cadc-token",
+    "netrc": HOME / ".netrc",
+    "ca_bundle": _SESSION / "cadc" / "ca.pem",
+}
 (_SESSION / "settings.toml").write_text(
     "[download]\nretry_delay_seconds = 0.2\n[upload]\nretry_delay_seconds = 0.2\n[batch]\npoll_seconds = 1\n"
+    "[cadc]\n" + "".join(f'{key} = "{value}"\n' for key, value in CADC.items())
 )
+for _package in ("cadcdata", "cadcutils", "cadctap", "vos"):  # no PyPI version check from the tests
+    _cache = HOME / ".config" / _package / "caches" / ".pypi_versions.json"
+    _cache.parent.mkdir(parents=True)
+    _cache.write_text('{"releases": {}}')
 os.environ.update(
     {
+        "HOME": str(HOME),
         "PREFECT_HOME": str(_SESSION / "prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{_PORT}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
@@ -137,3 +152,30 @@ def workdir(tmp_path, monkeypatch) -> Path:
     """A scratch directory that is also the current directory, as for source-extractor."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def cadc_service():
+    """The CADC emulator, found by the real clients through the registry cache in HOME.
+
+    It holds the user's proxy certificate and token at the paths the
+    session's settings name; the archive is empty until a test adds to it.
+    """
+    from .cadc_emulator import CadcEmulator
+
+    emulator = CadcEmulator(CADC["ca_bundle"].parent).start()
+    emulator.point_registry(HOME)
+    emulator.issue_proxy(CADC["certificate"])
+    CADC["token_file"].write_text(emulator.token + "\n")
+    CADC["token_file"].chmod(0o600)
+    yield emulator
+    emulator.stop()
+    assert not emulator.errors, "the emulator itself failed:\n" + "\n".join(emulator.errors)
+
+
+@pytest.fixture
+def cadc(cadc_service):
+    """The session's emulator with no faults left over from an earlier test."""
+    cadc_service.clear_faults()
+    yield cadc_service
+    cadc_service.clear_faults()

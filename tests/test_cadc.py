@@ -1,0 +1,287 @@
+"""The CADC archive and VOSpace boundaries, through the real cadcdata, vos and cadctap clients.
+
+Every request goes over HTTPS to the emulator in ``cadc_emulator.py``; nothing
+of ours is mocked.  Faults are injected on the wire and each must end as the
+issue says: permanent errors at once and named, transient ones quickly and
+retryable, and never a partial file or half-written node that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from canfar_catalogue.boundaries.cadc import CadcAuth, proxy_lifetime
+from canfar_catalogue.boundaries.cadc_archive import CadcArchive
+from canfar_catalogue.boundaries.credentials import refresh, require_lifetime
+from canfar_catalogue.boundaries.errors import NotFound, PermanentError, PermissionDenied, TransientError
+from canfar_catalogue.boundaries.vospace import VOSpace
+
+ID = "1056213p"
+NAME = f"{ID}.fits.fz"
+
+
+@pytest.fixture
+def archive(cadc, small_exposure) -> CadcArchive:
+    cadc.add_exposure(NAME, small_exposure.read_bytes())
+    return CadcArchive("cadc:CFHT")
+
+
+def _auth(**changes) -> CadcAuth:
+    return dataclasses.replace(CadcAuth.from_settings(), **changes)
+
+
+def _who_asked(cadc, path_part: str) -> set[str]:
+    return {who for _, path, who in cadc.requests if path_part in path}
+
+
+# -- archive ------------------------------------------------------------------------------
+def test_download_with_the_proxy_certificate_verifies_the_md5(archive, small_exposure, tmp_path, cadc):
+    import hashlib
+
+    fetched = archive.fetch(ID, tmp_path)
+    assert fetched.path == tmp_path / NAME
+    assert fetched.md5 == hashlib.md5(small_exposure.read_bytes()).hexdigest()
+    assert fetched.path.read_bytes() == small_exposure.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == [NAME]
+    assert _who_asked(cadc, NAME) == {cadc.user}  # authenticated by the client certificate
+
+
+def test_a_bearer_token_works_too(cadc, small_exposure, tmp_path):
+    cadc.add_exposure(NAME, small_exposure.read_bytes())
+    before = len(cadc.requests)
+    archive = CadcArchive("cadc:CFHT", auth=_auth(method="token"))
+    assert archive.fetch(ID, tmp_path).size == small_exposure.stat().st_size
+    tokened = [r for r in cadc.requests[before:] if NAME in r[1]]
+    assert tokened and {who for _, _, who in tokened} == {cadc.user}
+
+
+def test_a_missing_observation_fails_at_once_and_is_named(archive, tmp_path):
+    with pytest.raises(NotFound, match="1056999p.*404"):
+        archive.fetch("1056999p", tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_refused_credentials_are_permanent_and_say_what_to_check(cadc, archive, tmp_path):
+    stranger = cadc.issue_proxy(tmp_path / "stranger.pem", user="mallory")
+    with pytest.raises(PermissionDenied, match=f"{ID}.*403"):
+        CadcArchive("cadc:CFHT", auth=_auth(certificate=stranger)).checksum(ID)
+    bad_token = tmp_path / "token"
+    bad_token.write_text("not-the-token")
+    with pytest.raises(PermissionDenied, match="401.*cadc-get-cert -n"):
+        CadcArchive("cadc:CFHT", auth=_auth(method="token", token_file=bad_token)).checksum(ID)
+    with pytest.raises(PermissionDenied, match="no proxy certificate at .*missing.pem.*cadc-get-cert -n"):
+        CadcArchive("cadc:CFHT", auth=_auth(certificate=tmp_path / "missing.pem")).checksum(ID)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_transient_and_answered_in_bounded_time(cadc, archive, tmp_path, status):
+    """The clients' own 503 retries (30 s and more each) are off: the task retries instead."""
+    cadc.fault("*", NAME, status=status)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=ID):
+        archive.fetch(ID, tmp_path)
+    assert time.monotonic() - started < 10
+    assert os.listdir(tmp_path) == []
+    cadc.clear_faults()
+    assert archive.fetch(ID, tmp_path).path.is_file()  # and the next try works
+
+
+@pytest.mark.parametrize("action", ["truncate", "bad-md5"])
+def test_a_truncated_or_corrupt_download_never_looks_complete(cadc, archive, tmp_path, action):
+    cadc.fault("GET", NAME, action)
+    with pytest.raises(TransientError, match=ID):
+        archive.fetch(ID, tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_slow_answer_still_arrives(cadc, archive, tmp_path):
+    cadc.fault("GET", NAME, "slow", seconds=1.5, times=1)
+    assert archive.fetch(ID, tmp_path).path.is_file()
+
+
+def test_discovery_asks_tap_for_exposures_observed_since_a_date(cadc, small_exposure):
+    now = datetime.now(timezone.utc)
+    data = small_exposure.read_bytes()
+    cadc.add_exposure("2000001p.fits.fz", data, observed=now - timedelta(days=30))
+    cadc.add_exposure("2000003p.fits.fz", data, observed=now - timedelta(hours=2))
+    cadc.add_exposure("2000002p.fits.fz", data, observed=now - timedelta(hours=5))
+    cadc.add_exposure("2000004o.fits.fz", data, observed=now - timedelta(hours=1))  # raw, not processed
+    found = CadcArchive("cadc:CFHT").list_since(now - timedelta(days=1))
+    assert [i for i in found if i.startswith("2")] == ["2000002p", "2000003p"]
+
+
+# -- VOSpace ------------------------------------------------------------------------------
+def _catalogue(tmp_path: Path, text: str = "#   1 NUMBER\n         1\n") -> Path:
+    path = tmp_path / f"{ID}.cat"
+    path.write_text(text)
+    return path
+
+
+def test_upload_creates_containers_moves_into_place_and_reads_back(cadc, tmp_path):
+    import hashlib
+
+    destination = VOSpace("vos:jdoe/megacam/run1")
+    local = _catalogue(tmp_path)
+    assert destination.stat(local.name) is None
+    md5 = destination.put(local, local.name)
+    assert md5 == hashlib.md5(local.read_bytes()).hexdigest()
+    assert cadc.visible("jdoe/megacam/run1/") == {f"jdoe/megacam/run1/{local.name}": local.read_bytes()}
+    assert destination.stat(local.name) == md5
+    assert destination.read(local.name) == local.read_bytes()
+
+    puts = sum(1 for method, path, _ in cadc.requests if method == "PUT" and "/vault/data/" in path)
+    destination.put(local, local.name)  # same md5: nothing is sent
+    assert sum(1 for method, path, _ in cadc.requests if method == "PUT" and "/vault/data/" in path) == puts
+
+    local.write_text("#   1 NUMBER\n         2\n")
+    destination.put(local, local.name)  # a new catalogue replaces the old one
+    assert destination.read(local.name) == local.read_bytes()
+    assert local.exists()
+
+
+@pytest.mark.parametrize(
+    "method, action, status",
+    [
+        ("PUT", "status", 500),  # upload rejected
+        ("PUT", "corrupt-upload", 0),  # bytes changed on the way: the server answers 412
+        ("PUT", "drop-upload", 0),  # connection dropped mid-PUT
+        ("POST", "move-fails", 0),  # stored, but the move into place fails
+    ],
+)
+def test_upload_faults_leave_no_half_written_node_and_keep_the_local_copy(cadc, tmp_path, method, action, status):
+    destination = VOSpace(f"vos:jdoe/faults/{action}")
+    local = _catalogue(tmp_path)
+    cadc.fault(method, "/vault/(data|transfers)/", action, status=status)
+    with pytest.raises(TransientError):
+        destination.put(local, local.name)
+    assert cadc.visible(f"jdoe/faults/{action}/") == {}  # neither the catalogue nor a temporary node
+    assert local.exists()
+    cadc.clear_faults()
+    destination.put(local, local.name)
+    assert cadc.visible(f"jdoe/faults/{action}/") == {f"jdoe/faults/{action}/{local.name}": local.read_bytes()}
+
+
+def test_vospace_refuses_a_stranger_permanently(cadc, tmp_path):
+    stranger = cadc.issue_proxy(tmp_path / "stranger.pem", user="mallory")
+    destination = VOSpace("vos:jdoe/private", auth=_auth(certificate=stranger))
+    with pytest.raises(PermissionDenied, match="vos:jdoe/private.*403"):
+        destination.put(_catalogue(tmp_path), f"{ID}.cat")
+
+
+def test_a_destination_that_is_a_file_is_refused(cadc, tmp_path):
+    VOSpace("vos:jdoe/plain").put(_catalogue(tmp_path), "afile")
+    with pytest.raises(PermanentError, match="vos:jdoe/plain/afile is a file"):
+        VOSpace("vos:jdoe/plain/afile").put(_catalogue(tmp_path), f"{ID}.cat")
+
+
+# -- credentials --------------------------------------------------------------------------
+def test_a_proxy_that_expires_before_the_work_fails_early_with_the_renewal_command(cadc, tmp_path):
+    short = cadc.issue_proxy(tmp_path / "short.pem", days=0.5)
+    boundaries = [CadcArchive("cadc:CFHT", auth=_auth(certificate=short)), VOSpace("vos:jdoe/x", auth=_auth(certificate=short))]
+    require_lifetime(boundaries, timedelta(hours=6))
+    with pytest.raises(PermissionDenied, match="cadc:CFHT.*h left.*48.0 h.*cadc-get-cert -n"):
+        require_lifetime(boundaries, timedelta(hours=48))
+
+
+def test_netrc_renews_a_proxy_that_runs_short(cadc, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    proxy = cadc.issue_proxy(tmp_path / "ssl" / "proxy.pem", days=1)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {cadc.user} password {cadc.password}\n")
+    netrc.chmod(0o600)
+    auth = _auth(method="netrc", certificate=proxy, netrc=netrc)
+    archive = CadcArchive("cadc:CFHT", auth=auth)
+    assert refresh([archive, VOSpace("vos:jdoe/x", auth=auth)]) == ["cadc:CFHT"]  # once, not twice
+    assert timedelta(days=9.9) < proxy_lifetime(proxy) <= timedelta(days=10)
+    assert proxy.stat().st_mode & 0o777 == 0o600
+    assert refresh([archive]) == []  # fresh enough now
+    assert cadc.password not in caplog.text
+
+    proxy.unlink()
+    netrc.write_text(f"machine 127.0.0.1 login {cadc.user} password wrong\n")
+    with pytest.raises(PermissionDenied, match="renewing the proxy certificate.*401"):
+        refresh([archive])
+    assert not proxy.exists()
+
+
+def test_the_token_never_reaches_the_logs(cadc, small_exposure, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    cadc.add_exposure(NAME, small_exposure.read_bytes())
+    auth = _auth(method="token")
+    CadcArchive("cadc:CFHT", auth=auth).fetch(ID, tmp_path / "in")
+    VOSpace("vos:jdoe/tokened", auth=auth).put(_catalogue(tmp_path), f"{ID}.cat")
+    with pytest.raises(PermissionDenied) as refused:
+        CadcArchive("cadc:CFHT", auth=_auth(method="token", token_file=tmp_path / "absent")).checksum(ID)
+    assert cadc.token not in caplog.text and cadc.token not in str(refused.value)
+    assert "absent" in str(refused.value)
+
+
+# -- the whole path -----------------------------------------------------------------------
+def test_a_deployment_run_reads_cadc_and_writes_vospace_without_leaking_the_credential(local_site, cadc, small_exposure):
+    import json
+    import subprocess
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from .conftest import BIN, CADC
+
+    ids = ["1056213p", "1056215p"]
+    for observation_id in ids:
+        cadc.add_exposure(f"{observation_id}.fits.fz", small_exposure.read_bytes())
+    command = [
+        str(BIN / "prefect"), "deployment", "run", "catalogue/batch",
+        "--param", f"ids={json.dumps(ids)}", "--param", "archive=cadc:CFHT", "--param", "destination=vos:jdoe/e2e",
+        "--watch", "--watch-timeout", "300",
+    ]
+    done = subprocess.run(command, env=local_site["env"], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    destination = VOSpace("vos:jdoe/e2e")
+    for observation_id in ids:
+        catalogue = destination.read(f"{observation_id}.cat").decode()
+        assert catalogue.startswith("#   1 NUMBER") and len(catalogue.splitlines()) > 20
+        record = json.loads(destination.read(f"{observation_id}.provenance.json"))
+        assert record["archive"] == "cadc:CFHT" and record["input_md5"]
+    assert not [path for path in cadc.visible("jdoe/e2e/") if path.endswith(".part")]
+
+    key_lines = [line for line in CADC["certificate"].read_text().splitlines() if not line.startswith("-----")]
+    secrets = [cadc.token, cadc.password, *key_lines[1:4]]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])))
+        artifacts = client.read_artifacts()
+    text = "\n".join(
+        [log.message for log in logs]
+        + [json.dumps(a.data) + (a.description or "") for a in artifacts]
+        + [json.dumps(r.parameters) for r in runs]
+        + [done.stdout, done.stderr]
+    )
+    assert "vos:jdoe/e2e" in text  # the search does see what the runs wrote
+    assert not [secret for secret in secrets if secret in text]
+
+
+def test_the_nightly_flow_renews_a_short_proxy_from_netrc_before_it_looks(cadc, tmp_path, monkeypatch, prefect_server):
+    from canfar_catalogue.flows.nightly import catalogue_nightly
+
+    from .conftest import CADC
+
+    proxy = cadc.issue_proxy(tmp_path / "proxy.pem", days=1)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1 login {cadc.user} password {cadc.password}\n")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        f'[cadc]\nauth = "netrc"\ncertificate = "{proxy}"\nnetrc = "{netrc}"\nca_bundle = "{CADC["ca_bundle"]}"\n'
+    )
+    monkeypatch.setenv("CANFAR_CATALOGUE_SETTINGS", str(settings))
+    tomorrow = datetime.now(timezone.utc) + timedelta(days=1)
+    assert catalogue_nightly(destination="vos:jdoe/nightly", archive="cadc:CFHT", since=tomorrow) == []
+    assert proxy_lifetime(proxy) > timedelta(days=9.9)
+    assert any("argus/sync" in path for _, path, _ in cadc.requests)  # and then it asked TAP
