@@ -6,12 +6,17 @@
 #   CANFAR_CATALOGUE_ARCHIVE=cadc:CFHT \
 #   CANFAR_CATALOGUE_DESTINATION=vos:myspace/catalogues \
 #   bash deployments/deploy.sh
+#
+# Exposures can run on another pool than the batch, e.g. HTCondor on the cloud:
+#   CANFAR_CATALOGUE_EXPOSURE_POOL=catalogue-htcondor CANFAR_CATALOGUE_EXPOSURE_POOL_TYPE=htcondor
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 export CANFAR_CATALOGUE_POOL="${CANFAR_CATALOGUE_POOL:-catalogue-local}"
 export CANFAR_CATALOGUE_ARCHIVE="${CANFAR_CATALOGUE_ARCHIVE:-cadc:CFHT}"
 : "${CANFAR_CATALOGUE_DESTINATION:?set CANFAR_CATALOGUE_DESTINATION to file:///... or vos:<space>/<path>}"
 pool_type="${CANFAR_CATALOGUE_POOL_TYPE:-process}"
+export CANFAR_CATALOGUE_EXPOSURE_POOL="${CANFAR_CATALOGUE_EXPOSURE_POOL:-$CANFAR_CATALOGUE_POOL}"
+exposure_pool_type="${CANFAR_CATALOGUE_EXPOSURE_POOL_TYPE:-$pool_type}"
 prefect="${PREFECT:-prefect}"
 
 # Run a step quietly; if it fails, show what it said and stop.
@@ -31,14 +36,16 @@ print(d["concurrency_limit"], d["concurrency_slots"])
 PY
 )
 
-if ! "$prefect" work-pool inspect "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
-  step "$prefect" work-pool create "$CANFAR_CATALOGUE_POOL" --type "$pool_type"
-fi
+for pool in "$CANFAR_CATALOGUE_POOL:$pool_type" "$CANFAR_CATALOGUE_EXPOSURE_POOL:$exposure_pool_type"; do
+  if ! "$prefect" work-pool inspect "${pool%%:*}" >/dev/null 2>&1; then
+    step "$prefect" work-pool create "${pool%%:*}" --type "${pool##*:}"
+  fi
+done
 slots_exposures="${CANFAR_CATALOGUE_EXPOSURE_SLOTS:-1}"
-if "$prefect" work-queue inspect exposures --pool "$CANFAR_CATALOGUE_POOL" >/dev/null 2>&1; then
-  step "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_POOL"
+if "$prefect" work-queue inspect exposures --pool "$CANFAR_CATALOGUE_EXPOSURE_POOL" >/dev/null 2>&1; then
+  step "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_EXPOSURE_POOL"
 else
-  step "$prefect" work-queue create exposures --pool "$CANFAR_CATALOGUE_POOL" --limit "$slots_exposures"
+  step "$prefect" work-queue create exposures --pool "$CANFAR_CATALOGUE_EXPOSURE_POOL" --limit "$slots_exposures"
 fi
 if "$prefect" global-concurrency-limit inspect "$limit" >/dev/null 2>&1; then
   step "$prefect" global-concurrency-limit update "$limit" --limit "$slots"
@@ -47,4 +54,4 @@ else
 fi
 cd "$here/.."
 step "$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all
-echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"
+echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type), exposures on $CANFAR_CATALOGUE_EXPOSURE_POOL ($exposure_pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"

@@ -197,6 +197,7 @@ def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
             "status": exposure.status,
             "sources": exposure.sources if exposure.sources is not None else "",
             "runs": exposure.attempts,
+            "flow_run": exposure.flow_run_id or "",
             "catalogue": target.location(f"{exposure.id}.cat") if exposure.status in ("completed", "skipped") else "",
             "message": exposure.message,
         })

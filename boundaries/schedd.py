@@ -1,0 +1,62 @@
+"""The HTCondor schedd: where the htcondor work pool submits jobs and the provisioning flow reads demand.
+
+The interface is ``htcondor2.Schedd``'s own ``submit``, ``query`` and ``act``,
+so production passes the real object through unchanged.  Which schedd is used
+is a ``module:callable`` in the ``[htcondor]`` settings: the default returns
+the local schedd (or one located by name through the collector); the tests
+name a fake with the same surface that runs jobs as local processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from .. import config
+from .errors import PermanentError, TransientError
+
+#: The job attribute that ties an HTCondor job to its Prefect flow run.
+FLOW_RUN_ATTRIBUTE = "CanfarFlowRunId"
+
+
+class Schedd(Protocol):
+    def submit(self, description: Any, count: int = 0, spool: bool = False, itemdata: Any = ..., queue: Any = None) -> Any:
+        """Queue a job; the result's ``cluster()`` is its cluster id."""
+
+    def query(self, constraint: Any = "True", projection: Any = (), **options: Any) -> list[Any]:
+        """Job ClassAds matching ``constraint``."""
+
+    def act(self, action: Any, job_spec: Any, reason: str | None = None) -> Any:
+        """Hold, release or remove the jobs ``job_spec`` names."""
+
+
+def local_schedd(name: str = "") -> Schedd:
+    """The schedd on this host, or the one called ``name`` located through the collector."""
+    import htcondor2
+
+    try:
+        if not name:
+            return htcondor2.Schedd()
+        ad = htcondor2.Collector().locate(htcondor2.DaemonType.Schedd, name)
+        return htcondor2.Schedd(ad)
+    except htcondor2.HTCondorException as exc:
+        where = f"schedd {name!r}" if name else "the local schedd"
+        raise TransientError(
+            f"cannot reach {where}: {exc}; check CONDOR_CONFIG and that this host is an HTCondor submit host"
+        ) from None
+
+
+def open_schedd(name: str = "") -> Schedd:
+    """The schedd the ``[htcondor] schedd_factory`` setting names."""
+    factory_path = config.settings()["htcondor"]["schedd_factory"]
+    module_name, _, attribute = factory_path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PermanentError(f"[htcondor] schedd_factory {factory_path!r} cannot be loaded: {exc}") from None
+    return factory(name) if name else factory()
+
+
+def flow_run_constraint(flow_run_id: str) -> str:
+    """Jobs of a flow run that are still in the queue (not removed, not completed)."""
+    return f'{FLOW_RUN_ATTRIBUTE} == "{flow_run_id}" && JobStatus =!= 3 && JobStatus =!= 4'

@@ -1,0 +1,249 @@
+"""The htcondor work pool: submit descriptions built with the real htcondor2.Submit, and flow runs
+that run as jobs of the fake schedd, followed through their genuine user logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import htcondor2
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentCreate
+from prefect.deployments import run_deployment
+from prefect.states import Cancelling
+
+from canfar_catalogue.boundaries.errors import PermanentError, PermissionDenied
+from canfar_catalogue.flows.batch import catalogue_batch
+from canfar_catalogue.worker.htcondor import HTCondorJobConfiguration
+
+from .conftest import BIN, _SESSION, stop
+from .fake_schedd import COMPLETED, RUNNING, FakeSchedd
+
+ROOT = Path(__file__).parents[1]
+
+
+def _configuration(tmp_path: Path, **fields) -> HTCondorJobConfiguration:
+    configuration = HTCondorJobConfiguration(log_directory=tmp_path / "logs", **fields)
+    flow_run = type("FlowRun", (), {"id": uuid.uuid4(), "name": "clever-heron", "model_dump": lambda self, **_: {}})()
+    configuration.prepare_for_flow_run(flow_run)
+    configuration._flow_run_id = str(flow_run.id)
+    return configuration
+
+
+# -- submit descriptions ------------------------------------------------------------------------
+def test_the_submit_description_asks_for_the_image_flavour_and_resources_like_canfar_submit(tmp_path):
+    configuration = _configuration(
+        tmp_path, image="canfar-catalogue-0.1.0", project="megapipe", flavour="c2-7.5gb-30",
+        request_cpus=2, request_memory="7 GB", request_disk="20 GB", submit_commands={"+JobPriority": "5"},
+    )
+    description = configuration.submit_description(configuration._flow_run_id)
+    parsed = htcondor2.Submit(str(description))  # what condor_submit would read back
+    assert parsed["MY.VMType"] == '"megapipe:canfar-catalogue-0.1.0"'
+    assert parsed["MY.VMInstanceType"] == '"c2-7.5gb-30"'
+    assert "VMType" in parsed["requirements"] and "megapipe:canfar-catalogue-0.1.0" in parsed["requirements"]
+    assert (parsed["request_cpus"], parsed["request_memory"], parsed["request_disk"]) == ("2", "7 GB", "20 GB")
+    assert parsed["MY.CanfarFlowRunId"] == f'"{configuration._flow_run_id}"'
+    assert parsed["MY.JobPriority"] == "5"
+    assert parsed["arguments"] == "-m canfar_catalogue.worker.job"
+    run = tmp_path / "logs" / configuration._flow_run_id
+    assert parsed["log"] == str(run / "job.log") and parsed["error"] == str(run / "job.err")
+    environment = parsed["environment"]
+    assert f"PREFECT__FLOW_RUN_ID={configuration._flow_run_id}" in environment
+    assert "PREFECT_API_URL=" in environment and "CANFAR_CATALOGUE_EXPECTED_VERSION=" in environment
+
+
+def test_secrets_travel_as_owner_only_files_never_in_the_environment(tmp_path):
+    from prefect.settings import PREFECT_API_KEY, temporary_settings
+
+    token = tmp_path / "cadc-token"
+    token.write_text("marker-token")
+    token.chmod(0o644)
+    proxy = tmp_path / "proxy.pem"
+    from .cadc_emulator import CadcEmulator
+
+    CadcEmulator(tmp_path / "ca").issue_proxy(proxy, days=5)
+    with temporary_settings({PREFECT_API_KEY: "pnu_marker_key"}):
+        configuration = _configuration(tmp_path, secret_files=[token], x509_proxy=proxy)
+    with pytest.raises(PermissionDenied, match=f"chmod 600 {token}"):
+        configuration.check_credentials()
+    token.chmod(0o600)
+    configuration.check_credentials()
+    description = str(configuration.submit_description(configuration._flow_run_id))
+    assert "marker" not in description and "pnu_" not in description
+    parsed = htcondor2.Submit(description)
+    assert parsed["x509userproxy"] == str(proxy)
+    key_file = tmp_path / "logs" / configuration._flow_run_id / "PREFECT_API_KEY.secret"
+    assert str(key_file) in parsed["transfer_input_files"] and str(token) in parsed["transfer_input_files"]
+    assert key_file.read_text() == "pnu_marker_key" and key_file.stat().st_mode & 0o077 == 0
+
+    with pytest.raises(PermissionDenied, match="cadc-get-cert -n"):
+        _configuration(tmp_path, x509_proxy=proxy, proxy_min_hours=24 * 6).check_credentials()
+    with pytest.raises(PermanentError, match="MY_TOKEN look like secrets.*secret_files"):
+        _configuration(tmp_path, env={"MY_TOKEN": "x"})
+
+
+def test_a_job_on_an_execute_node_with_another_version_fails_at_start_saying_so(tmp_path):
+    environment = {**os.environ, "CANFAR_CATALOGUE_EXPECTED_VERSION": "0.0.1", "_CONDOR_SCRATCH_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "canfar_catalogue.worker.job"], env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3
+    assert "expects 0.0.1" in done.stderr and "worker image" in done.stderr
+
+
+# -- flow runs as jobs ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def condor_site(local_site):
+    """An htcondor work pool, its worker on the fake schedd, and an exposure deployment on it."""
+    env = {**local_site["env"], "PYTHONPATH": str(ROOT)}
+    created = subprocess.run(
+        [str(BIN / "prefect"), "work-pool", "create", "condor-pool", "--type", "htcondor", "--overwrite"],
+        env=env, capture_output=True, text=True,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    job_variables = {
+        "python": sys.executable,
+        "log_directory": str(_SESSION / "condor-logs"),
+        "image": "canfar-catalogue-test",
+        "project": "megapipe",
+        "flavour": "c2-7.5gb-30",
+        "request_cpus": 1,
+        "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]},
+    }
+    with get_client(sync_client=True) as client:
+        template = client.read_deployment_by_name("catalogue-exposure/exposure")
+        client.create_deployment(
+            flow_id=template.flow_id, name="condor", entrypoint=template.entrypoint, path=template.path,
+            parameters=template.parameters, parameter_openapi_schema=template.parameter_openapi_schema,
+            work_pool_name="condor-pool", job_variables=job_variables, pull_steps=[],
+        )
+    site = {**local_site, "condor_env": env, "schedd": FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))}
+    site["worker"] = _start_worker(env)
+    yield site
+    stop(site["worker"])
+
+
+def _start_worker(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "prefect"), "worker", "start", "--pool", "condor-pool", "--type", "htcondor"],
+        env=env, stdout=open(_SESSION / "condor-worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def _jobs_of(schedd: FakeSchedd, flow_run_id) -> list[dict]:
+    return [ad for ad in schedd.ads() if ad.get("CanfarFlowRunId") == str(flow_run_id)]
+
+
+def _wait_for_job(schedd: FakeSchedd, flow_run_id, status: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = [ad for ad in _jobs_of(schedd, flow_run_id) if ad["JobStatus"] == status]
+        if running:
+            return running[-1]
+        time.sleep(0.3)
+    raise TimeoutError(f"no job of flow run {flow_run_id} reached status {status}: {_jobs_of(schedd, flow_run_id)}")
+
+
+def _final_state(flow_run_id, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            time.sleep(0.5)
+    raise TimeoutError(f"flow run {flow_run_id} did not finish: {run.state}")
+
+
+def _start_exposure(observation_id: str, destination: str):
+    return run_deployment(
+        "catalogue-exposure/condor", parameters={"observation_id": observation_id, "destination": destination}, timeout=0
+    )
+
+
+def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
+    destination = f"file://{tmp_path}/out"
+    results = catalogue_batch(
+        ids=["1056213p", "1056215p"], destination=destination, archive=condor_site["archive"],
+        exposure_deployment="catalogue-exposure/condor",
+    )
+    assert {r["id"]: r["status"] for r in results} == {"1056213p": "completed", "1056215p": "completed"}
+    for result in results:
+        assert (tmp_path / "out" / f"{result['id']}.cat").stat().st_size > 1000
+        jobs = _jobs_of(condor_site["schedd"], result["flow_run"])
+        assert len(jobs) == 1
+        assert condor_site["schedd"].wait_for(jobs[0]["ClusterId"], COMPLETED, timeout=60)["ExitCode"] == 0
+        assert jobs[0]["VMType"] == "megapipe:canfar-catalogue-test" and jobs[0]["VMInstanceType"] == "c2-7.5gb-30"
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(result["flow_run"])
+        assert run.labels["htcondor.cluster-id"] == str(jobs[0]["ClusterId"])
+        assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
+
+
+def test_a_held_job_crashes_its_run_and_the_batch_starts_the_exposure_again(condor_site, tmp_path):
+    schedd = condor_site["schedd"]
+    held = []
+
+    def hold_the_first_job():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not held:
+            for ad in schedd.ads():
+                if ad["JobStatus"] == RUNNING and ad["ClusterId"] not in seen:
+                    schedd.hold(ad["ClusterId"], "Transfer input files failure: missing input file", code=13)
+                    held.append(ad)
+                    return
+            time.sleep(0.2)
+
+    import threading
+
+    seen = {ad["ClusterId"] for ad in schedd.ads()}
+    holder = threading.Thread(target=hold_the_first_job)
+    holder.start()
+    results = catalogue_batch(
+        ids=["1056216p"], destination=f"file://{tmp_path}/out", archive=condor_site["archive"],
+        exposure_deployment="catalogue-exposure/condor",
+    )
+    holder.join()
+    assert held, "no job was held"
+    assert results[0]["status"] == "completed" and results[0]["runs"] == 2
+    first = held[0]
+    crashed = _final_state(first["CanfarFlowRunId"])
+    assert crashed.state.type.value == "CRASHED" and "missing input file" in crashed.state.message
+    assert schedd._load(first["ClusterId"])["JobStatus"] == 3  # removed, so only the batch retries it
+
+
+def test_cancelling_a_run_removes_its_job(condor_site, tmp_path):
+    run = _start_exposure("1056217p", f"file://{tmp_path}/out")
+    job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelling(), force=True)
+    assert _final_state(run.id).state.type.value == "CANCELLED"
+    assert condor_site["schedd"]._load(job["ClusterId"])["JobStatus"] == 3
+    assert not (tmp_path / "out" / "1056217p.cat").exists()
+
+
+def test_an_evicted_job_runs_again_and_completes(condor_site, tmp_path):
+    run = _start_exposure("1056213p", f"file://{tmp_path}/out")
+    job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
+    condor_site["schedd"].evict(job["ClusterId"])
+    assert _final_state(run.id).state.type.value == "COMPLETED"
+    ad = condor_site["schedd"].wait_for(job["ClusterId"], COMPLETED, timeout=60)
+    assert ad["Runs"] == 2 and ad["ExitCode"] == 0
+    assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
+    log = (Path(_SESSION) / "condor-logs" / str(run.id) / "job.log").read_text()
+    assert "Job was evicted." in log
+
+
+def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path):
+    run = _start_exposure("1056215p", f"file://{tmp_path}/out")
+    _wait_for_job(condor_site["schedd"], run.id, RUNNING)
+    stop(condor_site["worker"])
+    condor_site["worker"] = _start_worker(condor_site["condor_env"])
+    assert _final_state(run.id).state.type.value == "COMPLETED"
+    assert len(_jobs_of(condor_site["schedd"], run.id)) == 1

@@ -1,0 +1,311 @@
+"""A Prefect worker that runs each flow run as an HTCondor job.
+
+To start it, on an HTCondor submit host (``CONDOR_CONFIG`` set, a token or
+other credential for the schedd in place):
+
+```bash
+prefect work-pool create catalogue-htcondor --type htcondor
+prefect worker start --pool catalogue-htcondor --type htcondor
+```
+
+Each flow run becomes one job. The job runs Prefect's own engine
+(``python -m prefect.engine``, behind a version check) on the execute node,
+with the Prefect API address and the flow run id in its environment. Jobs
+carry CANFAR's ``VMType`` / ``VMInstanceType`` attributes, as ``canfar_submit``
+writes them, so the provisioning flow can boot the right VMs. The worker then
+follows the job's user log with ``htcondor2.JobEventLog``:
+
+| HTCondor event | Prefect |
+|---|---|
+| submitted | pending (the run's log says so) |
+| executing | running (the engine in the job reports it) |
+| terminated, return value 0 | completed |
+| terminated, other value | failed, with the end of the job's error file |
+| held | crashed with the hold reason; the job is removed, so the batch starts the exposure again |
+| evicted, shadow exception | back to pending; HTCondor runs the job again |
+| aborted | cancelled |
+
+Secrets never go into the job's environment (anyone on the submit host can
+read it with ``condor_q -l``): the proxy travels as ``x509userproxy``, other
+secrets as owner-only files named by path, and a Prefect API key is moved
+from the environment into such a file.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+from datetime import timedelta
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import anyio
+import anyio.abc
+from pydantic import Field
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import InfrastructureNotFound
+from prefect.states import Failed, Pending
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+
+from ..boundaries.cadc import proxy_lifetime, write_private
+from ..boundaries.errors import PermanentError, PermissionDenied
+from ..boundaries.schedd import FLOW_RUN_ATTRIBUTE, Schedd, flow_run_constraint, open_schedd
+from ..config import settings
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
+
+SETTINGS = settings()["htcondor"]
+#: Environment variable names that look like secrets: refused in ``env``.
+SECRET_NAME = re.compile(r"KEY|TOKEN|PASSWORD|PASSWD|SECRET|AUTH_STRING|CREDENTIAL", re.IGNORECASE)
+#: Prefect settings that hold secrets: moved from the environment into files.
+PREFECT_SECRETS = ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
+HELD_EXIT_CODE = -1
+
+
+def _installed_version() -> str:
+    return version("canfar-catalogue")
+
+
+class HTCondorJobConfiguration(BaseJobConfiguration):
+    """One flow run's HTCondor job, filled from the work pool's base job template."""
+
+    image: str = Field(default="", description="VM image (snapshot) the job needs, e.g. canfar-catalogue-0.1.0. Empty: any execute node.")
+    project: str = Field(default="", description="OpenStack project that owns the image; the job asks for VMType = \"<project>:<image>\".")
+    flavour: str = Field(default="", description="VM flavour for the job (VMInstanceType), e.g. c2-7.5gb-30.")
+    request_cpus: int = Field(default=2, ge=1, description="Cores the job uses: every CCD worker process gets one.")
+    request_memory: str = Field(default="7 GB", description="Memory the job needs (HTCondor units, e.g. 7 GB).")
+    request_disk: str = Field(default="20 GB", description="Scratch disk the job needs for one exposure and its catalogue.")
+    x509_proxy: Optional[Path] = Field(default=None, description="Your CADC proxy certificate on the submit host (cadc-get-cert -n); sent with the job as x509userproxy.")
+    proxy_min_hours: float = Field(default=12.0, description="Refuse to submit when the proxy has less time left than this.")
+    secret_files: list[Path] = Field(default_factory=list, description="Other secrets (a CADC token file named cadc-token, a .netrc) sent with the job; each must be readable only by you.")
+    submit_commands: dict[str, str] = Field(default_factory=dict, description="Extra HTCondor submit commands, e.g. {\"+JobPriority\": \"5\"}.")
+    log_directory: Path = Field(default=Path("~/.canfar-catalogue/htcondor"), description="Submit-side folder for each flow run's user log, output and error files.")
+    python: str = Field(default="/opt/canfar-catalogue/bin/python", description="The Python of the installed project on the execute node (the worker image).")
+    schedd: str = Field(default="", description="Name of the schedd to submit to; empty: the local one.")
+
+    def prepare_for_flow_run(self, flow_run: "FlowRun", *args: Any, **kwargs: Any) -> None:
+        super().prepare_for_flow_run(flow_run, *args, **kwargs)
+        self._secrets = {name: self.env.pop(name) for name in PREFECT_SECRETS if self.env.get(name)}
+        named = sorted(name for name in self.env if SECRET_NAME.search(name) and name not in PREFECT_SECRETS)
+        if named:
+            raise PermanentError(
+                f"environment variables {', '.join(named)} look like secrets; a job's environment is readable by "
+                "anyone on the submit host (condor_q -l): put them in secret_files instead"
+            )
+
+    def run_directory(self, flow_run_id: str) -> Path:
+        return self.log_directory.expanduser() / flow_run_id
+
+    def check_credentials(self) -> None:
+        """Fail before submitting when a secret is missing, readable by others, or about to expire."""
+        for path in [*self.secret_files, *([self.x509_proxy] if self.x509_proxy else [])]:
+            path = path.expanduser()
+            if not path.is_file():
+                raise PermissionDenied(f"{path} does not exist; it is named in the work pool's job configuration")
+            if stat.S_IMODE(path.stat().st_mode) & 0o077:
+                raise PermissionDenied(f"{path} is readable by others; run `chmod 600 {path}` first")
+        if self.x509_proxy:
+            remaining = proxy_lifetime(self.x509_proxy.expanduser())
+            if remaining < timedelta(hours=self.proxy_min_hours):
+                hours = max(remaining.total_seconds() / 3600, 0)
+                raise PermissionDenied(
+                    f"the proxy {self.x509_proxy} has {hours:.1f} h left, less than proxy_min_hours "
+                    f"({self.proxy_min_hours:g} h); renew it first: cadc-get-cert -n"
+                )
+
+    def submit_description(self, flow_run_id: str) -> Any:
+        """The job, as ``htcondor2.Submit``: what ``condor_submit`` would read."""
+        import htcondor2
+
+        run = self.run_directory(flow_run_id)
+        run.mkdir(parents=True, exist_ok=True, mode=0o700)
+        inputs = [str(p.expanduser()) for p in self.secret_files]
+        for name, value in getattr(self, "_secrets", {}).items():
+            secret = run / f"{name}.secret"
+            write_private(secret, value)
+            inputs.append(str(secret))
+        # the job refuses to run on an execute node whose installed release differs from this one
+        environment = {**self.env, "CANFAR_CATALOGUE_EXPECTED_VERSION": _installed_version()}
+        description = {
+            "universe": "vanilla",
+            "executable": self.python,
+            "arguments": "-m canfar_catalogue.worker.job",
+            "transfer_executable": "false",
+            "environment": _environment(environment),
+            "request_cpus": str(self.request_cpus),
+            "request_memory": self.request_memory,
+            "request_disk": self.request_disk,
+            "log": str(run / "job.log"),
+            "output": str(run / "job.out"),
+            "error": str(run / "job.err"),
+            "should_transfer_files": "YES",
+            "when_to_transfer_output": "ON_EXIT",
+            f"MY.{FLOW_RUN_ATTRIBUTE}": f'"{flow_run_id}"',
+            "MY.PrefectFlowRunName": _quoted(self.name or ""),
+        }
+        if inputs:
+            description["transfer_input_files"] = ", ".join(inputs)
+        if self.x509_proxy:
+            description["x509userproxy"] = str(self.x509_proxy.expanduser())
+        if self.image:
+            vm_type = f"{self.project}:{self.image}" if self.project else self.image
+            description["MY.VMType"] = _quoted(vm_type)
+            description["requirements"] = f"(VMType =?= {_quoted(vm_type)})"
+        if self.flavour:
+            description["MY.VMInstanceType"] = _quoted(self.flavour)
+        for key, value in self.submit_commands.items():
+            description[f"MY.{key[1:]}" if key.startswith("+") else key] = value
+        return htcondor2.Submit(description)
+
+
+class HTCondorVariables(BaseVariables):
+    """What a deployment or a run may set (``job_variables``); shown in the work pool's UI."""
+
+    image: str = Field(default="", description="VM image (snapshot) the job needs, e.g. canfar-catalogue-0.1.0. Empty: any execute node.")
+    project: str = Field(default="", description="OpenStack project that owns the image; the job asks for VMType = \"<project>:<image>\".")
+    flavour: str = Field(default="", description="VM flavour for the job (VMInstanceType), e.g. c2-7.5gb-30.")
+    request_cpus: int = Field(default=2, ge=1, description="Cores the job uses: every CCD worker process gets one.")
+    request_memory: str = Field(default="7 GB", description="Memory the job needs (HTCondor units, e.g. 7 GB).")
+    request_disk: str = Field(default="20 GB", description="Scratch disk the job needs for one exposure and its catalogue.")
+    x509_proxy: Optional[Path] = Field(default=None, description="Your CADC proxy certificate on the submit host (cadc-get-cert -n); sent with the job as x509userproxy.")
+    proxy_min_hours: float = Field(default=12.0, description="Refuse to submit when the proxy has less time left than this.")
+    secret_files: list[Path] = Field(default_factory=list, description="Other secrets (a CADC token file named cadc-token, a .netrc) sent with the job; each must be readable only by you.")
+    submit_commands: dict[str, str] = Field(default_factory=dict, description="Extra HTCondor submit commands, e.g. {\"+JobPriority\": \"5\"}.")
+    log_directory: Path = Field(default=Path("~/.canfar-catalogue/htcondor"), description="Submit-side folder for each flow run's user log, output and error files.")
+    python: str = Field(default="/opt/canfar-catalogue/bin/python", description="The Python of the installed project on the execute node (the worker image).")
+    schedd: str = Field(default="", description="Name of the schedd to submit to; empty: the local one.")
+
+
+class HTCondorWorkerResult(BaseWorkerResult):
+    """How the job ended; ``identifier`` is its HTCondor cluster id."""
+
+
+class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTCondorWorkerResult]):
+    type = "htcondor"
+    job_configuration = HTCondorJobConfiguration
+    job_configuration_variables = HTCondorVariables
+    _description = "Run each flow run as an HTCondor job, on CANFAR cloud workers booted from a VM image."
+    _display_name = "HTCondor"
+    _documentation_url = "https://github.com/canfar-catalogue/canfar-catalogue#htcondor-work-pool"
+
+    async def run(
+        self,
+        flow_run: "FlowRun",
+        configuration: HTCondorJobConfiguration,
+        task_status: Optional[anyio.abc.TaskStatus[str]] = None,
+    ) -> HTCondorWorkerResult:
+        logger = self.get_flow_run_logger(flow_run)
+        flow_run_id = str(flow_run.id)
+        schedd = open_schedd(configuration.schedd)
+        queued = await anyio.to_thread.run_sync(lambda: schedd.query(flow_run_constraint(flow_run_id), ["ClusterId"]))
+        if queued:
+            cluster = int(queued[0]["ClusterId"])
+            logger.info("HTCondor job %d already runs this flow run: following it instead of submitting again", cluster)
+        else:
+            configuration.check_credentials()
+            description = configuration.submit_description(flow_run_id)
+            result = await anyio.to_thread.run_sync(lambda: schedd.submit(description, count=1))
+            cluster = result.cluster()
+            logger.info("submitted as HTCondor job %d (condor_q %d)", cluster, cluster)
+        if task_status is not None:
+            task_status.started(str(cluster))
+        await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
+        return await self._follow(flow_run, configuration, schedd, cluster)
+
+    async def _follow(
+        self, flow_run: "FlowRun", configuration: HTCondorJobConfiguration, schedd: Schedd, cluster: int
+    ) -> HTCondorWorkerResult:
+        """Read the job's user log until it ends; remove the job if the run is cancelled."""
+        import htcondor2
+
+        logger = self.get_flow_run_logger(flow_run)
+        run = configuration.run_directory(str(flow_run.id))
+        log_path = run / "job.log"
+        events = None
+        removing = False
+        while True:
+            if events is None and log_path.exists():
+                events = htcondor2.JobEventLog(str(log_path))
+            for event in await anyio.to_thread.run_sync(lambda: list(events.events(stop_after=0)) if events else []):
+                if event.cluster != cluster:
+                    continue
+                kind = event.type
+                if kind == htcondor2.JobEventType.SUBMIT:
+                    logger.info("HTCondor job %d is idle, waiting for an execute node", cluster)
+                elif kind == htcondor2.JobEventType.EXECUTE:
+                    logger.info("HTCondor job %d is running on %s", cluster, event.get("ExecuteHost", "an execute node"))
+                elif kind in (htcondor2.JobEventType.JOB_EVICTED, htcondor2.JobEventType.SHADOW_EXCEPTION):
+                    logger.warning("HTCondor job %d was evicted from its execute node; it will run again", cluster)
+                    await self.client.set_flow_run_state(flow_run.id, Pending(message=f"HTCondor job {cluster} evicted"), force=True)
+                elif kind == htcondor2.JobEventType.JOB_HELD:
+                    reason = f"{event.get('HoldReason', 'no reason given')} (code {event.get('HoldReasonCode', '?')})"
+                    logger.error("HTCondor job %d was held: %s; removing it", cluster, reason)
+                    await self._remove(schedd, cluster, "held: the batch starts the exposure again")
+                    await self._propose_crashed_state(flow_run, f"HTCondor job {cluster} was held: {reason}")
+                    return HTCondorWorkerResult(status_code=HELD_EXIT_CODE, identifier=str(cluster))
+                elif kind == htcondor2.JobEventType.JOB_ABORTED:
+                    logger.info("HTCondor job %d was removed (%s)", cluster, event.get("Reason", ""))
+                    await self._mark_flow_run_as_cancelled(
+                        await self.client.read_flow_run(flow_run.id),
+                        state_updates={"message": f"HTCondor job {cluster} was removed"},
+                    )
+                    return HTCondorWorkerResult(status_code=0, identifier=str(cluster))
+                elif kind == htcondor2.JobEventType.JOB_TERMINATED:
+                    code = int(event.get("ReturnValue", -1))
+                    if code != 0:
+                        await self._fail(flow_run, cluster, code, run / "job.err")
+                    return HTCondorWorkerResult(status_code=code, identifier=str(cluster))
+            current = await self.client.read_flow_run(flow_run.id)
+            if not removing and current.state and current.state.type == StateType.CANCELLING:
+                logger.info("cancelled in Prefect: removing HTCondor job %d", cluster)
+                await self._remove(schedd, cluster, "cancelled in Prefect")
+                removing = True
+            await anyio.sleep(float(SETTINGS["poll_seconds"]))
+
+    async def _fail(self, flow_run: "FlowRun", cluster: int, code: int, error_file: Path) -> None:
+        """A job that exits non-zero without the engine reporting it ends Failed, saying why."""
+        current = await self.client.read_flow_run(flow_run.id)
+        if current.state and current.state.is_final():
+            return
+        tail = error_file.read_text(errors="replace").strip().splitlines()[-3:] if error_file.exists() else []
+        message = f"HTCondor job {cluster} exited with {code}" + (": " + " | ".join(tail) if tail else "")
+        await self.client.set_flow_run_state(flow_run.id, Failed(message=message), force=True)
+
+    async def _remove(self, schedd: Schedd, cluster: int, reason: str) -> int:
+        import htcondor2
+
+        result = await anyio.to_thread.run_sync(
+            lambda: schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {cluster}", reason=reason)
+        )
+        return int(result.get("TotalSuccess", 0))
+
+    async def kill_infrastructure(
+        self, infrastructure_pid: str, configuration: HTCondorJobConfiguration, grace_seconds: int = 30
+    ) -> None:
+        """Cancelling a run that has not started yet removes its job."""
+        schedd = open_schedd(configuration.schedd)
+        if not await self._remove(schedd, int(infrastructure_pid), "cancelled in Prefect"):
+            raise InfrastructureNotFound(f"HTCondor job {infrastructure_pid} is not in the queue")
+
+
+def _quoted(value: str) -> str:
+    """A ClassAd string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _environment(values: dict[str, str | None]) -> str:
+    """The submit language's ``environment = "A=1 B='two words'"``."""
+    items = []
+    for name, value in sorted(values.items()):
+        if value is None:
+            continue
+        text = str(value).replace("'", "''").replace('"', '""')
+        items.append(f"{name}='{text}'" if any(c in text for c in " \t'") else f"{name}={text}")
+    return '"' + " ".join(items) + '"'
+
+
+if __name__ == "__main__":  # pragma: no cover - a hint for someone who runs the module
+    sys.exit("start this worker with: prefect worker start --pool <pool> --type htcondor")
