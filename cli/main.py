@@ -13,6 +13,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -107,6 +108,62 @@ def _synth(args: argparse.Namespace, _: list[str]) -> int:
     return EXIT_OK
 
 
+SUBMIT_EPILOG = """\
+The tutorial's own do_catalogue.sub works as it is:
+
+  canfar-catalogue submit do_catalogue.sub catalogue-software-2023-08-21 c2-7.5gb-30 \\
+      --destination vos:[VOSpace]/catalogues
+
+It starts the batch deployment (catalogue/batch) with the file's IDs; each
+exposure runs as an HTCondor job on a VM of that image and flavour. Follow
+it in the Prefect UI. Needs PREFECT_API_URL to point at the server.
+
+exit codes: 0 batch started (or --dry-run), 2 bad submit file or arguments
+"""
+
+
+def _submit(args: argparse.Namespace, _: list[str]) -> int:
+    from ..boundaries.errors import BoundaryError
+    from .submit import SubmitFileError, read_submit_file
+
+    try:
+        imported = read_submit_file(args.submit_file, args.image, args.flavour, args.project)
+    except SubmitFileError as exc:
+        print(f"canfar-catalogue: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for note in imported.notes:
+        print(f"canfar-catalogue: note: {note}", file=sys.stderr)
+    parameters = {
+        "ids": imported.ids,
+        "destination": args.destination,
+        "archive": args.archive,
+        "job_variables": imported.job_variables,
+    }
+    print(f"canfar-catalogue: {len(imported.ids)} exposures: {' '.join(imported.ids[:8])}"
+          + (" ..." if len(imported.ids) > 8 else ""), file=sys.stderr)
+    if args.dry_run:
+        import json
+
+        print(json.dumps(parameters, indent=2))
+        return EXIT_OK
+    from ..boundaries.archive import open_archive
+    from ..boundaries.credentials import require_lifetime
+    from ..boundaries.storage import open_destination
+    from datetime import timedelta
+
+    try:
+        require_lifetime([open_archive(args.archive), open_destination(args.destination)], timedelta(hours=24))
+    except BoundaryError as exc:
+        print(f"canfar-catalogue: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(args.deployment, parameters=parameters, timeout=0)
+    print(f"canfar-catalogue: started flow run {run.name} ({run.id}) of {args.deployment}", file=sys.stderr)
+    print(run.id)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="canfar-catalogue",
@@ -150,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="uint16 (lossless Rice) or float32 (quantised Rice, like processed MegaCam files)",
     )
     synth.set_defaults(run=_synth)
+
+    submit = commands.add_parser(
+        "submit",
+        help="run a CANFAR tutorial submit file (do_catalogue.sub) as a catalogue batch",
+        description="Read an HTCondor submit file with `queue arguments from (...)` and start the catalogue "
+        "batch for its observation IDs, as canfar_submit would submit its jobs.",
+        epilog=SUBMIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("submit_file", type=Path, help="the submit file, e.g. do_catalogue.sub")
+    submit.add_argument("image", help="VM image (snapshot) the jobs run on, as for canfar_submit")
+    submit.add_argument("flavour", help="VM flavour, e.g. c2-7.5gb-30")
+    submit.add_argument("--destination", required=True, help="where catalogues go: vos:<space>/<path> or file:///...")
+    submit.add_argument("--archive", default="cadc:CFHT", help="where exposures come from (default cadc:CFHT)")
+    submit.add_argument(
+        "--project", default=os.environ.get("OS_PROJECT_NAME", ""),
+        help="OpenStack project owning the image (default: $OS_PROJECT_NAME from your openrc)",
+    )
+    submit.add_argument("--deployment", default="catalogue/batch", help="deployment to run (default catalogue/batch)")
+    submit.add_argument("--dry-run", action="store_true", help="print the batch's parameters, start nothing")
+    submit.set_defaults(run=_submit)
     return parser
 
 

@@ -247,3 +247,74 @@ def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path):
     condor_site["worker"] = _start_worker(condor_site["condor_env"])
     assert _final_state(run.id).state.type.value == "COMPLETED"
     assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
+
+
+# -- the tutorial's submit file ---------------------------------------------------------------------
+TUTORIAL_SUB = """\
+executable = do_catalogue.bash
+
+output = do_catalogue-$(arguments).out
+error  = do_catalogue-$(arguments).err
+log    = do_catalogue-$(arguments).log
+
+queue arguments from (
+  1056215p
+  1056216p
+  1056217p
+  1056218p
+)
+"""
+
+
+def _submit(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "canfar-catalogue"), "submit", *arguments], capture_output=True, text=True, timeout=120,
+        env=env or os.environ,
+    )
+
+
+def test_the_tutorials_submit_file_imports_as_it_is(tmp_path):
+    sub = tmp_path / "do_catalogue.sub"
+    sub.write_text(TUTORIAL_SUB)
+    done = _submit(str(sub), "catalogue-software-2023-08-21", "c2-7.5gb-30", "--destination", "vos:me/cats",
+                   "--project", "megapipe", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    parameters = json.loads(done.stdout)
+    assert parameters["ids"] == ["1056215p", "1056216p", "1056217p", "1056218p"]
+    assert parameters["job_variables"] == {"image": "catalogue-software-2023-08-21", "flavour": "c2-7.5gb-30", "project": "megapipe"}
+    assert "executable do_catalogue.bash is replaced" in done.stderr and "per-job files" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("executable = x\nnotify_user = me@example.org\nrequest_cpus = 4\nqueue id from (\n1056215p\n)\n",
+         "not carried over.*notify_user"),
+        ("executable = x\nqueue arguments from (\n1056215p\n../etc\n)\n", "'../etc' is not a CFHT ID"),
+        ("executable = x\nqueue\n", "queues no observation IDs.*queue arguments from"),
+    ],
+)
+def test_a_submit_file_that_cannot_be_carried_over_is_named(tmp_path, text, message):
+    import re
+
+    sub = tmp_path / "job.sub"
+    sub.write_text(text)
+    done = _submit(str(sub), "img", "c2-7.5gb-30", "--destination", "vos:me/cats", "--dry-run")
+    assert re.search(message, done.stderr, re.S), done.stderr
+    assert "Traceback" not in done.stderr
+    if "notify_user" in message:
+        assert done.returncode == 0 and json.loads(done.stdout)["job_variables"]["request_cpus"] == 4
+    else:
+        assert done.returncode == 2 and done.stdout == ""
+
+
+def test_submit_starts_the_batch_deployment(local_site, tmp_path):
+    sub = tmp_path / "do_catalogue.sub"
+    sub.write_text("executable = do_catalogue.bash\nqueue arguments from (\n  1056213p\n)\n")
+    done = _submit(str(sub), "img", "c2-7.5gb-30", "--destination", f"file://{tmp_path}/out",
+                   "--archive", local_site["archive"], env=local_site["env"])
+    assert done.returncode == 0, done.stderr
+    run = _final_state(done.stdout.strip(), timeout=240)
+    assert run.state.type.value == "COMPLETED", run.state.message
+    assert run.parameters["job_variables"]["image"] == "img"
+    assert (tmp_path / "out" / "1056213p.cat").exists()
