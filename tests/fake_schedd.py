@@ -61,6 +61,8 @@ class FakeSchedd:
                     ad[key.split(".", 1)[-1].lstrip("+")] = classad2.ExprTree(value).eval()
                 else:
                     ad[key] = value
+            if "log" in ad:
+                ad["UserLog"] = ad["log"]  # the attribute a real schedd keeps the user log in
             self._save(ad)
             self._event(ad, "000", "Job submitted from host: <127.0.0.1:9618>")
         self.submitted += 1

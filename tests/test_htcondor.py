@@ -249,6 +249,17 @@ def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path):
     assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
 
 
+def test_a_job_held_while_no_worker_watched_still_crashes_its_run(condor_site, tmp_path):
+    run = _start_exposure("1056216p", f"file://{tmp_path}/out")
+    job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
+    stop(condor_site["worker"])
+    condor_site["schedd"].hold(job["ClusterId"], "Job has gone over memory limit of 7168 megabytes", code=34)
+    condor_site["worker"] = _start_worker(condor_site["condor_env"])
+    ended = _final_state(run.id)
+    assert ended.state.type.value == "CRASHED" and "memory limit" in ended.state.message
+    assert condor_site["schedd"]._load(job["ClusterId"])["JobStatus"] == 3
+
+
 # -- the tutorial's submit file ---------------------------------------------------------------------
 TUTORIAL_SUB = """\
 executable = do_catalogue.bash

@@ -213,17 +213,47 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         if task_status is not None:
             task_status.started(str(cluster))
         await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
-        return await self._follow(flow_run, configuration, schedd, cluster)
+        return await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
 
-    async def _follow(
-        self, flow_run: "FlowRun", configuration: HTCondorJobConfiguration, schedd: Schedd, cluster: int
-    ) -> HTCondorWorkerResult:
+    async def setup(self) -> None:
+        await super().setup()
+        self._runs_task_group.start_soon(self._resume_following)
+
+    async def _resume_following(self) -> None:
+        """After a restart, follow again the jobs of this pool's unfinished runs, so that a job
+        held or removed while no worker watched still ends its run."""
+        try:
+            schedd = open_schedd()
+            ads = await anyio.to_thread.run_sync(
+                lambda: schedd.query(
+                    f"{FLOW_RUN_ATTRIBUTE} =!= undefined && JobStatus =!= 3 && JobStatus =!= 4",
+                    ["ClusterId", FLOW_RUN_ATTRIBUTE, "UserLog"],
+                )
+            )
+        except Exception as exc:  # the worker still starts; new runs will say what is wrong
+            self._logger.warning("could not look for jobs submitted before this worker started: %s", exc)
+            return
+        for ad in ads:
+            try:
+                flow_run = await self.client.read_flow_run(ad[FLOW_RUN_ATTRIBUTE])
+            except Exception:
+                continue
+            if flow_run.work_pool_name != self._work_pool_name or (flow_run.state and flow_run.state.is_final()):
+                continue
+            self.get_flow_run_logger(flow_run).info("worker restarted: following HTCondor job %d again", ad["ClusterId"])
+            self._runs_task_group.start_soon(self._follow_adopted, flow_run, schedd, int(ad["ClusterId"]), Path(ad["UserLog"]))
+
+    async def _follow_adopted(self, flow_run: "FlowRun", schedd: Schedd, cluster: int, log_path: Path) -> None:
+        try:
+            await self._follow(flow_run, schedd, cluster, log_path)
+        except Exception:  # one lost job must not stop the worker
+            self.get_flow_run_logger(flow_run).exception("stopped following HTCondor job %d", cluster)
+
+    async def _follow(self, flow_run: "FlowRun", schedd: Schedd, cluster: int, log_path: Path) -> HTCondorWorkerResult:
         """Read the job's user log until it ends; remove the job if the run is cancelled."""
         import htcondor2
 
         logger = self.get_flow_run_logger(flow_run)
-        run = configuration.run_directory(str(flow_run.id))
-        log_path = run / "job.log"
         events = None
         removing = False
         while True:
@@ -256,7 +286,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
                 elif kind == htcondor2.JobEventType.JOB_TERMINATED:
                     code = int(event.get("ReturnValue", -1))
                     if code != 0:
-                        await self._fail(flow_run, cluster, code, run / "job.err")
+                        await self._fail(flow_run, cluster, code, log_path.with_name("job.err"))
                     return HTCondorWorkerResult(status_code=code, identifier=str(cluster))
             current = await self.client.read_flow_run(flow_run.id)
             if not removing and current.state and current.state.type == StateType.CANCELLING:
