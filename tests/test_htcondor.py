@@ -329,3 +329,23 @@ def test_submit_starts_the_batch_deployment(local_site, tmp_path):
     assert run.state.type.value == "COMPLETED", run.state.message
     assert run.parameters["job_variables"]["image"] == "img"
     assert (tmp_path / "out" / "1056213p.cat").exists()
+
+
+def test_the_worker_image_installs_the_version_the_deployments_expect():
+    import tomllib
+
+    import yaml
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    image = yaml.safe_load((ROOT / "deployments" / "worker-cloud-init.yaml").read_text())
+    installs = [command for command in image["runcmd"] if "pip install" in command and "canfar-catalogue==" in command]
+    assert installs == [f'/opt/canfar-catalogue/bin/pip install "canfar-catalogue=={version}"']
+    assert "/opt/canfar-catalogue/bin/python" == HTCondorJobConfiguration().python
+
+
+def test_an_unreachable_schedd_is_a_clear_transient_error():
+    from canfar_catalogue.boundaries.errors import TransientError
+    from canfar_catalogue.boundaries.schedd import local_schedd
+
+    with pytest.raises(TransientError, match="cannot reach the local schedd.*CONDOR_CONFIG"):
+        local_schedd()
