@@ -17,6 +17,12 @@ export CANFAR_CATALOGUE_ARCHIVE="${CANFAR_CATALOGUE_ARCHIVE:-cadc:CFHT}"
 pool_type="${CANFAR_CATALOGUE_POOL_TYPE:-process}"
 export CANFAR_CATALOGUE_EXPOSURE_POOL="${CANFAR_CATALOGUE_EXPOSURE_POOL:-$CANFAR_CATALOGUE_POOL}"
 exposure_pool_type="${CANFAR_CATALOGUE_EXPOSURE_POOL_TYPE:-$pool_type}"
+# the provisioning deployment's parameters (its schedule stays inactive until you resume it)
+export CANFAR_CATALOGUE_OWNER="${CANFAR_CATALOGUE_OWNER:-${USER:-}}"
+for name in OS_PROJECT OS_KEYPAIR OS_NETWORK CENTRAL_MANAGER POOL_TOKEN_FILE; do
+  var="CANFAR_CATALOGUE_$name"
+  export "$var=${!var:-}"
+done
 prefect="${PREFECT:-prefect}"
 
 # Run a step quietly; if it fails, show what it said and stop.

@@ -40,7 +40,7 @@ CADC = {
 (_SESSION / "settings.toml").write_text(
     "[download]\nretry_delay_seconds = 0.2\n[upload]\nretry_delay_seconds = 0.2\n[batch]\npoll_seconds = 1\n"
     "[cadc]\n" + "".join(f'{key} = "{value}"\n' for key, value in CADC.items())
-    + '[htcondor]\nschedd_factory = "tests.fake_schedd:from_environment"\npoll_seconds = 0.5\n'
+    + '[htcondor]\nschedd_factory = "tests.fake_schedd:from_environment"\npool_factory = "tests.fake_schedd:pool_from_environment"\npoll_seconds = 0.5\n'
 )
 for _package in ("cadcdata", "cadcutils", "cadctap", "vos"):  # no PyPI version check from the tests
     _cache = HOME / ".config" / _package / "caches" / ".pypi_versions.json"

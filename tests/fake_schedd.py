@@ -42,6 +42,51 @@ def from_environment() -> "FakeSchedd":
     return FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))
 
 
+def pool_from_environment() -> "FakePool":
+    return FakePool(Path(os.environ["FAKE_SCHEDD_STATE"]))
+
+
+class FakePool:
+    """The pool's execute nodes, in the fake schedd's state folder.
+
+    A VM "joins" when a test says its cloud-init ran (:meth:`join`); jobs are
+    matched to free cores by :meth:`FakeSchedd.negotiate`, as HTCondor's
+    negotiator would, when the state folder is in matchmaking mode.
+    """
+
+    def __init__(self, state: Path):
+        self.state = Path(state)
+        (self.state / "startds").mkdir(parents=True, exist_ok=True)
+
+    def _path(self, server_id: str) -> Path:
+        return self.state / "startds" / f"{server_id}.json"
+
+    def join(self, server_id: str, vm_type: str, cpus: int = 2) -> None:
+        ad = {"Machine": f"vm-{server_id[:8]}.cloud", "NovaServerId": server_id, "VMType": vm_type,
+              "TotalSlotCpus": cpus, "Cpus": cpus, "Draining": False}
+        self._path(server_id).write_text(json.dumps(ad))
+
+    def leave(self, server_id: str) -> None:
+        self._path(server_id).unlink(missing_ok=True)
+
+    def ads(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted((self.state / "startds").glob("*.json"))]
+
+    def save(self, ad: dict) -> None:
+        self._path(ad["NovaServerId"]).write_text(json.dumps(ad))
+
+    def startds(self):
+        from canfar_catalogue.boundaries.pool import Startd
+
+        return [Startd(a["Machine"], a["NovaServerId"], a["TotalSlotCpus"], a["Cpus"], a["Draining"]) for a in self.ads()]
+
+    def drain(self, machine: str) -> None:
+        for ad in self.ads():
+            if ad["Machine"] == machine:
+                ad["Draining"] = True
+                self.save(ad)
+
+
 class FakeSchedd:
     def __init__(self, state: Path):
         self.state = Path(state)
@@ -66,7 +111,8 @@ class FakeSchedd:
             self._save(ad)
             self._event(ad, "000", "Job submitted from host: <127.0.0.1:9618>")
         self.submitted += 1
-        self._start(cluster)
+        if not (self.state / "matchmaking").exists():
+            self._start(cluster)
         return htcondor2.SubmitResult(cluster, 0, 1, classad2.ClassAd({"ClusterId": cluster}), None)
 
     def query(self, constraint="True", projection=(), callback=None, limit=-1, opts=None) -> list[classad2.ClassAd]:
@@ -114,6 +160,28 @@ class FakeSchedd:
             self._save(ad)
             self._event(ad, "004", "Job was evicted.", "\t(0) Job was not checkpointed.\n" + USAGE + _BYTES)
         self._start(cluster)
+
+    def negotiate(self) -> int:
+        """Start idle jobs on free cores of matching, undrained execute nodes; returns how many."""
+        pool = FakePool(self.state)
+        started = []
+        with self._locked():
+            nodes = pool.ads()
+            for ad in self._ads():
+                if ad["JobStatus"] != IDLE:
+                    continue
+                need = int(ad.get("request_cpus", 1))
+                for node in nodes:
+                    if node["VMType"] == ad.get("VMType") and not node["Draining"] and node["Cpus"] >= need:
+                        node["Cpus"] -= need
+                        pool.save(node)
+                        ad["RemoteServer"] = node["NovaServerId"]
+                        self._save(ad)
+                        started.append(ad["ClusterId"])
+                        break
+        for cluster in started:
+            self._start(cluster)
+        return len(started)
 
     def wait_for(self, cluster: int, status: int, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
@@ -226,6 +294,12 @@ class FakeSchedd:
             ad["JobStatus"], ad["ExitCode"] = COMPLETED, code
             ad.pop("JobPid")
             self._save(ad)
+            if ad.get("RemoteServer"):  # give the cores back to the execute node
+                pool = FakePool(self.state)
+                for node in pool.ads():
+                    if node["NovaServerId"] == ad["RemoteServer"]:
+                        node["Cpus"] += int(ad.get("request_cpus", 1))
+                        pool.save(node)
             self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n" + USAGE + _BYTES)
 
 

@@ -212,8 +212,11 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             logger.info("submitted as HTCondor job %d (condor_q %d)", cluster, cluster)
         if task_status is not None:
             task_status.started(str(cluster))
-        await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
-        return await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
+        label = {"htcondor.cluster-id": str(cluster)}
+        await self.client.update_flow_run_labels(flow_run.id, label)
+        result = await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
+        await self.client.update_flow_run_labels(flow_run.id, label)  # the engine in the job may have written its own
+        return result
 
     async def setup(self) -> None:
         await super().setup()
