@@ -34,7 +34,9 @@ import classad2
 import htcondor2
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
-USAGE = "\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage\n\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage\n"
+_USAGE = "\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  {} Usage\n"
+USAGE = _USAGE.format("Run Remote") + _USAGE.format("Run Local")
+TOTAL_USAGE = _USAGE.format("Total Remote") + _USAGE.format("Total Local")
 
 
 def from_environment() -> "FakeSchedd":
@@ -300,10 +302,11 @@ class FakeSchedd:
                     if node["NovaServerId"] == ad["RemoteServer"]:
                         node["Cpus"] += int(ad.get("request_cpus", 1))
                         pool.save(node)
-            self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n" + USAGE + _BYTES)
+            self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n" + USAGE + TOTAL_USAGE + _BYTES + _TOTAL_BYTES)
 
 
 _BYTES = "\t0  -  Run Bytes Sent By Job\n\t0  -  Run Bytes Received By Job\n"
+_TOTAL_BYTES = "\t0  -  Total Bytes Sent By Job\n\t0  -  Total Bytes Received By Job\n"
 
 
 def _environment(value: str) -> dict[str, str]:

@@ -182,7 +182,7 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
         assert jobs[0]["VMType"] == "megapipe:canfar-catalogue-test" and jobs[0]["VMInstanceType"] == "c2-7.5gb-30"
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(result["flow_run"])
-        assert run.labels["htcondor.cluster-id"] == str(jobs[0]["ClusterId"])
+        assert run.labels.get("htcondor.cluster-id") == str(jobs[0]["ClusterId"]), run.labels
         assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
 
 

@@ -212,11 +212,19 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             logger.info("submitted as HTCondor job %d (condor_q %d)", cluster, cluster)
         if task_status is not None:
             task_status.started(str(cluster))
-        label = {"htcondor.cluster-id": str(cluster)}
-        await self.client.update_flow_run_labels(flow_run.id, label)
+        await self._label(flow_run, cluster)
         result = await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
-        await self.client.update_flow_run_labels(flow_run.id, label)  # the engine in the job may have written its own
+        await self._label(flow_run, cluster)  # concurrent label updates by the job's engine can lose ours
         return result
+
+    async def _label(self, flow_run: "FlowRun", cluster: int) -> None:
+        """Put the cluster id on the run, so ``condor_q <id>`` finds its job; checked, since the
+        server merges labels by read-modify-write and a concurrent update can drop ours."""
+        for _ in range(3):
+            await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
+            current = await self.client.read_flow_run(flow_run.id)
+            if current.labels.get("htcondor.cluster-id") == str(cluster):
+                return
 
     async def setup(self) -> None:
         await super().setup()
@@ -258,11 +266,19 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
 
         logger = self.get_flow_run_logger(flow_run)
         events = None
-        removing = False
+        removing = unreadable = False
         while True:
-            if events is None and log_path.exists():
+            if events is None and log_path.exists() and not unreadable:
                 events = htcondor2.JobEventLog(str(log_path))
-            for event in await anyio.to_thread.run_sync(lambda: list(events.events(stop_after=0)) if events else []):
+            try:
+                batch = await anyio.to_thread.run_sync(lambda: list(events.events(stop_after=0)) if events else [])
+            except htcondor2.HTCondorException as exc:
+                logger.warning(
+                    "cannot read the user log %s (%s); following HTCondor job %d through the schedd instead",
+                    log_path, exc, cluster,
+                )
+                events, batch, unreadable = None, [], True
+            for event in batch:
                 if event.cluster != cluster:
                     continue
                 kind = event.type
@@ -275,28 +291,60 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
                     await self.client.set_flow_run_state(flow_run.id, Pending(message=f"HTCondor job {cluster} evicted"), force=True)
                 elif kind == htcondor2.JobEventType.JOB_HELD:
                     reason = f"{event.get('HoldReason', 'no reason given')} (code {event.get('HoldReasonCode', '?')})"
-                    logger.error("HTCondor job %d was held: %s; removing it", cluster, reason)
-                    await self._remove(schedd, cluster, "held: the batch starts the exposure again")
-                    await self._propose_crashed_state(flow_run, f"HTCondor job {cluster} was held: {reason}")
-                    return HTCondorWorkerResult(status_code=HELD_EXIT_CODE, identifier=str(cluster))
+                    return await self._held(flow_run, schedd, cluster, reason)
                 elif kind == htcondor2.JobEventType.JOB_ABORTED:
-                    logger.info("HTCondor job %d was removed (%s)", cluster, event.get("Reason", ""))
-                    await self._mark_flow_run_as_cancelled(
-                        await self.client.read_flow_run(flow_run.id),
-                        state_updates={"message": f"HTCondor job {cluster} was removed"},
-                    )
-                    return HTCondorWorkerResult(status_code=0, identifier=str(cluster))
+                    return await self._removed(flow_run, cluster, event.get("Reason", ""))
                 elif kind == htcondor2.JobEventType.JOB_TERMINATED:
-                    code = int(event.get("ReturnValue", -1))
-                    if code != 0:
-                        await self._fail(flow_run, cluster, code, log_path.with_name("job.err"))
-                    return HTCondorWorkerResult(status_code=code, identifier=str(cluster))
+                    return await self._exited(flow_run, cluster, int(event.get("ReturnValue", -1)), log_path)
+            if unreadable:
+                ended = await self._ended_in_queue(flow_run, schedd, cluster, log_path)
+                if ended is not None:
+                    return ended
             current = await self.client.read_flow_run(flow_run.id)
             if not removing and current.state and current.state.type == StateType.CANCELLING:
                 logger.info("cancelled in Prefect: removing HTCondor job %d", cluster)
                 await self._remove(schedd, cluster, "cancelled in Prefect")
                 removing = True
             await anyio.sleep(float(SETTINGS["poll_seconds"]))
+
+    async def _ended_in_queue(self, flow_run: "FlowRun", schedd: Schedd, cluster: int, log_path: Path):
+        """The same outcomes as the user log's, read from the job's ad; None while it runs."""
+        ads = await anyio.to_thread.run_sync(
+            lambda: schedd.query(f"ClusterId == {cluster}", ["JobStatus", "ExitCode", "HoldReason", "HoldReasonCode"])
+        )
+        if not ads:  # gone from the queue: finished; the engine in the job reported how
+            current = await self.client.read_flow_run(flow_run.id)
+            code = 0 if current.state and current.state.is_completed() else 1
+            return await self._exited(flow_run, cluster, code, log_path)
+        ad = ads[0]
+        status = int(ad.get("JobStatus", 0))
+        if status == 5:
+            reason = f"{ad.get('HoldReason', 'no reason given')} (code {ad.get('HoldReasonCode', '?')})"
+            return await self._held(flow_run, schedd, cluster, reason)
+        if status == 3:
+            return await self._removed(flow_run, cluster, "")
+        if status == 4:
+            return await self._exited(flow_run, cluster, int(ad.get("ExitCode", 1)), log_path)
+        return None
+
+    async def _held(self, flow_run: "FlowRun", schedd: Schedd, cluster: int, reason: str) -> HTCondorWorkerResult:
+        self.get_flow_run_logger(flow_run).error("HTCondor job %d was held: %s; removing it", cluster, reason)
+        await self._remove(schedd, cluster, "held: the batch starts the exposure again")
+        await self._propose_crashed_state(flow_run, f"HTCondor job {cluster} was held: {reason}")
+        return HTCondorWorkerResult(status_code=HELD_EXIT_CODE, identifier=str(cluster))
+
+    async def _removed(self, flow_run: "FlowRun", cluster: int, reason: str) -> HTCondorWorkerResult:
+        self.get_flow_run_logger(flow_run).info("HTCondor job %d was removed %s", cluster, f"({reason})" if reason else "")
+        await self._mark_flow_run_as_cancelled(
+            await self.client.read_flow_run(flow_run.id),
+            state_updates={"message": f"HTCondor job {cluster} was removed"},
+        )
+        return HTCondorWorkerResult(status_code=0, identifier=str(cluster))
+
+    async def _exited(self, flow_run: "FlowRun", cluster: int, code: int, log_path: Path) -> HTCondorWorkerResult:
+        if code != 0:
+            await self._fail(flow_run, cluster, code, log_path.with_name("job.err"))
+        return HTCondorWorkerResult(status_code=code, identifier=str(cluster))
 
     async def _fail(self, flow_run: "FlowRun", cluster: int, code: int, error_file: Path) -> None:
         """A job that exits non-zero without the engine reporting it ends Failed, saying why."""
