@@ -107,9 +107,13 @@ def translated(what: str) -> Iterator[None]:
 class Cloud:
     """One OpenStack project, for one provisioner."""
 
-    def __init__(self, cloud: str = "", api_timeout: float = 60, retries: int = 2):
+    def __init__(self, cloud: str = "", api_timeout: float = 60, retries: int = 2, connection=None):
+        """``connection``: an ``openstack.connection.Connection`` made elsewhere (the Nova integration suite)."""
         import openstack
 
+        if connection is not None:
+            self.connection = connection
+            return
         with translated(f"connecting to OpenStack{f' cloud {cloud!r}' if cloud else ''}"):
             self.connection = openstack.connect(
                 cloud=cloud or None, api_timeout=api_timeout, connect_retries=retries, status_code_retries=retries
@@ -118,12 +122,12 @@ class Cloud:
 
     def resolve(self, image: str, flavour: str, keypair: str, network: str) -> Resolved:
         compute = self.connection.compute
-        with translated(f"image {image!r}"):
-            image_ = self.connection.image.find_image(image, ignore_missing=False)
         with translated(f"flavour {flavour!r}"):
             flavour_ = compute.find_flavor(flavour, ignore_missing=False)
         with translated(f"key pair {keypair!r}"):
             keypair_ = compute.find_keypair(keypair, ignore_missing=False)
+        with translated(f"image {image!r}"):
+            image_ = self.connection.image.find_image(image, ignore_missing=False)
         with translated(f"network {network!r}"):
             network_ = self.connection.network.find_network(network, ignore_missing=False)
         return Resolved(image_.id, flavour_.id, int(flavour_.vcpus), int(flavour_.ram), network_.id, keypair_.name)

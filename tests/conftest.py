@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+#: The real-Nova suite runs in its own environment (make test-nova), not here.
+collect_ignore = ["nova"]
+
 _SESSION = Path(tempfile.mkdtemp(prefix="canfar-catalogue-tests-"))
 
 
