@@ -349,3 +349,26 @@ def test_an_unreachable_schedd_is_a_clear_transient_error():
 
     with pytest.raises(TransientError, match="cannot reach the local schedd.*CONDOR_CONFIG"):
         local_schedd()
+
+
+def test_a_run_whose_job_was_submitted_before_a_worker_crash_is_adopted_not_submitted_again(condor_site, tmp_path):
+    """The worker died after submitting but before the run left Scheduled: the next one follows that job.
+
+    The job is held at once (an input it cannot find), so what the run ends with shows whose job was followed.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    run = run_deployment(
+        "catalogue-exposure/condor", parameters={"observation_id": "1056217p", "destination": f"file://{tmp_path}/out"},
+        timeout=0, scheduled_time=datetime.now(timezone.utc) + timedelta(seconds=5),
+    )
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run.id)
+        deployment = client.read_deployment(flow_run.deployment_id)
+    configuration = HTCondorJobConfiguration(**deployment.job_variables)
+    configuration.prepare_for_flow_run(flow_run)
+    submitted = condor_site["schedd"].submit(configuration.submit_description(str(run.id)))  # what the dead worker did
+    condor_site["schedd"].hold(submitted.cluster(), "Transfer input files failure: adopted job", code=13)
+    ended = _final_state(run.id)
+    assert ended.state.type.value == "CRASHED" and "adopted job" in ended.state.message
+    assert len(_jobs_of(condor_site["schedd"], run.id)) == 1

@@ -238,3 +238,13 @@ def test_passwords_and_the_pool_token_never_reach_logs_or_artifacts(site):
                      + [json.dumps(r.parameters) for r in runs])
     assert "booted" in text
     assert "os-password-marker" not in text and "eyJ-pool-token-marker" not in text
+
+
+def test_a_vm_that_will_not_delete_is_reported_and_retried_next_cycle(site):
+    _submit_jobs(site, 2)
+    site["cloud"].next_fate = ["error"]
+    _cycle(site)
+    site["cloud"].fault("delete-fails", 1)
+    failed = _cycle(site, max_starts_per_cycle=0)
+    assert failed["retired"] == 0 and len(_ours(site)) == 1
+    assert _cycle(site, max_starts_per_cycle=0)["retired"] == 1 and _ours(site) == []
