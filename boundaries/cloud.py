@@ -86,19 +86,16 @@ def translated(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
     except sdk.ResourceNotFound as exc:
         raise NotFound(f"{what}: {exc.details or exc}") from None
-    except sdk.ForbiddenException as exc:
-        if "quota" in str(exc).lower():
-            raise QuotaExceeded(f"{what}: quota exceeded: {exc.details or exc}") from None
-        raise PermissionDenied(f"{what}: forbidden (403): {exc.details or exc}") from None
     except sdk.HttpException as exc:
-        if exc.status_code == 413 or "quota" in str(exc).lower():
-            raise QuotaExceeded(f"{what}: quota exceeded: {exc.details or exc}") from None
+        detail = f"{exc.details or exc}"
+        if exc.status_code == 413 or "quota" in detail.lower():
+            raise QuotaExceeded(f"{what}: quota exceeded: {detail}") from None
+        if exc.status_code == 403:
+            raise PermissionDenied(f"{what}: forbidden (403): {detail}") from None
         if exc.status_code and exc.status_code < 500:
-            raise PermanentError(f"{what}: {exc.status_code}: {exc.details or exc}") from None
-        raise TransientError(f"{what}: {exc.status_code}: {exc.details or exc}") from None
-    except sdk.ResourceTimeout as exc:
-        raise TransientError(f"{what}: timed out: {exc}") from None
-    except sdk.ResourceFailure as exc:
+            raise PermanentError(f"{what}: {exc.status_code}: {detail}") from None
+        raise TransientError(f"{what}: {exc.status_code}: {detail}") from None
+    except sdk.SDKException as exc:  # timeouts, a VM that went to ERROR while waited for
         raise TransientError(f"{what}: {exc}") from None
     except sdk.SDKException as exc:
         raise TransientError(f"{what}: {exc}") from None

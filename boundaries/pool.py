@@ -9,12 +9,11 @@ tests can name a fake that shares its state with the fake schedd.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import config
-from .errors import PermanentError, TransientError
+from .errors import TransientError
+from .registry import load_factory
 
 SERVER_ATTRIBUTE = "NovaServerId"
 
@@ -76,10 +75,4 @@ def collector_pool() -> Pool:
 
 def open_pool() -> Pool:
     """The pool the ``[htcondor] pool_factory`` setting names."""
-    factory_path = config.settings()["htcondor"]["pool_factory"]
-    module_name, _, attribute = factory_path.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise PermanentError(f"[htcondor] pool_factory {factory_path!r} cannot be loaded: {exc}") from None
-    return factory()
+    return load_factory("htcondor", "pool_factory")()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+import importlib
+from typing import Any, Callable, Generic, TypeVar
 from urllib.parse import urlparse
 
 from .errors import PermanentError
@@ -27,3 +28,15 @@ class Registry(Generic[T]):
             named = f"{scheme}:" if scheme else "(none)"
             raise PermanentError(f"{self.kind} {uri!r}: unknown scheme {named}; use one of {known}")
         return self.factories[scheme](uri)
+
+
+def load_factory(section: str, key: str) -> Callable[..., Any]:
+    """The ``module:callable`` a setting names, e.g. ``[htcondor] schedd_factory``."""
+    from .. import config
+
+    path = config.settings()[section][key]
+    module_name, _, attribute = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PermanentError(f"[{section}] {key} {path!r} cannot be loaded: {exc}") from None

@@ -9,11 +9,10 @@ name a fake with the same surface that runs jobs as local processes.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
-from .. import config
-from .errors import PermanentError, TransientError
+from .errors import TransientError
+from .registry import load_factory
 
 #: The job attribute that ties an HTCondor job to its Prefect flow run.
 FLOW_RUN_ATTRIBUTE = "CanfarFlowRunId"
@@ -48,12 +47,7 @@ def local_schedd(name: str = "") -> Schedd:
 
 def open_schedd(name: str = "") -> Schedd:
     """The schedd the ``[htcondor] schedd_factory`` setting names."""
-    factory_path = config.settings()["htcondor"]["schedd_factory"]
-    module_name, _, attribute = factory_path.partition(":")
-    try:
-        factory = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise PermanentError(f"[htcondor] schedd_factory {factory_path!r} cannot be loaded: {exc}") from None
+    factory = load_factory("htcondor", "schedd_factory")
     return factory(name) if name else factory()
 
 

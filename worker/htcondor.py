@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import anyio
 import anyio.abc
-from pydantic import Field
+from pydantic import BaseModel, Field, PrivateAttr
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import InfrastructureNotFound
 from prefect.states import Failed, Pending
@@ -69,8 +69,8 @@ def _installed_version() -> str:
     return version("canfar-catalogue")
 
 
-class HTCondorJobConfiguration(BaseJobConfiguration):
-    """One flow run's HTCondor job, filled from the work pool's base job template."""
+class _JobFields(BaseModel):
+    """The job's settings: in the work pool's template (variables) and in each run's configuration."""
 
     image: str = Field(default="", description="VM image (snapshot) the job needs, e.g. canfar-catalogue-0.1.0. Empty: any execute node.")
     project: str = Field(default="", description="OpenStack project that owns the image; the job asks for VMType = \"<project>:<image>\".")
@@ -85,6 +85,12 @@ class HTCondorJobConfiguration(BaseJobConfiguration):
     log_directory: Path = Field(default=Path("~/.canfar-catalogue/htcondor"), description="Submit-side folder for each flow run's user log, output and error files.")
     python: str = Field(default="/opt/canfar-catalogue/bin/python", description="The Python of the installed project on the execute node (the worker image).")
     schedd: str = Field(default="", description="Name of the schedd to submit to; empty: the local one.")
+
+
+class HTCondorJobConfiguration(BaseJobConfiguration, _JobFields):
+    """One flow run's HTCondor job, filled from the work pool's base job template."""
+
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)  # Prefect secrets taken out of ``env``
 
     def prepare_for_flow_run(self, flow_run: "FlowRun", *args: Any, **kwargs: Any) -> None:
         super().prepare_for_flow_run(flow_run, *args, **kwargs)
@@ -123,7 +129,7 @@ class HTCondorJobConfiguration(BaseJobConfiguration):
         run = self.run_directory(flow_run_id)
         run.mkdir(parents=True, exist_ok=True, mode=0o700)
         inputs = [str(p.expanduser()) for p in self.secret_files]
-        for name, value in getattr(self, "_secrets", {}).items():
+        for name, value in self._secrets.items():
             secret = run / f"{name}.secret"
             write_private(secret, value)
             inputs.append(str(secret))
@@ -161,22 +167,8 @@ class HTCondorJobConfiguration(BaseJobConfiguration):
         return htcondor2.Submit(description)
 
 
-class HTCondorVariables(BaseVariables):
+class HTCondorVariables(BaseVariables, _JobFields):
     """What a deployment or a run may set (``job_variables``); shown in the work pool's UI."""
-
-    image: str = Field(default="", description="VM image (snapshot) the job needs, e.g. canfar-catalogue-0.1.0. Empty: any execute node.")
-    project: str = Field(default="", description="OpenStack project that owns the image; the job asks for VMType = \"<project>:<image>\".")
-    flavour: str = Field(default="", description="VM flavour for the job (VMInstanceType), e.g. c2-7.5gb-30.")
-    request_cpus: int = Field(default=2, ge=1, description="Cores the job uses: every CCD worker process gets one.")
-    request_memory: str = Field(default="7 GB", description="Memory the job needs (HTCondor units, e.g. 7 GB).")
-    request_disk: str = Field(default="20 GB", description="Scratch disk the job needs for one exposure and its catalogue.")
-    x509_proxy: Optional[Path] = Field(default=None, description="Your CADC proxy certificate on the submit host (cadc-get-cert -n); sent with the job as x509userproxy.")
-    proxy_min_hours: float = Field(default=12.0, description="Refuse to submit when the proxy has less time left than this.")
-    secret_files: list[Path] = Field(default_factory=list, description="Other secrets (a CADC token file named cadc-token, a .netrc) sent with the job; each must be readable only by you.")
-    submit_commands: dict[str, str] = Field(default_factory=dict, description="Extra HTCondor submit commands, e.g. {\"+JobPriority\": \"5\"}.")
-    log_directory: Path = Field(default=Path("~/.canfar-catalogue/htcondor"), description="Submit-side folder for each flow run's user log, output and error files.")
-    python: str = Field(default="/opt/canfar-catalogue/bin/python", description="The Python of the installed project on the execute node (the worker image).")
-    schedd: str = Field(default="", description="Name of the schedd to submit to; empty: the local one.")
 
 
 class HTCondorWorkerResult(BaseWorkerResult):
