@@ -206,5 +206,9 @@ def translated(what: str) -> Iterator[None]:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """The exception in one line: the HTTP status when there is one (cadcutils' own text is often empty)."""
+    response = getattr(getattr(exc, "orig_exception", None), "response", None) or getattr(exc, "response", None)
+    status = f"HTTP {response.status_code} {response.reason}: " if getattr(response, "status_code", None) else ""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = status + text
     return text if len(text) <= 300 else text[:300] + "…"

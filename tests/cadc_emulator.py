@@ -69,7 +69,7 @@ class Fault:
 
     method: str
     path: str  # a regular expression searched in the request path
-    action: str  # "status", "slow", "truncate", "bad-md5", "corrupt-upload", "drop-upload", "move-fails"
+    action: str  # "status", "slow", "reset", "truncate", "bad-md5", "corrupt-upload", "drop-upload", "move-fails"
     status: int = 500
     seconds: float = 0.0
     times: int = 1_000_000
@@ -321,6 +321,10 @@ class Handler(BaseHTTPRequestHandler):
             self._body()
             retry_after = {"Retry-After": "1"} if fault.status == 503 else {}
             return self._send(fault.status, f"injected {fault.status}".encode(), retry_after)
+        if fault and fault.action == "reset":  # the connection drops before any answer
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         if fault and fault.action == "slow":
             time.sleep(fault.seconds)
             fault = None

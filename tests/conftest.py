@@ -184,3 +184,43 @@ def cadc(cadc_service):
     cadc_service.clear_faults()
     yield cadc_service
     cadc_service.clear_faults()
+
+
+# -- the fault matrix ------------------------------------------------------------------------------
+# A test marked ``@pytest.mark.fault(family, fault, must)`` is a row of the matrix printed at the end
+# of the run: the fault, what the system must do, what it did (the test's ``record_property("did",
+# ...)``), and whether the test, which checks the invariants, passed.
+_MATRIX: list[tuple[str, str, str, str, str]] = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(family, fault, must): a row of the fault matrix printed after the run")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    marks = list(item.iter_markers("fault"))
+    if not marks or report.when not in ("setup", "call") or (report.when == "setup" and report.passed):
+        return
+    did = dict(item.user_properties).get("did", "")
+    if report.failed:
+        did = (did + "; " if did else "") + f"test failed: {str(report.longrepr).splitlines()[-1][:120]}"
+    verdict = "pass" if report.passed else ("skip" if report.skipped else "FAIL")
+    for mark in marks:
+        _MATRIX.append((*mark.args, did, verdict))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MATRIX:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault matrix")
+    widths = [max(len(row[i]) for row in _MATRIX) for i in range(2)]
+    for family, fault, must, did, verdict in sorted(_MATRIX, key=lambda row: row[:2]):
+        write(f"{verdict:<4}  {family:<{widths[0]}}  {fault:<{widths[1]}}  must: {must}")
+        if did:
+            write(f"{'':<4}  {'':<{widths[0]}}  {'':<{widths[1]}}  did:  {did}")
+    failed = sum(row[4] == "FAIL" for row in _MATRIX)
+    write(f"{len(_MATRIX)} faults, {failed} failed")

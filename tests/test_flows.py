@@ -56,7 +56,14 @@ def _positions(catalogue: Path) -> set[tuple[str, str]]:
     return {(row[2], row[3]) for row in rows}
 
 
-def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path):
+@pytest.mark.fault('hostile input', 'ID ../x', 'refused before any run, naming the bad entry; nothing started')
+@pytest.mark.fault('hostile input', 'ID a;rm -rf ~', 'refused before any run, naming the bad entry; nothing started')
+@pytest.mark.fault('hostile input', 'ID with a space', 'refused before any run, naming the bad entry; nothing started')
+@pytest.mark.fault('hostile input', 'unicode look-alike digits and letters', 'refused before any run, naming the bad entry; nothing started')
+@pytest.mark.fault('hostile input', 'a 10 kB string', 'refused before any run, naming the bad entry; nothing started')
+@pytest.mark.fault('hostile input', '100,000 IDs', "refused (over max_ids, or the server's 512 kB parameter limit); nothing started")
+def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path, record_property):
+    record_property("did", 'every one refused before a flow run; no exposure run, no output folder')
     before = len(_exposure_runs())
     destination = f"file://{tmp_path}/out"
     for bad in ["../x", "a;rm -rf ~", "1056213 p", "１０５６２１３p", "1056213Р", "x" * 10_000]:
@@ -266,8 +273,10 @@ def _processes_of(flow_run_id: str) -> list[int]:
     return sorted(pids)
 
 
-def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_site, tmp_path):
+@pytest.mark.fault('execution', 'worker process killed mid-exposure', 'the run ends Crashed, the batch starts it again, one catalogue, no process left')
+def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_site, tmp_path, record_property):
     """kill -9 of a running child: it ends Crashed, the batch starts it again, nothing half-written stays."""
+    record_property("did", 'kill -9: Crashed, started again, finished; nothing half-written')
     from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
     archive = tmp_path / "archive"

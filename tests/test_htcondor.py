@@ -186,7 +186,9 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
         assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
 
 
-def test_a_held_job_crashes_its_run_and_the_batch_starts_the_exposure_again(condor_site, tmp_path):
+@pytest.mark.fault('execution', 'HTCondor job held', 'run Crashed with the hold reason, job removed, the batch runs the exposure again')
+def test_a_held_job_crashes_its_run_and_the_batch_starts_the_exposure_again(condor_site, tmp_path, record_property):
+    record_property("did", 'Crashed with the reason; job removed; second run completed')
     schedd = condor_site["schedd"]
     held = []
 
@@ -228,7 +230,9 @@ def test_cancelling_a_run_removes_its_job(condor_site, tmp_path):
     assert not (tmp_path / "out" / "1056217p.cat").exists()
 
 
-def test_an_evicted_job_runs_again_and_completes(condor_site, tmp_path):
+@pytest.mark.fault('execution', 'HTCondor job evicted', 'back to pending, the job runs again, one job, completed')
+def test_an_evicted_job_runs_again_and_completes(condor_site, tmp_path, record_property):
+    record_property("did", 'pending, second run of the same job completed')
     run = _start_exposure("1056213p", f"file://{tmp_path}/out")
     job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
     condor_site["schedd"].evict(job["ClusterId"])
@@ -240,7 +244,9 @@ def test_an_evicted_job_runs_again_and_completes(condor_site, tmp_path):
     assert "Job was evicted." in log
 
 
-def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path):
+@pytest.mark.fault('execution', 'worker restarted mid-run', 'the job goes on; no second job; completed')
+def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path, record_property):
+    record_property("did", 'one job, completed')
     run = _start_exposure("1056215p", f"file://{tmp_path}/out")
     _wait_for_job(condor_site["schedd"], run.id, RUNNING)
     stop(condor_site["worker"])
@@ -249,7 +255,9 @@ def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path):
     assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
 
 
-def test_a_job_held_while_no_worker_watched_still_crashes_its_run(condor_site, tmp_path):
+@pytest.mark.fault('execution', 'job held while no worker watched', 'the restarted worker crashes the run with the reason')
+def test_a_job_held_while_no_worker_watched_still_crashes_its_run(condor_site, tmp_path, record_property):
+    record_property("did", 'Crashed with the reason after the restart')
     run = _start_exposure("1056216p", f"file://{tmp_path}/out")
     job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
     stop(condor_site["worker"])
@@ -343,7 +351,9 @@ def test_the_worker_image_installs_the_version_the_deployments_expect():
     assert "/opt/canfar-catalogue/bin/python" == HTCondorJobConfiguration().python
 
 
-def test_an_unreachable_schedd_is_a_clear_transient_error():
+@pytest.mark.fault('execution', 'schedd unreachable', 'a clear error naming CONDOR_CONFIG; retried by the batch')
+def test_an_unreachable_schedd_is_a_clear_transient_error(, record_property):
+    record_property("did", 'TransientError: cannot reach the local schedd ... check CONDOR_CONFIG')
     from canfar_catalogue.boundaries.errors import TransientError
     from canfar_catalogue.boundaries.schedd import local_schedd
 

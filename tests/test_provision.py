@@ -129,7 +129,9 @@ def _run_jobs(site, clusters: list[int]) -> None:
     raise TimeoutError("jobs did not finish")
 
 
-def test_demand_rises_quota_caps_it_jobs_finish_vms_retire_and_strangers_stay(site):
+@pytest.mark.fault('cloud', 'strangers in the project', 'counted against the quota, never touched')
+def test_demand_rises_quota_caps_it_jobs_finish_vms_retire_and_strangers_stay(site, record_property):
+    record_property("did", 'stranger untouched through boot and retirement')
     cloud = site["cloud"]
     stranger = cloud.add_stranger()
     cloud.quota["instances"] = 3  # the stranger uses one: two left for us
@@ -150,7 +152,10 @@ def test_demand_rises_quota_caps_it_jobs_finish_vms_retire_and_strangers_stay(si
     assert len(drained) == 2  # drained before they were deleted
 
 
-def test_a_vm_in_error_is_replaced_and_a_crash_after_boot_is_adopted_not_booted_twice(site):
+@pytest.mark.fault('cloud', 'VM in ERROR', 'retired after error_seconds and replaced')
+@pytest.mark.fault('cloud', 'crash between boot and record', 'the next cycle adopts the VM; nothing booted twice')
+def test_a_vm_in_error_is_replaced_and_a_crash_after_boot_is_adopted_not_booted_twice(site, record_property):
+    record_property("did", 'ERROR VM deleted and replaced; after the crash 3 VMs, not 4')
     cloud = site["cloud"]
     _submit_jobs(site, 2)  # one VM's worth
     cloud.next_fate = ["error"]
@@ -170,7 +175,9 @@ def test_a_vm_in_error_is_replaced_and_a_crash_after_boot_is_adopted_not_booted_
     assert len(_ours(site)) == 3 and third["booted"] == 1  # the crashed cycle's VM counted, not booted again
 
 
-def test_a_vm_stuck_in_build_is_retired(site):
+@pytest.mark.fault('cloud', 'VM stuck in BUILD', 'retired after build_seconds')
+def test_a_vm_stuck_in_build_is_retired(site, record_property):
+    record_property("did", 'deleted')
     _submit_jobs(site, 2)
     site["cloud"].next_fate = ["stuck"]
     assert _cycle(site, build_seconds=3600)["booted"] == 1
@@ -190,8 +197,10 @@ def test_a_vm_that_never_joins_the_pool_is_an_orphan_then_retired(site):
 
 
 @pytest.mark.parametrize("fault, error, match", [
-    ("unauthorized", PermissionDenied, "did not accept the credentials.*openrc"),
-    ("timeout", TransientError, "cannot reach OpenStack"),
+    pytest.param("unauthorized", PermissionDenied, "did not accept the credentials.*openrc", marks=pytest.mark.fault(
+        "cloud", "bad or expired credentials", "the cycle fails naming the openrc / application credential; the next recovers")),
+    pytest.param("timeout", TransientError, "cannot reach OpenStack", marks=pytest.mark.fault(
+        "cloud", "API timeout", "the cycle fails as transient; the next recovers")),
 ])
 def test_cloud_failures_end_the_cycle_clearly_and_the_next_one_recovers(site, fault, error, match):
     _submit_jobs(site, 2)
@@ -202,7 +211,10 @@ def test_cloud_failures_end_the_cycle_clearly_and_the_next_one_recovers(site, fa
     assert _cycle(site)["booted"] == 1
 
 
-def test_quota_exceeded_and_unknown_names_are_reported_not_fatal(site, caplog):
+@pytest.mark.fault('cloud', 'quota exceeded', 'reported; the cycle completes; the next one boots')
+@pytest.mark.fault('cloud', 'unknown image', 'reported by name; nothing booted')
+def test_quota_exceeded_and_unknown_names_are_reported_not_fatal(site, caplog, record_property):
+    record_property("did", 'not booted: quota exceeded; next cycle booted 1; missing image logged')
     _submit_jobs(site, 2)
     site["cloud"].fault("quota", 1)
     assert _cycle(site)["booted"] == 0
@@ -240,7 +252,9 @@ def test_passwords_and_the_pool_token_never_reach_logs_or_artifacts(site):
     assert "os-password-marker" not in text and "eyJ-pool-token-marker" not in text
 
 
-def test_a_vm_that_will_not_delete_is_reported_and_retried_next_cycle(site):
+@pytest.mark.fault('cloud', 'delete fails', 'reported; retried next cycle')
+def test_a_vm_that_will_not_delete_is_reported_and_retried_next_cycle(site, record_property):
+    record_property("did", 'retirement failed, retried next cycle: deleted')
     _submit_jobs(site, 2)
     site["cloud"].next_fate = ["error"]
     _cycle(site)

@@ -1,0 +1,204 @@
+"""The fault matrix's flow-level rows: real per-exposure and batch flow runs against the CADC emulator,
+the local archive and bad inputs, with the invariants checked after each.
+
+Every row is marked ``fault(family, fault, must)``; the table of all rows in the suite (these and the
+ones marked in the other test modules) is printed at the end of the run.  The invariants:
+
+* the exposure ends with exactly one catalogue at the destination, or a failed state naming the reason;
+* nothing half-written is ever visible at the destination (no ``.part`` nodes, no partial catalogue);
+* nothing partial is left in scratch that could pass for a finished download.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from canfar_catalogue.flows.exposure import catalogue_exposure
+from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+
+from .conftest import _SESSION
+
+ID = "1056213p"
+NAME = f"{ID}.fits.fz"
+fault = pytest.mark.fault
+
+
+def _scratch_is_clean() -> bool:
+    scratch = _SESSION / "scratch"
+    leftovers = [p for p in scratch.rglob("*") if p.is_file() and ".fits" in p.name] if scratch.exists() else []
+    return not leftovers
+
+
+def _logged(flow_run_id, text: str, timeout: float = 15) -> bool:
+    """Whether the run's log says ``text`` (logs reach the server in batches, a moment later)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any(text in log.message for log in logs):
+                return True
+            time.sleep(0.5)
+    return False
+
+
+def _file_requests(cadc, name: str) -> int:
+    return sum(1 for _, path, _ in cadc.requests if path.endswith(name))
+
+
+def _said(state) -> str:
+    return (state.message or "").split("exception: ", 1)[-1]
+
+
+# -- the archive ---------------------------------------------------------------------------------------
+PERMANENT, RETRIED = "fails at once, naming the ID, no catalogue", "retried with back-off, then fails naming the ID, no catalogue"
+
+
+@pytest.mark.parametrize(
+    "method, action, status",
+    [
+        pytest.param("*", "status", 404, marks=fault("archive", "404 not found", PERMANENT)),
+        pytest.param("*", "status", 401, marks=fault("archive", "401 unauthorised", PERMANENT)),
+        pytest.param("*", "status", 403, marks=fault("archive", "403 forbidden", PERMANENT)),
+        pytest.param("*", "status", 500, marks=fault("archive", "500 server error", RETRIED)),
+        pytest.param("*", "status", 503, marks=fault("archive", "503 unavailable", RETRIED)),
+        pytest.param("GET", "reset", 0, marks=fault("archive", "connection reset (timeout)", RETRIED)),
+        pytest.param("GET", "truncate", 0, marks=fault("archive", "truncated body", RETRIED)),
+        pytest.param("GET", "bad-md5", 0, marks=fault("archive", "wrong md5", RETRIED)),
+    ],
+)
+def test_archive_faults(cadc, local_site, small_exposure, tmp_path, record_property, method, action, status):
+    cadc.add_exposure(NAME, small_exposure.read_bytes())
+    cadc.fault(method, NAME, action, status=status)
+    before = _file_requests(cadc, NAME)
+    state = catalogue_exposure(ID, "cadc:CFHT", f"file://{tmp_path}/out", return_state=True)
+    tries = _file_requests(cadc, NAME) - before
+    message = _said(state)
+    record_property("did", f"{state.type.value} after {tries} requests: {message[:150]}")
+    assert state.is_failed() and ID in message
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert _scratch_is_clean()
+    if status in (401, 403, 404):
+        assert tries <= 1 and str(status) in message
+    else:
+        assert tries > 1
+
+
+# -- the destination -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "method, action, status",
+    [
+        pytest.param("PUT", "status", 500, marks=fault("storage", "upload rejected", "retried, then fails; local copy kept and named; nothing visible")),
+        pytest.param("PUT", "corrupt-upload", 0, marks=fault("storage", "412 checksum mismatch", "retried, then fails; local copy kept and named; nothing visible")),
+        pytest.param("PUT", "drop-upload", 0, marks=fault("storage", "connection dropped mid-PUT", "retried, then fails; local copy kept and named; nothing visible")),
+        pytest.param("POST", "move-fails", 0, marks=fault("storage", "move fails after upload", "retried, then fails; local copy kept and named; nothing visible")),
+    ],
+)
+def test_storage_faults(cadc, local_site, tmp_path, record_property, method, action, status):
+    space = f"jdoe/faults-{action}"
+    cadc.fault(method, "/vault/(data|transfers)/", action, status=status)
+    state = catalogue_exposure(ID, local_site["archive"], f"vos:{space}", return_state=True)
+    message = _said(state)
+    record_property("did", f"{state.type.value}: {message[:150]}")
+    assert state.is_failed() and ID in message
+    assert cadc.visible(f"{space}/") == {}  # no catalogue, no record, no temporary node
+    kept = _SESSION / "scratch" / str(state.state_details.flow_run_id) / f"{ID}.cat"
+    assert kept.stat().st_size > 1000  # the local copy stays, and the run's log says where
+    assert _logged(state.state_details.flow_run_id, str(kept))
+    cadc.clear_faults()
+    again = catalogue_exposure(ID, local_site["archive"], f"vos:{space}", return_state=True)
+    assert again.is_completed() and sorted(cadc.visible(f"{space}/")) == [f"{space}/{ID}.cat", f"{space}/{ID}.provenance.json"]
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+def _archive_with(tmp_path: Path, observation_id: str, write) -> str:
+    archive = tmp_path / "archive"
+    archive.mkdir(exist_ok=True)
+    write(archive / f"{observation_id}.fits.fz")
+    return f"file://{archive}"
+
+
+def _truncated(path: Path) -> None:
+    write_exposure(path, ExposureSpec.small(seed=3))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _cube(path: Path) -> None:
+    hdus = [fits.PrimaryHDU(), fits.CompImageHDU(np.ones((3, 64, 64), dtype=np.float32), name="ccd00")]
+    fits.HDUList(hdus).writeto(path)
+
+
+def _one_nan_ccd(path: Path) -> None:
+    write_exposure(path, ExposureSpec.small(seed=4))
+    with fits.open(path, mode="update", disable_image_compression=False) as hdus:
+        hdus[1].data = np.full_like(hdus[1].data, np.nan, dtype=np.float32)
+
+
+def _one_empty_ccd(path: Path) -> None:
+    write_exposure(path, ExposureSpec.small(seed=5))
+    with fits.open(path) as source:
+        hdus = [fits.PrimaryHDU(header=source[0].header), fits.ImageHDU(name="ccd00"), *[h.copy() for h in source[1:]]]
+        fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "observation_id, write, outcome",
+    [
+        pytest.param("1056301p", lambda p: p.write_bytes(b"this is not a FITS file\n" * 200), "failed",
+                     marks=fault("input", "not FITS", "fails at once naming the file; no catalogue; not retried")),
+        pytest.param("1056302p", _truncated, "failed",
+                     marks=fault("input", "truncated .fz", "fails at once naming the file; no catalogue")),
+        pytest.param("1056303p", _cube, "failed",
+                     marks=fault("input", "3-D HDU", "the CCD is named and skipped; no usable CCD: no catalogue")),
+        pytest.param("1056304p", _one_nan_ccd, "completed",
+                     marks=fault("input", "all-NaN CCD", "that CCD is named and skipped, the others catalogued")),
+        pytest.param("1056305p", _one_empty_ccd, "completed",
+                     marks=fault("input", "empty CCD", "that CCD is named and skipped, the others catalogued")),
+    ],
+)
+def test_bad_input(local_site, tmp_path, record_property, observation_id, write, outcome):
+    archive = _archive_with(tmp_path, observation_id, write)
+    out = tmp_path / "out"
+    state = catalogue_exposure(observation_id, archive, f"file://{out}", return_state=True)
+    stored = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    if state.is_completed():
+        record = (out / f"{observation_id}.provenance.json").read_text()
+        record_property("did", f"completed; skipped: {record.split('skipped_ccds')[1][:110]}")
+        assert outcome == "completed" and "ccd00" in record.lower()
+        assert stored == [f"{observation_id}.cat", f"{observation_id}.provenance.json"]
+    else:
+        record_property("did", f"{state.type.value}: {_said(state)[:150]}")
+        assert outcome == "failed" and observation_id in (state.message or "") and stored == []
+    assert _scratch_is_clean()
+
+
+@pytest.mark.parametrize(
+    "files, overrides, message",
+    [
+        pytest.param({"bad.conv": "CONV NORM\n1 2\n3\n"}, ["-FILTER_NAME", "bad.conv"], "bad.conv",
+                     marks=fault("input", "malformed .conv", "the batch stops before any run, naming the file")),
+        pytest.param({"cols.param": "NUMBER\nFLUX_APER\n"}, ["-PARAMETERS_NAME", "cols.param"], "FLUX_APER",
+                     marks=fault("input", "unsupported parameter", "the batch stops before any run, naming the column")),
+    ],
+)
+def test_bad_configuration_stops_the_batch_before_any_run(local_site, tmp_path, record_property, monkeypatch, files, overrides, message):
+    from canfar_catalogue.flows.batch import catalogue_batch
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception) as refused:
+        catalogue_batch(ids=[ID], destination=f"file://{tmp_path}/out", archive=local_site["archive"], overrides=overrides)
+    record_property("did", f"{type(refused.value).__name__}: {str(refused.value)[:140]}")
+    assert message in str(refused.value) and "Traceback" not in str(refused.value)
+    assert not (tmp_path / "out").exists()
