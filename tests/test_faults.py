@@ -202,3 +202,55 @@ def test_bad_configuration_stops_the_batch_before_any_run(local_site, tmp_path, 
     record_property("did", f"{type(refused.value).__name__}: {str(refused.value)[:140]}")
     assert message in str(refused.value) and "Traceback" not in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+# -- resume after a crash ------------------------------------------------------------------------------
+@fault("execution", "batch process killed mid-batch, then run again",
+       "the second run finishes the rest; no finished exposure is redone; one catalogue each")
+def test_a_batch_killed_midway_and_run_again_finishes_the_rest_and_redoes_nothing(local_site, tmp_path, record_property):
+    import json
+    import signal
+    import subprocess
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from .conftest import BIN
+    from .test_flows import _processes_of
+
+    archive = tmp_path / "archive"
+    ids = [f"{1057000 + n}p" for n in range(20)]
+    for seed, observation_id in enumerate(ids):
+        write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec(nccd=1, shape=(512, 512), seed=seed))
+    out = tmp_path / "out"
+    parameters = ["--param", f"ids={json.dumps(ids)}", "--param", f"archive=file://{archive}", "--param", f"destination=file://{out}"]
+
+    def finished() -> list[str]:
+        return sorted(p.name[:-4] for p in out.glob("*.cat")) if out.exists() else []
+
+    started = subprocess.run([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", *parameters],
+                             env=local_site["env"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    batch_id = next(line.split()[-1] for line in started.stdout.splitlines() if "UUID" in line)
+    deadline = time.monotonic() + 300
+    while len(finished()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    pids = _processes_of(batch_id)
+    assert pids, "the batch was not running"
+    os.kill(pids[0], signal.SIGKILL)  # the batch's own process: its children go on
+    done_before = {i: (out / f"{i}.provenance.json").read_text() for i in finished()}
+
+    again = subprocess.run([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", *parameters, "--watch",
+                            "--watch-timeout", "600"], env=local_site["env"], capture_output=True, text=True, timeout=700)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert finished() == ids
+    for observation_id, record in done_before.items():  # finished before the kill: not redone
+        assert (out / f"{observation_id}.provenance.json").read_text() == record
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["catalogue-exposure"])), limit=200)
+        first = client.read_flow_run(batch_id)
+    completed = [r.name for r in runs if r.name in ids and r.state and r.state.is_completed()]
+    assert sorted(completed) == ids  # each exposure catalogued by exactly one completed run
+    record_property("did", f"killed with {len(done_before)} done (batch {first.state.type.value}); second run "
+                           f"finished all 20; each exposure has one completed run; the {len(done_before)} records unchanged")
