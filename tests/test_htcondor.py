@@ -352,7 +352,7 @@ def test_the_worker_image_installs_the_version_the_deployments_expect():
 
 
 @pytest.mark.fault('execution', 'schedd unreachable', 'a clear error naming CONDOR_CONFIG; retried by the batch')
-def test_an_unreachable_schedd_is_a_clear_transient_error(, record_property):
+def test_an_unreachable_schedd_is_a_clear_transient_error(record_property):
     record_property("did", 'TransientError: cannot reach the local schedd ... check CONDOR_CONFIG')
     from canfar_catalogue.boundaries.errors import TransientError
     from canfar_catalogue.boundaries.schedd import local_schedd

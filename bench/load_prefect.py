@@ -1,0 +1,202 @@
+"""A night's traffic against one Prefect server: SQLite and PostgreSQL side by side.
+
+    python bench/load_prefect.py [--runs 1000] [--seconds 60]
+
+For each database, a fresh Prefect server is started and ``--runs``
+per-exposure flow runs are driven through its API at once, the way the
+HTCondor jobs' engines would drive them: Scheduled, Pending, Running; four
+task runs (archive checksum, download, detect, upload), each Pending, Running,
+Completed; a dozen log lines in two batches; the two artifacts of a real run;
+Completed.  The steps of a run are spread over ``--seconds`` (compressed
+runtime), so all runs overlap.  No flow code runs: this measures the server.
+
+Reported per database: state transitions per second, p50 and p99 latency of
+the API calls, calls that failed after the client's own retries, and runs
+lost (not found) or stuck (not Completed) at the end.  Needs Debian's
+``postgresql`` for the PostgreSQL half (``bench/postgres.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_prefect import free_port  # noqa: E402
+
+TASKS = ("archive checksum", "download", "detect", "upload")
+
+
+def start_server(home: Path, port: int, database_url: str | None) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start"],
+        env=env, stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            return process
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.5)
+    raise SystemExit(f"the Prefect server did not start; see {home / 'server.log'}")
+
+
+class Meter:
+    """Latency of every API call; calls that still fail after Prefect's client's retry rule (429/503, 5 tries)."""
+
+    def __init__(self, http):
+        self.http = http
+        self.latencies: list[float] = []
+        self.errors: list[str] = []
+        self.transitions = 0
+
+    async def post(self, path: str, body, transition: bool = False):
+        for attempt in range(6):
+            started = time.perf_counter()
+            try:
+                response = await self.http.post(path, json=body)
+            except Exception as exc:  # counted and reported, never fatal: that is what is measured
+                self.latencies.append(time.perf_counter() - started)
+                self.errors.append(f"{type(exc).__name__}")
+                return None
+            self.latencies.append(time.perf_counter() - started)
+            if response.status_code in (429, 503) and attempt < 5:
+                await asyncio.sleep(2)
+                continue
+            if response.status_code >= 400:
+                self.errors.append(f"HTTP {response.status_code}")
+                return None
+            if transition:
+                accepted = response.json().get("status") == "ACCEPT"
+                self.transitions += accepted
+                if not accepted:
+                    self.errors.append("transition not accepted")
+            return response.json()
+        return None
+
+
+def _state(kind: str) -> dict:
+    return {"type": kind, "name": kind.title()}
+
+
+async def one_run(meter: Meter, flow_id: str, index: int, seconds: float) -> str | None:
+    pause = seconds / 12
+    await asyncio.sleep(random.uniform(0, pause))
+    run = await meter.post("/flow_runs/", {"flow_id": flow_id, "name": f"{1057000 + index}p", "state": _state("SCHEDULED")})
+    if run is None:
+        return None
+    for kind in ("PENDING", "RUNNING"):
+        await meter.post(f"/flow_runs/{run['id']}/set_state", {"state": _state(kind)}, transition=True)
+    for task in TASKS:
+        task_run = await meter.post("/task_runs/", {
+            "flow_run_id": run["id"], "task_key": task, "dynamic_key": "0", "name": task, "state": _state("PENDING"),
+        })
+        if task_run is None:
+            continue
+        await meter.post(f"/task_runs/{task_run['id']}/set_state", {"state": _state("RUNNING")}, transition=True)
+        await asyncio.sleep(random.uniform(0.5, 1.5) * pause)
+        await meter.post(f"/task_runs/{task_run['id']}/set_state", {"state": _state("COMPLETED")}, transition=True)
+        if task == "detect":
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            logs = [{"name": "prefect.task_runs", "level": 20, "message": f"[{n + 1}/12] ccd{n:02d}: 300 sources",
+                     "timestamp": now, "flow_run_id": run["id"], "task_run_id": task_run["id"]} for n in range(12)]
+            for batch in (logs[:6], logs[6:]):
+                await meter.post("/logs/", batch)
+    for key, kind, data in ((f"exposure-{1057000 + index}p", "table", [{"ccd": "ccd00", "sources": 300}]),
+                            (f"exposure-{1057000 + index}p-summary", "markdown", "### done")):
+        await meter.post("/artifacts/", {"key": key, "type": kind, "data": data, "flow_run_id": run["id"]})
+    await meter.post(f"/flow_runs/{run['id']}/set_state", {"state": _state("COMPLETED")}, transition=True)
+    return run["id"]
+
+
+async def load(url: str, runs: int, seconds: float) -> dict:
+    import httpx
+
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        meter = Meter(http)
+        flow = await meter.post("/flows/", {"name": "catalogue-exposure"})
+        started = time.perf_counter()
+        ids = await asyncio.gather(*(one_run(meter, flow["id"], i, seconds) for i in range(runs)))
+        wall = time.perf_counter() - started
+        created = [i for i in ids if i]
+        states: dict[str, str] = {}
+        for chunk in range(0, len(created), 200):
+            found = await http.post("/flow_runs/filter", json={"flow_runs": {"id": {"any_": created[chunk:chunk + 200]}}, "limit": 200})
+            states.update({r["id"]: (r.get("state") or {}).get("type", "NONE") for r in found.json()})
+    latencies = sorted(meter.latencies)
+    return {
+        "transitions_per_s": meter.transitions / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "calls": len(latencies),
+        "errors": len(meter.errors),
+        "error_kinds": sorted(set(meter.errors)),
+        "lost": runs - len(states),
+        "stuck": sum(1 for s in states.values() if s != "COMPLETED"),
+        "wall_s": wall,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0, help="compressed runtime of one run (default 60)")
+    parser.add_argument("--only", choices=("sqlite", "postgres"))
+    args = parser.parse_args()
+    random.seed(1)
+    results = {}
+    for database in ("sqlite", "postgres"):
+        if args.only and database != args.only:
+            continue
+        home = Path(tempfile.mkdtemp(prefix=f"load-{database}-"))
+        port = free_port()
+        if database == "postgres":
+            from postgres import postgres
+
+            with postgres(free_port()) as url:
+                server = start_server(home, port, url)
+                try:
+                    results[database] = asyncio.run(load(f"http://127.0.0.1:{port}/api", args.runs, args.seconds))
+                finally:
+                    server.terminate()
+                    server.wait(30)
+        else:
+            server = start_server(home, port, None)
+            try:
+                results[database] = asyncio.run(load(f"http://127.0.0.1:{port}/api", args.runs, args.seconds))
+            finally:
+                server.terminate()
+                server.wait(30)
+    print(f"{args.runs} concurrent per-exposure runs, steps spread over {args.seconds:g} s")
+    print(f"{'database':<10} {'transitions/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'calls':>7} {'errors':>7} {'lost':>5} {'stuck':>6} {'wall s':>7}")
+    for database, r in results.items():
+        print(f"{database:<10} {r['transitions_per_s']:>13.1f} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['calls']:>7} "
+              f"{r['errors']:>7} {r['lost']:>5} {r['stuck']:>6} {r['wall_s']:>7.0f}  {' '.join(r['error_kinds'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
