@@ -254,3 +254,63 @@ def test_a_batch_killed_midway_and_run_again_finishes_the_rest_and_redoes_nothin
     assert sorted(completed) == ids  # each exposure catalogued by exactly one completed run
     record_property("did", f"killed with {len(done_before)} done (batch {first.state.type.value}); second run "
                            f"finished all 20; each exposure has one completed run; the {len(done_before)} records unchanged")
+
+
+@fault("execution", "Prefect server restarted mid-batch",
+       "runs reconnect or are run again; every exposure ends with one catalogue; none catalogued twice")
+def test_a_server_restarted_mid_batch_loses_nothing(tmp_path, record_property):
+    """This test kills and restarts a server, so it has its own (and its own worker and deployments)."""
+    import json
+    import socket
+    import subprocess
+    import time
+
+    from .conftest import BIN, start_server, stop
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    ids = [f"{1058000 + n}p" for n in range(6)]
+    for seed, observation_id in enumerate(ids):
+        write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec(nccd=1, shape=(512, 512), seed=seed))
+    env = {
+        "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_PORT": str(port), "PATH": f"{BIN}:{os.environ['PATH']}",
+        "CANFAR_CATALOGUE_POOL": "restart-pool", "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
+        "CANFAR_CATALOGUE_DESTINATION": f"file://{out}", "CANFAR_CATALOGUE_EXPOSURE_SLOTS": "2",
+    }
+    full = {**os.environ, **env}
+    server = start_server(env, log=tmp_path / "server.log")
+    worker = None
+    try:
+        deployed = subprocess.run(["bash", str(Path(__file__).parents[1] / "deployments/deploy.sh")], env=full,
+                                  capture_output=True, text=True)
+        assert deployed.returncode == 0, deployed.stderr
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "restart-pool", "--type", "process"],
+                                  env=full, stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        run = [str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}"]
+        assert subprocess.run(run, env=full, capture_output=True, timeout=120).returncode == 0
+        deadline = time.monotonic() + 300
+        while len(list(out.glob("*.cat")) if out.exists() else []) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        done_before = len(list(out.glob("*.cat")))
+        os.killpg(server.pid, 9)  # the server dies with runs in flight, then comes back
+        time.sleep(3)
+        server = start_server(env, log=tmp_path / "server.log")
+        again = subprocess.run([*run, "--watch", "--watch-timeout", "600"], env=full, capture_output=True, text=True, timeout=700)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+        assert sorted(p.name[:-4] for p in out.glob("*.cat")) == ids
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
+        import httpx
+
+        completed = httpx.post(f"http://127.0.0.1:{port}/api/flow_runs/filter", json={
+            "flow_runs": {"name": {"any_": ids}, "state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 200,
+        }).json()
+        assert sorted(r["name"] for r in completed) == ids  # one completed run each: none catalogued twice
+        record_property("did", f"server killed with {done_before} of 6 done and restarted; run again: all 6 catalogued once")
+    finally:
+        if worker:
+            stop(worker)
+        stop(server)
