@@ -64,37 +64,57 @@ def start_server(home: Path, port: int, database_url: str | None) -> subprocess.
 
 
 class Meter:
-    """Latency of every API call; calls that still fail after Prefect's client's retry rule (429/503, 5 tries)."""
+    """Latency of every API call, retried as Prefect's own client retries (5 times, exponential back-off,
+    on 408/429/502/503 and dropped or timed-out connections); what still fails is an error."""
+
+    RETRY_CODES = (408, 429, 502, 503)
 
     def __init__(self, http):
+        import httpx
+
         self.http = http
+        self.retry_exceptions = (httpx.ReadTimeout, httpx.PoolTimeout, httpx.ConnectTimeout, httpx.ReadError,
+                                 httpx.WriteError, httpx.RemoteProtocolError, httpx.LocalProtocolError)
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.transitions = 0
 
     async def post(self, path: str, body, transition: bool = False):
+        retried = False
         for attempt in range(6):
             started = time.perf_counter()
             try:
                 response = await self.http.post(path, json=body)
-            except Exception as exc:  # counted and reported, never fatal: that is what is measured
+            except self.retry_exceptions as exc:
                 self.latencies.append(time.perf_counter() - started)
-                self.errors.append(f"{type(exc).__name__}")
-                return None
+                if attempt == 5:
+                    self.errors.append(type(exc).__name__)
+                    return None
+                retried = True
+                await asyncio.sleep(2**attempt + random.random())
+                continue
             self.latencies.append(time.perf_counter() - started)
-            if response.status_code in (429, 503) and attempt < 5:
-                await asyncio.sleep(2)
+            if response.status_code in self.RETRY_CODES and attempt < 5:
+                retried = True
+                await asyncio.sleep(2**attempt + random.random())
                 continue
             if response.status_code >= 400:
                 self.errors.append(f"HTTP {response.status_code}")
                 return None
+            result = response.json()
             if transition:
-                accepted = response.json().get("status") == "ACCEPT"
+                accepted = result.get("status") == "ACCEPT"
+                if not accepted and retried:  # an earlier try went through before its answer was lost
+                    accepted = await self._already(path, body["state"]["type"])
                 self.transitions += accepted
                 if not accepted:
-                    self.errors.append("transition not accepted")
-            return response.json()
+                    self.errors.append(f"transition refused: {result.get('details', {}).get('reason', '')[:60]}")
+            return result
         return None
+
+    async def _already(self, set_state_path: str, kind: str) -> bool:
+        response = await self.http.get(set_state_path.rsplit("/", 1)[0])
+        return response.status_code == 200 and (response.json().get("state") or {}).get("type") == kind
 
 
 def _state(kind: str) -> dict:

@@ -137,10 +137,10 @@ def provision(
         vms.append(_vm(server, startd, demand.request_cpus.get(group, 1), idle_since.get(server.id), slots.get(group, 1)))
 
     headroom = sky.headroom()
-    runtime = float(settings_section["job_runtime_seconds"]) or None
+    typical_runtime = float(settings_section["job_runtime_seconds"]) or None
     plan = decide(
         now, {g: n for g, n in demand.idle.items() if g in resolved}, vms,
-        Quota(headroom.instances, headroom.cores, headroom.ram_mb), flavours, slots, settings, runtime,
+        Quota(headroom.instances, headroom.cores, headroom.ram_mb), flavours, slots, settings, typical_runtime,
     )
 
     actions: dict[str, str] = {}
