@@ -4,7 +4,9 @@
 
 For each database, a fresh Prefect server is started and ``--runs``
 per-exposure flow runs are driven through its API at once, the way the
-HTCondor jobs' engines would drive them: Scheduled, Pending, Running; four
+htcondor worker and its jobs' engines would drive them: each run is submitted
+as a job to the fake schedd (``tests/fake_schedd.py``, which stands in for the
+pool and runs nothing here), then Scheduled, Pending, Running; four
 task runs (archive checksum, download, detect, upload), each Pending, Running,
 Completed; a dozen log lines in two batches; the two artifacts of a real run;
 Completed.  The steps of a run are spread over ``--seconds`` (compressed
@@ -28,9 +30,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # bench helpers, tests' fakes
 from bench_prefect import free_port  # noqa: E402
 
 TASKS = ("archive checksum", "download", "detect", "upload")
@@ -121,12 +125,17 @@ def _state(kind: str) -> dict:
     return {"type": kind, "name": kind.title()}
 
 
-async def one_run(meter: Meter, flow_id: str, index: int, seconds: float) -> str | None:
+async def one_run(meter: Meter, schedd, flow_id: str, index: int, seconds: float) -> str | None:
+    import htcondor2
+
     pause = seconds / 12
     await asyncio.sleep(random.uniform(0, pause))
     run = await meter.post("/flow_runs/", {"flow_id": flow_id, "name": f"{1057000 + index}p", "state": _state("SCHEDULED")})
     if run is None:
         return None
+    job = htcondor2.Submit({"executable": "/bin/true", "MY.CanfarFlowRunId": f'"{run["id"]}"',
+                            "MY.VMType": '"megapipe:canfar-catalogue"', "MY.VMInstanceType": '"c2-7.5gb-30"'})
+    await asyncio.to_thread(schedd.submit, job)
     for kind in ("PENDING", "RUNNING"):
         await meter.post(f"/flow_runs/{run['id']}/set_state", {"state": _state(kind)}, transition=True)
     for task in TASKS:
@@ -154,12 +163,17 @@ async def one_run(meter: Meter, flow_id: str, index: int, seconds: float) -> str
 async def load(url: str, runs: int, seconds: float) -> dict:
     import httpx
 
+    from tests.fake_schedd import FakeSchedd
+
+    state = Path(tempfile.mkdtemp(prefix="load-schedd-"))
+    (state / "matchmaking").touch()  # jobs wait for an execute node that never comes: nothing runs
+    schedd = FakeSchedd(state)
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         meter = Meter(http)
         flow = await meter.post("/flows/", {"name": "catalogue-exposure"})
         started = time.perf_counter()
-        ids = await asyncio.gather(*(one_run(meter, flow["id"], i, seconds) for i in range(runs)))
+        ids = await asyncio.gather(*(one_run(meter, schedd, flow["id"], i, seconds) for i in range(runs)))
         wall = time.perf_counter() - started
         created = [i for i in ids if i]
         states: dict[str, str] = {}
@@ -175,9 +189,22 @@ async def load(url: str, runs: int, seconds: float) -> dict:
         "errors": len(meter.errors),
         "error_kinds": sorted(set(meter.errors)),
         "lost": runs - len(states),
+        "jobs": len(schedd.ads()),
         "stuck": sum(1 for s in states.values() if s != "COMPLETED"),
         "wall_s": wall,
     }
+
+
+@contextmanager
+def _database(name: str) -> Iterator[str | None]:
+    """The server's database URL: None for its own SQLite file, or a throwaway PostgreSQL."""
+    if name == "sqlite":
+        yield None
+        return
+    from postgres import postgres
+
+    with postgres(free_port()) as url:
+        yield url
 
 
 def main() -> int:
@@ -193,28 +220,18 @@ def main() -> int:
             continue
         home = Path(tempfile.mkdtemp(prefix=f"load-{database}-"))
         port = free_port()
-        if database == "postgres":
-            from postgres import postgres
-
-            with postgres(free_port()) as url:
-                server = start_server(home, port, url)
-                try:
-                    results[database] = asyncio.run(load(f"http://127.0.0.1:{port}/api", args.runs, args.seconds))
-                finally:
-                    server.terminate()
-                    server.wait(30)
-        else:
-            server = start_server(home, port, None)
+        with _database(database) as url:
+            server = start_server(home, port, url)
             try:
                 results[database] = asyncio.run(load(f"http://127.0.0.1:{port}/api", args.runs, args.seconds))
             finally:
                 server.terminate()
                 server.wait(30)
     print(f"{args.runs} concurrent per-exposure runs, steps spread over {args.seconds:g} s")
-    print(f"{'database':<10} {'transitions/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'calls':>7} {'errors':>7} {'lost':>5} {'stuck':>6} {'wall s':>7}")
+    print(f"{'database':<10} {'transitions/s':>13} {'p50 ms':>8} {'p99 ms':>8} {'calls':>7} {'errors':>7} {'lost':>5} {'stuck':>6} {'jobs':>5} {'wall s':>7}")
     for database, r in results.items():
         print(f"{database:<10} {r['transitions_per_s']:>13.1f} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['calls']:>7} "
-              f"{r['errors']:>7} {r['lost']:>5} {r['stuck']:>6} {r['wall_s']:>7.0f}  {' '.join(r['error_kinds'])}")
+              f"{r['errors']:>7} {r['lost']:>5} {r['stuck']:>6} {r['jobs']:>5} {r['wall_s']:>7.0f}  {' '.join(r['error_kinds'])}")
     return 0
 
 

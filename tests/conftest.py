@@ -144,6 +144,20 @@ def local_site(prefect_server):
     stop(worker)
 
 
+def deploy_exposures_on(pool: str, name: str, job_variables: dict) -> str:
+    """A copy of the per-exposure deployment on another work pool; returns its full name."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        template = client.read_deployment_by_name("catalogue-exposure/exposure")
+        client.create_deployment(
+            flow_id=template.flow_id, name=name, entrypoint=template.entrypoint, path=template.path,
+            parameters=template.parameters, parameter_openapi_schema=template.parameter_openapi_schema,
+            work_pool_name=pool, job_variables=job_variables, pull_steps=[],
+        )
+    return f"catalogue-exposure/{name}"
+
+
 @pytest.fixture(scope="session")
 def small_exposure(tmp_path_factory) -> Path:
     """Two 1024×1024 Rice-compressed CCDs."""

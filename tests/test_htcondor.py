@@ -14,7 +14,6 @@ from pathlib import Path
 import htcondor2
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import DeploymentCreate
 from prefect.deployments import run_deployment
 from prefect.states import Cancelling
 
@@ -22,7 +21,7 @@ from canfar_catalogue.boundaries.errors import PermanentError, PermissionDenied
 from canfar_catalogue.flows.batch import catalogue_batch
 from canfar_catalogue.worker.htcondor import HTCondorJobConfiguration
 
-from .conftest import BIN, _SESSION, stop
+from .conftest import BIN, _SESSION, deploy_exposures_on, stop
 from .fake_schedd import COMPLETED, RUNNING, FakeSchedd
 
 ROOT = Path(__file__).parents[1]
@@ -116,13 +115,7 @@ def condor_site(local_site):
         "request_cpus": 1,
         "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]},
     }
-    with get_client(sync_client=True) as client:
-        template = client.read_deployment_by_name("catalogue-exposure/exposure")
-        client.create_deployment(
-            flow_id=template.flow_id, name="condor", entrypoint=template.entrypoint, path=template.path,
-            parameters=template.parameters, parameter_openapi_schema=template.parameter_openapi_schema,
-            work_pool_name="condor-pool", job_variables=job_variables, pull_steps=[],
-        )
+    deploy_exposures_on("condor-pool", "condor", job_variables)
     site = {**local_site, "condor_env": env, "schedd": FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))}
     site["worker"] = _start_worker(env)
     yield site

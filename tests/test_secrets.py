@@ -27,7 +27,7 @@ from prefect.client.orchestration import get_client
 
 from canfar_catalogue.flows.batch import catalogue_batch
 
-from .conftest import BIN, CADC, _SESSION, stop
+from .conftest import BIN, CADC, _SESSION, deploy_exposures_on, stop
 from .fake_cloud import FakeOpenStack
 from .fake_schedd import FakePool, FakeSchedd
 
@@ -100,13 +100,7 @@ def test_no_secret_reaches_a_log_an_artifact_a_job_or_a_command_line(local_site,
         "secret_files": [str(token), str(netrc)],
         "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"], "HOME": os.environ["HOME"]},
     }
-    with get_client(sync_client=True) as client:
-        template = client.read_deployment_by_name("catalogue-exposure/exposure")
-        client.create_deployment(
-            flow_id=template.flow_id, name="audit", entrypoint=template.entrypoint, path=template.path,
-            parameters=template.parameters, parameter_openapi_schema=template.parameter_openapi_schema,
-            work_pool_name="audit-pool", job_variables=job_variables, pull_steps=[],
-        )
+    deploy_exposures_on("audit-pool", "audit", job_variables)
     ids = ["1056213p", "1056215p"]
     for observation_id in ids:
         cadc.add_exposure(f"{observation_id}.fits.fz", small_exposure.read_bytes())
