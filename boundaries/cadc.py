@@ -123,6 +123,20 @@ def proxy_lifetime(path: Path) -> timedelta:
     return certificate.not_valid_after_utc - datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True)
+class ProxyFile:
+    """A proxy certificate file on its own, for ``credentials.require_lifetime`` (the htcondor worker's)."""
+
+    path: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def credential_lifetime(self) -> tuple[timedelta, str]:
+        return proxy_lifetime(self.path), RENEW
+
+
 def write_private(path: Path, text: str) -> None:
     """Replace ``path`` atomically with ``text``, readable only by its owner."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

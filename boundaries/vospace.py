@@ -60,13 +60,16 @@ class VOSpace:
         except NotFound:
             return None
 
-    def stat(self, name: str) -> str | None:
+    def _data_node(self, name: str):
+        """The file node called ``name``, or None; a container by that name is an error."""
         node = self._node(self.location(name))
-        if node is None:
-            return None
-        if node.isdir():
+        if node is not None and node.isdir():
             raise PermanentError(f"{self.location(name)} is a container, not a file; remove it or choose another destination")
-        return node.props.get("MD5")
+        return node
+
+    def stat(self, name: str) -> str | None:
+        node = self._data_node(name)
+        return node.props.get("MD5") if node is not None else None
 
     def read(self, name: str) -> bytes:
         uri = self.location(name)
@@ -91,7 +94,8 @@ class VOSpace:
     def put(self, local: Path, name: str) -> str:
         target = self.location(name)
         md5 = md5_of(local)
-        if self.stat(name) == md5:
+        existing = self._data_node(name)
+        if existing is not None and existing.props.get("MD5") == md5:
             return md5
         self._make_containers()
         temporary = self.location(f".{name}.{uuid.uuid4().hex[:12]}.part")
@@ -103,7 +107,7 @@ class VOSpace:
             stored_md5 = stored.props.get("MD5") if stored else None
             if stored_md5 != md5:
                 raise TransientError(f"{temporary}: VOSpace holds md5 {stored_md5}, the local copy has {md5}")
-            if self._node(target) is not None:
+            if existing is not None:
                 with translated(f"replacing {target}"):
                     client.delete(target)
             with translated(f"moving {temporary} to {target}"):

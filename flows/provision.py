@@ -52,7 +52,7 @@ class Demand:
 
 def read_demand(project: str) -> Demand:
     """Idle jobs per group, for images of ``project`` only."""
-    ads = open_schedd().query("JobStatus == 1 && VMType =!= undefined", ["VMType", "VMInstanceType", "RequestCpus", "request_cpus"])
+    ads = open_schedd().query("JobStatus == 1 && VMType =!= undefined", ["VMType", "VMInstanceType", "RequestCpus"])
     idle: dict[Group, int] = {}
     cpus: dict[Group, int] = {}
     for ad in ads:
@@ -61,7 +61,7 @@ def read_demand(project: str) -> Demand:
             continue
         group = Group(vm_type, str(ad.get("VMInstanceType", "")))
         idle[group] = idle.get(group, 0) + 1
-        cpus[group] = max(cpus.get(group, 1), int(ad.get("RequestCpus", ad.get("request_cpus", 1))))
+        cpus[group] = max(cpus.get(group, 1), int(ad.get("RequestCpus", 1)))
     return Demand(idle, cpus)
 
 

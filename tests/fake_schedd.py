@@ -108,8 +108,10 @@ class FakeSchedd:
                     ad[key.split(".", 1)[-1].lstrip("+")] = classad2.ExprTree(value).eval()
                 else:
                     ad[key] = value
+            # the attributes a real schedd keeps these in
             if "log" in ad:
-                ad["UserLog"] = ad["log"]  # the attribute a real schedd keeps the user log in
+                ad["UserLog"] = ad["log"]
+            ad["RequestCpus"] = int(ad.get("request_cpus", 1))
             self._save(ad)
             self._event(ad, "000", "Job submitted from host: <127.0.0.1:9618>")
         self.submitted += 1
@@ -172,7 +174,7 @@ class FakeSchedd:
             for ad in self._ads():
                 if ad["JobStatus"] != IDLE:
                     continue
-                need = int(ad.get("request_cpus", 1))
+                need = ad["RequestCpus"]
                 for node in nodes:
                     if node["VMType"] == ad.get("VMType") and not node["Draining"] and node["Cpus"] >= need:
                         node["Cpus"] -= need
@@ -300,7 +302,7 @@ class FakeSchedd:
                 pool = FakePool(self.state)
                 for node in pool.ads():
                     if node["NovaServerId"] == ad["RemoteServer"]:
-                        node["Cpus"] += int(ad.get("request_cpus", 1))
+                        node["Cpus"] += ad["RequestCpus"]
                         pool.save(node)
             self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n" + USAGE + TOTAL_USAGE + _BYTES + _TOTAL_BYTES)
 

@@ -49,7 +49,8 @@ from prefect.exceptions import InfrastructureNotFound
 from prefect.states import Failed, Pending
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
-from ..boundaries.cadc import proxy_lifetime, write_private
+from ..boundaries.cadc import ProxyFile, write_private
+from ..boundaries.credentials import require_lifetime
 from ..boundaries.errors import PermanentError, PermissionDenied
 from ..boundaries.schedd import FLOW_RUN_ATTRIBUTE, Schedd, flow_run_constraint, open_schedd
 from ..config import settings
@@ -114,13 +115,7 @@ class HTCondorJobConfiguration(BaseJobConfiguration, _JobFields):
             if stat.S_IMODE(path.stat().st_mode) & 0o077:
                 raise PermissionDenied(f"{path} is readable by others; run `chmod 600 {path}` first")
         if self.x509_proxy:
-            remaining = proxy_lifetime(self.x509_proxy.expanduser())
-            if remaining < timedelta(hours=self.proxy_min_hours):
-                hours = max(remaining.total_seconds() / 3600, 0)
-                raise PermissionDenied(
-                    f"the proxy {self.x509_proxy} has {hours:.1f} h left, less than proxy_min_hours "
-                    f"({self.proxy_min_hours:g} h); renew it first: cadc-get-cert -n"
-                )
+            require_lifetime([ProxyFile(self.x509_proxy.expanduser())], timedelta(hours=self.proxy_min_hours))
 
     def submit_description(self, flow_run_id: str) -> Any:
         """The job, as ``htcondor2.Submit``: what ``condor_submit`` would read."""
