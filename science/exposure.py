@@ -15,6 +15,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import CCDError, ExposureError
+from .rice import decode_rice_rows
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 
@@ -91,7 +92,9 @@ def read_ccd(path: str | Path, ccd: CCD) -> tuple[np.ndarray, fits.Header]:
                 str(path), ccd.ext_number, ccd.extname, f"{naxis}-D data of shape {shape}; expected a 2-D CCD image"
             )
         try:
-            raw = hdu.data
+            raw = decode_rice_rows(path, ccd.hdu) if isinstance(hdu, fits.CompImageHDU) else None
+            if raw is None:
+                raw = hdu.data
         except Exception as exc:  # astropy raises many types for corrupt tiles
             raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot decompress the data ({exc})") from None
         if raw is None:

@@ -158,11 +158,11 @@ def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.
         if spec.pixel_type == "float32":
             pixels = pixels.astype(np.float32)
         if compressed:
-            # fpack's default quantisation for floats (q = 4: a quarter of the noise sigma per level)
-            # (the dither seed follows ours, so the file is the same on every run)
+            # fpack's defaults for floats: q = 4 (a quarter of the noise sigma per level) with
+            # subtractive dithering; the dither seed follows ours, so the file is the same on every run
             hdus.append(fits.CompImageHDU(
                 data=pixels, header=header, compression_type="RICE_1", quantize_level=4.0,
-                dither_seed=1 + (spec.seed * 97 + ext) % 10000,
+                quantize_method=1, dither_seed=1 + (spec.seed * 97 + ext) % 10000,
             ))
         else:
             hdus.append(fits.ImageHDU(data=pixels, header=header))

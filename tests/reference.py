@@ -41,6 +41,12 @@ def run_sextractor(image: Path, workdir: Path, param: Path, *extra: str, name: s
     return catalogue
 
 
+def funpack(fz: Path, plain: Path) -> Path:
+    """``funpack -O plain fz``: the reference decompression, written to disk as the tutorial does."""
+    subprocess.run([FUNPACK, "-O", str(plain), str(fz)], check=True, capture_output=True)
+    return plain
+
+
 def run_classic(fz: Path, workdir: Path, param: Path, *extra: str, name: str = "classic.cat") -> Path:
     """The tutorial's two steps: ``funpack -D``, then source-extractor."""
     workdir.mkdir(parents=True, exist_ok=True)

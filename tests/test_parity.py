@@ -109,3 +109,17 @@ def test_mask_type_none_matches_to_rounding(run):
     print(f"\nparity (NONE): p95 |dMAG| unblended {np.percentile(dmag[~blended], 95):.6f}, all {np.percentile(dmag, 95):.5f}")
     assert matched.fraction_of_theirs >= 0.99
     assert np.percentile(dmag[~blended], 95) <= 1e-4
+
+
+def test_dithered_float_ccds_decompress_to_funpacks_pixels(tmp_path):
+    """Processed MegaCam files are fpack'd floats: our in-memory decompression gives funpack's bits."""
+    from canfar_catalogue.science import list_ccds, read_ccd
+
+    fz = tmp_path / "1056213p.fits.fz"
+    write_exposure(fz, ExposureSpec(nccd=2, shape=(300, 256), seed=5, pixel_type="float32"))
+    plain = tmp_path / "1056213p.fits"
+    reference.funpack(fz, plain)
+    with fits.open(plain) as theirs:
+        for ccd in list_ccds(fz):
+            ours, _ = read_ccd(fz, ccd)
+            assert np.array_equal(ours, theirs[ccd.hdu].data, equal_nan=True), ccd.extname

@@ -1,0 +1,128 @@
+"""Rice-compressed CCDs decoded by astropy's C decoder in one tight loop.
+
+``CompImageHDU.data`` handles every tiling and algorithm, and pays for it
+with Python bookkeeping around each tile.  fpack writes one tile per row, so
+a MegaCam CCD has 4,612 tiles, and that bookkeeping cost as much as the
+decoding itself.  For the layout fpack writes (RICE_1, tiles of whole rows,
+integers or quantised floats) this module calls the same C functions astropy
+uses (Rice decoding, then unquantising with the same dither sequence) once
+per tile and joins the tiles once.  Any other layout returns None, and the
+caller uses astropy's general path.  The result is identical to
+``CompImageHDU.data`` read with ``do_not_scale_image_data=True``, to the bit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+try:  # astropy's own compiled codecs; a future astropy may move them
+    from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unquantize_float_c
+except ImportError:  # pragma: no cover - depends on the installed astropy
+    decompress_rice_1_c = unquantize_float_c = None
+
+_DITHER = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
+_INTEGER_BITPIX = {16: np.dtype(np.int16), 32: np.dtype(np.int32)}
+
+# Tiles unquantised together without dithering (float64 scratch of a few MB).
+_NO_DITHER_ROWS = 256
+
+
+def _setting(header: fits.Header, name: str, default: int) -> int:
+    """A ZNAMEn/ZVALn compression parameter (BLOCKSIZE, BYTEPIX)."""
+    for i in range(1, 1000):
+        key = header.get(f"ZNAME{i}")
+        if key is None:
+            return default
+        if key.strip().upper() == name:
+            return int(header[f"ZVAL{i}"])
+    return default
+
+
+def _supported(header: fits.Header, table: np.ndarray) -> bool:
+    names = table.dtype.names or ()
+    if header.get("ZCMPTYPE", "").strip() not in ("RICE_1", "RICE_ONE") or header.get("ZNAXIS") != 2:
+        return False
+    if header.get("ZTILE1", header["ZNAXIS1"]) != header["ZNAXIS1"] or "ZBLANK" in names:
+        return False
+    if "COMPRESSED_DATA" not in names or (table["COMPRESSED_DATA"][:, 0] == 0).any():
+        return False  # some tiles are stored gzipped or raw: astropy's general path
+    bitpix = header["ZBITPIX"]
+    if bitpix == -32:
+        return "ZSCALE" in names and "ZZERO" in names and header.get("ZQUANTIZ", "NO_DITHER") in _DITHER
+    return bitpix in _INTEGER_BITPIX
+
+
+def decode_rice_rows(path: str | Path, hdu_index: int) -> np.ndarray | None:
+    """The CCD in HDU ``hdu_index`` of ``path``, unscaled, or None when its layout needs astropy's general path.
+
+    Integers come back as stored (int16 or int32, BZERO not applied);
+    quantised floats as float32 with NaN for blank pixels, as astropy gives them.
+    """
+    if decompress_rice_1_c is None:  # pragma: no cover - depends on the installed astropy
+        return None
+    with fits.open(path, disable_image_compression=True, memmap=False, lazy_load_hdus=True) as hdul:
+        table_hdu = hdul[hdu_index]
+        header = table_hdu.header
+        if not isinstance(table_hdu, fits.BinTableHDU) or not header.get("ZIMAGE", False):
+            return None
+        table = np.asarray(table_hdu.data)
+        if not _supported(header, table):
+            return None
+        heap_start = hdul.fileinfo(hdu_index)["datLoc"] + header.get("THEAP", header["NAXIS1"] * header["NAXIS2"])
+        with open(path, "rb") as raw:
+            raw.seek(heap_start)
+            heap = raw.read(header["PCOUNT"])
+
+    width, height = header["ZNAXIS1"], header["ZNAXIS2"]
+    tile_rows = header.get("ZTILE2", 1)
+    bitpix = header["ZBITPIX"]
+    blocksize = _setting(header, "BLOCKSIZE", 32)
+    bytepix = _setting(header, "BYTEPIX", 4)
+    sizes = [min(tile_rows, height - start) * width for start in range(0, height, tile_rows)]
+    spans = table["COMPRESSED_DATA"].tolist()  # (bytes, heap offset) of each tile
+    if len(spans) != len(sizes):
+        raise ValueError(f"{len(spans)} tiles in the table, {len(sizes)} expected from ZNAXIS2/ZTILE2")
+
+    def tile(i: int) -> bytes:
+        count, offset = spans[i]
+        return decompress_rice_1_c(heap[offset : offset + count], blocksize, bytepix, sizes[i])
+
+    if bitpix in _INTEGER_BITPIX:
+        stored = np.frombuffer(bytearray().join(tile(i) for i in range(len(sizes))), dtype=f"i{bytepix}")
+        return stored.reshape(height, width).astype(_INTEGER_BITPIX[bitpix], copy=False)
+
+    method = _DITHER[header.get("ZQUANTIZ", "NO_DITHER")]
+    scales = table["ZSCALE"].astype(np.float64)
+    zeros = table["ZZERO"].astype(np.float64)
+    blank = header.get("ZBLANK")
+    if method == -1:
+        quantised = np.frombuffer(bytearray().join(tile(i) for i in range(len(sizes))), dtype=f"i{bytepix}")
+        return _unquantise_without_dither(quantised.reshape(height, width), scales, zeros, tile_rows, blank)
+    seed = header.get("ZDITHER0", 0)
+    floats = bytearray().join(
+        unquantize_float_c(
+            tile(i), i + seed, sizes[i], float(scales[i]), float(zeros[i]), method,
+            int(blank is not None), int(blank or 0), float("nan"), bytepix,
+        )
+        for i in range(len(sizes))
+    )
+    return np.frombuffer(floats, dtype=np.float32).reshape(height, width)
+
+
+def _unquantise_without_dither(
+    quantised: np.ndarray, scales: np.ndarray, zeros: np.ndarray, tile_rows: int, blank: int | None
+) -> np.ndarray:
+    """``value = q × ZSCALE + ZZERO`` per tile, in float64 as astropy computes it, stored as float32."""
+    height, width = quantised.shape
+    row_scale = np.repeat(scales, tile_rows)[:height, None]
+    row_zero = np.repeat(zeros, tile_rows)[:height, None]
+    out = np.empty((height, width), dtype=np.float32)
+    for start in range(0, height, _NO_DITHER_ROWS):
+        rows = slice(start, start + _NO_DITHER_ROWS)
+        out[rows] = quantised[rows] * row_scale[rows] + row_zero[rows]
+    if blank is not None:
+        out[quantised == blank] = np.nan
+    return out
