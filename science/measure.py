@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .columns import dtype_for
 from .photometry import (
@@ -139,22 +137,43 @@ def _correlate_flat(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def _connected_groups(ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """8-connected groups of a sparse set of pixels (given in row-major order).
 
-    Returns each group's size and each pixel's group; cheaper than labelling a
-    whole CCD when, as here, only a few thousand pixels are set.
+    Returns each group's size and each pixel's group.  Only a few thousand
+    pixels are set on a CCD, so the groups come from joining neighbouring
+    pixels' labels rather than from labelling the whole CCD.
     """
     flat = ys.astype(np.int64) * width + xs
-    rows, cols = [], []
+    firsts, seconds = [], []
     for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
         x2 = xs + dx
         target = flat + dy * width + dx
         where = np.minimum(np.searchsorted(flat, target), len(flat) - 1)
         hit = (flat[where] == target) & (x2 >= 0) & (x2 < width)
-        rows.append(np.flatnonzero(hit))
-        cols.append(where[hit])
-    i, j = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(len(flat), len(flat)))
-    _, labels = connected_components(graph, directed=False)
-    return np.bincount(labels), labels
+        firsts.append(np.flatnonzero(hit))
+        seconds.append(where[hit])
+    labels = _join_labels(len(flat), np.concatenate(firsts), np.concatenate(seconds))
+    return np.bincount(labels, minlength=len(flat)), labels
+
+
+def _join_labels(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each element's group (its smallest member) given pairs ``a[k]``, ``b[k]`` in the same group.
+
+    Union by hooking roots onto the smaller root, then path halving until every
+    element points at its root; a few rounds for the small groups on a CCD.
+    """
+    labels = np.arange(count)
+    while True:
+        la, lb = labels[a], labels[b]
+        apart = la != lb
+        if not apart.any():
+            return labels
+        low = np.minimum(la[apart], lb[apart])
+        np.minimum.at(labels, la[apart], low)
+        np.minimum.at(labels, lb[apart], low)
+        while True:
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
 
 
 def _masking_pixels(
@@ -197,15 +216,19 @@ def measure_ccd(
     data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
 ) -> CCDMeasurement:
     """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place."""
-    # One cheap pass tells whether any pixel is NaN or infinite; those are blank.
-    blank = None if np.isfinite(data.sum(dtype=np.float64)) else ~np.isfinite(data)
-    if blank is not None:
+    # The extremes tell, in two fast passes, whether any pixel is NaN or infinite
+    # (those are blank; min and max propagate NaN) and whether the CCD is constant.
+    low, high = data.min(), data.max()
+    blank = None
+    if not (np.isfinite(low) and np.isfinite(high)):
+        blank = ~np.isfinite(data)
         if blank.all():
             raise EmptyCCD("every pixel is NaN")
+        usable = data[~blank]
+        low, high = usable.min(), usable.max()
         data[blank] = 0.0
-    usable = data[~blank] if blank is not None else data.ravel()
-    if not (usable != usable[0]).any():
-        raise EmptyCCD(f"every pixel has the same value ({float(usable[0])}); there is nothing to measure")
+    if low == high:
+        raise EmptyCCD(f"every pixel has the same value ({float(low)}); there is nothing to measure")
 
     bw, bh = config.back_size
     fw, fh = config.back_filtersize
