@@ -8,7 +8,7 @@ into the float32 array the detection code works on, and nothing touches disk.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +22,21 @@ _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 
 @dataclass(frozen=True)
 class CCD:
-    """Where a CCD lives in its file.
+    """Where a CCD lives in its file, and its header.
 
     ``ext_number`` counts image extensions from 1, as source-extractor's
-    EXT_NUMBER does; ``hdu`` is the HDU index astropy uses.
+    EXT_NUMBER does; ``hdu`` is the HDU index astropy uses.  The byte offsets
+    and the header text let a worker read its CCD without parsing the headers
+    of every HDU before it (real MegaCam headers have hundreds of cards).
     """
 
     ext_number: int
     hdu: int
     extname: str | None
+    header_offset: int | None = field(default=None, repr=False)
+    data_offset: int | None = field(default=None, repr=False)
+    compressed: bool = field(default=False, repr=False)
+    header: str | None = field(default=None, repr=False)
 
 
 def _open(path: Path, lazy: bool = False) -> fits.HDUList:
@@ -67,7 +73,12 @@ def list_ccds(path: str | Path) -> list[CCD]:
                 continue
             if index == 0 and len(hdul) > 1 and not hdu.header.get("NAXIS", 0):
                 continue  # the empty primary HDU of a multi-extension file
-            ccds.append(CCD(len(ccds) + 1, index, hdu.header.get("EXTNAME")))
+            info = hdul.fileinfo(index)
+            ccds.append(CCD(
+                len(ccds) + 1, index, hdu.header.get("EXTNAME"),
+                header_offset=info["hdrLoc"], data_offset=info["datLoc"],
+                compressed=isinstance(hdu, fits.CompImageHDU), header=hdu.header.tostring(),
+            ))
     if not ccds:
         raise ExposureError(f"{path}: no image extensions")
     return ccds
@@ -80,21 +91,40 @@ def read_ccd(path: str | Path, ccd: CCD) -> tuple[np.ndarray, fits.Header]:
     applied in float32; this avoids astropy's intermediate uint16/float copies.
     """
     path = Path(path)
+    if ccd.header is None or ccd.header_offset is None:
+        return _read_ccd_with_astropy(path, ccd)
+    header = fits.Header.fromstring(ccd.header)
+    _check_shape(path, ccd, header)
+    raw = None
+    if ccd.compressed:
+        try:
+            raw = decode_rice_rows(path, ccd.header_offset, ccd.data_offset)
+        except Exception as exc:  # corrupt tiles raise many types
+            raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot decompress the data ({exc})") from None
+    if raw is None:
+        return _read_ccd_with_astropy(path, ccd)
+    return _to_float32(raw, header), header
+
+
+def _check_shape(path: Path, ccd: CCD, header: fits.Header) -> None:
+    naxis = header.get("NAXIS", 0)
+    if naxis == 0:
+        raise CCDError(str(path), ccd.ext_number, ccd.extname, "the extension has no data")
+    if naxis != 2:
+        shape = tuple(header.get(f"NAXIS{i}") for i in range(naxis, 0, -1))
+        raise CCDError(
+            str(path), ccd.ext_number, ccd.extname, f"{naxis}-D data of shape {shape}; expected a 2-D CCD image"
+        )
+
+
+def _read_ccd_with_astropy(path: Path, ccd: CCD) -> tuple[np.ndarray, fits.Header]:
+    """Any layout astropy reads: plain images, and compressed ones fpack would not write."""
     with _open(path, lazy=True) as hdul:  # the file was checked whole by list_ccds
         hdu = hdul[ccd.hdu]
         header = hdu.header.copy()
-        naxis = header.get("NAXIS", 0)
-        if naxis == 0:
-            raise CCDError(str(path), ccd.ext_number, ccd.extname, "the extension has no data")
-        if naxis != 2:
-            shape = tuple(header.get(f"NAXIS{i}") for i in range(naxis, 0, -1))
-            raise CCDError(
-                str(path), ccd.ext_number, ccd.extname, f"{naxis}-D data of shape {shape}; expected a 2-D CCD image"
-            )
+        _check_shape(path, ccd, header)
         try:
-            raw = decode_rice_rows(path, ccd.hdu) if isinstance(hdu, fits.CompImageHDU) else None
-            if raw is None:
-                raw = hdu.data
+            raw = hdu.data
         except Exception as exc:  # astropy raises many types for corrupt tiles
             raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot decompress the data ({exc})") from None
         if raw is None:

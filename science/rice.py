@@ -13,6 +13,7 @@ caller uses astropy's general path.  The result is identical to
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,24 @@ def _setting(header: fits.Header, name: str, default: int) -> int:
     return default
 
 
+# Binary-table column formats a tile-compressed image uses, as numpy dtypes.
+_TFORM = {"P": (">i4", 2), "Q": (">i8", 2), "D": (">f8", 1), "E": (">f4", 1), "J": (">i4", 1), "K": (">i8", 1)}
+_TFORM_PATTERN = re.compile(r"\s*(\d*)([A-Z])")
+
+
+def _table_dtype(header: fits.Header) -> np.dtype | None:
+    """The row layout of the compressed table, or None for a column format we do not read."""
+    fields = []
+    for i in range(1, header.get("TFIELDS", 0) + 1):
+        match = _TFORM_PATTERN.match(header.get(f"TFORM{i}", ""))
+        if not match or match.group(2) not in _TFORM or match.group(1) not in ("", "1"):
+            return None
+        code, count = _TFORM[match.group(2)]
+        fields.append((header.get(f"TTYPE{i}", f"col{i}").strip(), code, (count,) if count > 1 else ()))
+    dtype = np.dtype(fields)
+    return dtype if dtype.itemsize == header.get("NAXIS1") else None
+
+
 def _supported(header: fits.Header, table: np.ndarray) -> bool:
     names = table.dtype.names or ()
     if header.get("ZCMPTYPE", "").strip() not in ("RICE_1", "RICE_ONE") or header.get("ZNAXIS") != 2:
@@ -55,26 +74,30 @@ def _supported(header: fits.Header, table: np.ndarray) -> bool:
     return bitpix in _INTEGER_BITPIX
 
 
-def decode_rice_rows(path: str | Path, hdu_index: int) -> np.ndarray | None:
-    """The CCD in HDU ``hdu_index`` of ``path``, unscaled, or None when its layout needs astropy's general path.
+def decode_rice_rows(path: str | Path, header_offset: int, data_offset: int) -> np.ndarray | None:
+    """The tile-compressed CCD whose table HDU starts at these byte offsets of ``path``, unscaled,
+    or None when its layout needs astropy's general path.
 
-    Integers come back as stored (int16 or int32, BZERO not applied);
-    quantised floats as float32 with NaN for blank pixels, as astropy gives them.
+    Only this HDU's bytes are read.  Integers come back as stored (int16 or
+    int32, BZERO not applied); quantised floats as float32 with NaN for blank
+    pixels, as astropy gives them.
     """
     if decompress_rice_1_c is None:  # pragma: no cover - depends on the installed astropy
         return None
-    with fits.open(path, disable_image_compression=True, memmap=False, lazy_load_hdus=True) as hdul:
-        table_hdu = hdul[hdu_index]
-        header = table_hdu.header
-        if not isinstance(table_hdu, fits.BinTableHDU) or not header.get("ZIMAGE", False):
+    with open(path, "rb") as raw:
+        raw.seek(header_offset)
+        header = fits.Header.fromstring(raw.read(data_offset - header_offset).decode("ascii"))
+        if not header.get("ZIMAGE", False) or header.get("XTENSION", "").strip() != "BINTABLE":
             return None
-        table = np.asarray(table_hdu.data)
-        if not _supported(header, table):
+        dtype = _table_dtype(header)
+        if dtype is None:
             return None
-        heap_start = hdul.fileinfo(hdu_index)["datLoc"] + header.get("THEAP", header["NAXIS1"] * header["NAXIS2"])
-        with open(path, "rb") as raw:
-            raw.seek(heap_start)
-            heap = raw.read(header["PCOUNT"])
+        raw.seek(data_offset)
+        table = np.frombuffer(raw.read(header["NAXIS1"] * header["NAXIS2"]), dtype=dtype)
+        if len(table) != header["NAXIS2"] or not _supported(header, table):
+            return None
+        raw.seek(data_offset + header.get("THEAP", header["NAXIS1"] * header["NAXIS2"]))
+        heap = raw.read(header["PCOUNT"])
 
     width, height = header["ZNAXIS1"], header["ZNAXIS2"]
     tile_rows = header.get("ZTILE2", 1)
