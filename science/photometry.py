@@ -36,6 +36,8 @@ FLAG_APERTURE_INCOMPLETE = 16
 FLAG_DEBLEND_OVERFLOW = 64
 
 _CHUNK_PIXELS = 2_000_000
+# Relative and absolute slack on k² when cutting box rows to an ellipse's chord.
+_CHORD_SLACK = 1e-3
 
 
 @dataclass
@@ -120,21 +122,65 @@ def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     )
 
 
+def _ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for each n in ``counts``, concatenated."""
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _chords(ap: _Apertures, row_owner: np.ndarray, dy: np.ndarray, mx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last pixel of each row of a box that may lie in its ellipse.
+
+    Solved in float64 for a slightly larger ellipse, so that every pixel the
+    float32 test accepts is among them.  Rows of nearly degenerate ellipses,
+    whose float32 test could stray further from the exact one, keep the whole box.
+    """
+    cxx = ap.cxx[row_owner].astype(np.float64)
+    cyy = ap.cyy[row_owner].astype(np.float64)
+    cxy = ap.cxy[row_owner].astype(np.float64)
+    k2 = ap.k2[row_owner].astype(np.float64) * (1 + _CHORD_SLACK) + _CHORD_SLACK
+    dy = dy.astype(np.float64)
+    b = cxy * dy
+    disc = b * b - 4 * cxx * (cyy * dy * dy - k2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.sqrt(np.maximum(disc, 0.0)) / (2 * cxx)
+        centre = mx[row_owner].astype(np.float64) - b / (2 * cxx)
+        first = np.ceil(centre - half)
+        last = np.where(disc >= 0, np.floor(centre + half), first - 1)
+    reliable = (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy) & np.isfinite(first) & np.isfinite(last)
+    box_first, box_last = ap.xmin[row_owner], ap.xmax[row_owner] - 1
+    first = np.where(reliable, np.maximum(first, box_first), box_first).astype(np.int64)
+    last = np.where(reliable, np.minimum(last, box_last), box_last).astype(np.int64)
+    return first, last
+
+
 def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
-    """(owner, flat index, r²) of every pixel whose centre lies in apertures lo..hi-1."""
-    nx = (ap.xmax[lo:hi] - ap.xmin[lo:hi]).astype(np.int32)
-    npix = nx * (ap.ymax[lo:hi] - ap.ymin[lo:hi]).astype(np.int32)
-    owner = np.repeat(np.arange(lo, hi, dtype=np.int32), npix)
-    local = np.arange(owner.size, dtype=np.int32) - np.repeat((np.cumsum(npix) - npix).astype(np.int32), npix)
-    ly, lx = np.divmod(local, np.repeat(np.maximum(nx, 1), npix))
-    x = lx + ap.xmin[owner].astype(np.int32)
-    y = ly + ap.ymin[owner].astype(np.int32)
-    dx = x.astype(np.float32) - mx[owner]
-    dy = y.astype(np.float32) - my[owner]
-    r2 = ap.cxx[owner] * dx * dx + ap.cyy[owner] * dy * dy + ap.cxy[owner] * dx * dy
-    inside = r2 <= ap.k2[owner]
-    flat = y[inside].astype(np.int64) * width + x[inside]
-    return owner[inside], flat, r2[inside]
+    """(owner, flat index, r²) of every pixel whose centre lies in apertures lo..hi-1.
+
+    Candidates are the pixels of each box row within the ellipse's chord (30%
+    fewer than the whole box); each then gets source-extractor's own test,
+    ``cxx dx² + cyy dy² + cxy dx dy <= k²`` in float32, in its order of operations.
+    """
+    heights = np.maximum(ap.ymax[lo:hi] - ap.ymin[lo:hi], 0)
+    row_owner = np.repeat(np.arange(lo, hi), heights)
+    row_y = ap.ymin[row_owner] + _ramp(heights)
+    dy = row_y.astype(np.float32) - my[row_owner]
+    first, last = _chords(ap, row_owner, dy, mx)
+    counts = np.maximum(last - first + 1, 0)
+
+    owner = np.repeat(row_owner, counts)
+    x = np.repeat(first, counts) + _ramp(counts)
+    dx = x.astype(np.float32) - np.repeat(mx[row_owner], counts)
+    r2 = np.repeat(ap.cxx[row_owner], counts) * dx
+    r2 *= dx
+    r2 += np.repeat(ap.cyy[row_owner] * dy * dy, counts)
+    cross = np.repeat(ap.cxy[row_owner], counts) * dx
+    cross *= np.repeat(dy, counts)
+    r2 += cross
+    flat = np.repeat(row_y * width, counts) + x
+    inside = r2 <= np.repeat(ap.k2[row_owner], counts)
+    if inside.all():
+        return owner, flat, r2
+    return owner[inside], flat[inside], r2[inside]
 
 
 def _chunks(ap: _Apertures):

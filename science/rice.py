@@ -6,9 +6,11 @@ a MegaCam CCD has 4,612 tiles, and that bookkeeping cost as much as the
 decoding itself.  For the layout fpack writes (RICE_1, tiles of whole rows,
 integers or quantised floats) this module calls the same C functions astropy
 uses (Rice decoding, then unquantising with the same dither sequence) once
-per tile and joins the tiles once.  Any other layout returns None, and the
-caller uses astropy's general path.  The result is identical to
-``CompImageHDU.data`` read with ``do_not_scale_image_data=True``, to the bit.
+per tile and joins the tiles once.  It reads only the bytes of its own HDU,
+found from offsets the caller already knows, so the last CCD of a file costs
+no more than the first.  Any other layout returns None, and the caller uses
+astropy's general path.  The result is identical to ``CompImageHDU.data``
+read with ``do_not_scale_image_data=True``, to the bit.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ def _table_dtype(header: fits.Header) -> np.dtype | None:
             return None
         code, count = _TFORM[match.group(2)]
         fields.append((header.get(f"TTYPE{i}", f"col{i}").strip(), code, (count,) if count > 1 else ()))
-    dtype = np.dtype(fields)
+    try:
+        dtype = np.dtype(fields)
+    except (TypeError, ValueError):  # duplicate or empty column names
+        return None
     return dtype if dtype.itemsize == header.get("NAXIS1") else None
 
 

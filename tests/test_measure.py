@@ -50,3 +50,45 @@ def test_connected_groups_are_scipys_8_connected_labels():
         pairs = np.unique(np.stack([labels, theirs]), axis=1)
         assert pairs.shape[1] == count
         assert np.array_equal(sizes[labels], np.bincount(theirs)[theirs])
+
+
+def _pixels_in_boxes(ap, mx, my, width):
+    """Every pixel of every aperture's box given source-extractor's float32 test, one object at a time."""
+    owners, flats, r2s = [], [], []
+    for i in range(len(mx)):
+        ys, xs = np.mgrid[ap.ymin[i] : ap.ymax[i], ap.xmin[i] : ap.xmax[i]]
+        dx = xs.ravel().astype(np.float32) - mx[i]
+        dy = ys.ravel().astype(np.float32) - my[i]
+        r2 = ap.cxx[i] * dx * dx + ap.cyy[i] * dy * dy + ap.cxy[i] * dx * dy
+        inside = r2 <= ap.k2[i]
+        owners.append(np.full(inside.sum(), i))
+        flats.append((ys.ravel() * width + xs.ravel())[inside])
+        r2s.append(r2[inside])
+    return np.concatenate(owners), np.concatenate(flats), np.concatenate(r2s)
+
+
+def test_aperture_pixels_are_exactly_those_of_the_float32_test_over_the_whole_box():
+    from canfar_catalogue.science.photometry import KRON_NSIG, _apertures, _pixels_inside
+
+    rng = np.random.default_rng(11)
+    n, shape = 400, (120, 100)
+    a = rng.uniform(0.3, 6.0, n)
+    ratio = np.concatenate([rng.uniform(0.05, 1.0, n - 40), np.full(20, 1e-3), np.full(20, 1.0)])
+    b = a * ratio
+    theta = rng.uniform(-np.pi / 2, np.pi / 2, n)
+    cos, sin = np.cos(theta), np.sin(theta)
+    objects = np.zeros(n, dtype=[(k, "f8") for k in ("x", "y", "a", "b", "cxx", "cyy", "cxy")])
+    objects["x"] = rng.uniform(-2, shape[1] + 2, n)  # some apertures cross the CCD's edges
+    objects["y"] = rng.uniform(-2, shape[0] + 2, n)
+    objects["a"], objects["b"] = a, b
+    objects["cxx"] = cos**2 / a**2 + sin**2 / b**2
+    objects["cyy"] = sin**2 / a**2 + cos**2 / b**2
+    objects["cxy"] = 2 * cos * sin * (1 / a**2 - 1 / b**2)
+    mx, my = objects["x"].astype(np.float32), objects["y"].astype(np.float32)
+    for factor in (np.float32(KRON_NSIG), rng.uniform(0.5, 4.0, n).astype(np.float32)):
+        ap = _apertures(objects, mx, my, factor, 3.0, shape)
+        owner, flat, r2 = _pixels_inside(ap, mx, my, shape[1], 0, n)
+        want_owner, want_flat, want_r2 = _pixels_in_boxes(ap, mx, my, shape[1])
+        assert len(owner) > 10 * n
+        assert np.array_equal(owner, want_owner) and np.array_equal(flat, want_flat)
+        assert np.array_equal(r2, want_r2)  # the same float32 value, bit for bit
