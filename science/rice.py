@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-try:  # astropy's own compiled codecs; a future astropy may move them
+try:  # astropy's own compiled codecs, at this path since astropy 6.0; a future astropy may move them
     from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unquantize_float_c
 except ImportError:  # pragma: no cover - depends on the installed astropy
     decompress_rice_1_c = unquantize_float_c = None
