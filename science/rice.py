@@ -123,28 +123,25 @@ def _decode(path: str | Path, header_offset: int, data_offset: int) -> np.ndarra
         raise ValueError(f"{len(spans)} tiles in the table, {len(sizes)} expected from ZNAXIS2/ZTILE2")
 
     # One tight loop per case: the per-tile Python here is what astropy's general path spends most on.
-    tiles = [heap[offset : offset + count] for count, offset in spans]
-    if bitpix in _INTEGER_BITPIX:
-        stored = bytearray().join([decompress_rice_1_c(t, blocksize, bytepix, n) for t, n in zip(tiles, sizes)])
-        return np.frombuffer(stored, dtype=f"i{bytepix}").reshape(height, width).astype(
-            _INTEGER_BITPIX[bitpix], copy=False
-        )
+    tiles = list(zip([heap[offset : offset + count] for count, offset in spans], sizes, strict=True))
+    if bitpix in _INTEGER_BITPIX or header.get("ZQUANTIZ", "NO_DITHER") == "NO_DITHER":
+        stored = bytearray().join([decompress_rice_1_c(t, blocksize, bytepix, n) for t, n in tiles])
+        stored = np.frombuffer(stored, dtype=f"i{bytepix}").reshape(height, width)
+        if bitpix in _INTEGER_BITPIX:
+            return stored.astype(_INTEGER_BITPIX[bitpix], copy=False)
+        scales, zeros = table["ZSCALE"].astype(np.float64), table["ZZERO"].astype(np.float64)
+        return _unquantise_without_dither(stored, scales, zeros, tile_rows, header.get("ZBLANK"))
 
-    method = _DITHER[header.get("ZQUANTIZ", "NO_DITHER")]
-    scales = table["ZSCALE"].astype(np.float64)
-    zeros = table["ZZERO"].astype(np.float64)
+    method = _DITHER[header["ZQUANTIZ"]]
+    row_settings = zip(table["ZSCALE"].tolist(), table["ZZERO"].tolist(), strict=True)
     blank = header.get("ZBLANK")
-    if method == -1:
-        quantised = bytearray().join([decompress_rice_1_c(t, blocksize, bytepix, n) for t, n in zip(tiles, sizes)])
-        quantised = np.frombuffer(quantised, dtype=f"i{bytepix}").reshape(height, width)
-        return _unquantise_without_dither(quantised, scales, zeros, tile_rows, blank)
-    seed = header.get("ZDITHER0", 0)
     nullcheck, null = int(blank is not None), int(blank or 0)
+    seed = header.get("ZDITHER0", 0)
     floats = bytearray().join([
         unquantize_float_c(
             decompress_rice_1_c(t, blocksize, bytepix, n), row, n, scale, zero, method, nullcheck, null, _NAN, bytepix
         )
-        for row, (t, n, scale, zero) in enumerate(zip(tiles, sizes, scales.tolist(), zeros.tolist()), start=seed)
+        for row, ((t, n), (scale, zero)) in enumerate(zip(tiles, row_settings, strict=True), start=seed)
     ])
     return np.frombuffer(floats, dtype=np.float32).reshape(height, width)
 
