@@ -157,8 +157,9 @@ def _connected_groups(ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.nd
 def _join_labels(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each element's group (its smallest member) given pairs ``a[k]``, ``b[k]`` in the same group.
 
-    Union by hooking roots onto the smaller root, then path halving until every
-    element points at its root; a few rounds for the small groups on a CCD.
+    Each round hooks every root onto the smaller root it is paired with, then
+    jumps pointers until every element points at its root; the small groups on
+    a CCD need a few rounds.
     """
     labels = np.arange(count)
     while True:
