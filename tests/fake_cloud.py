@@ -120,9 +120,9 @@ class FakeOpenStack:
         if url.startswith(NOVA) or url.rstrip("/") == "https://nova.test":
             return self._nova(request, context, body)
         if url.startswith(GLANCE):
-            return self._glance(request, context)
+            return self._catalogue(request, context, GLANCE, ("v2", "v2.15"), "image", self.images, wrapped=False)
         if url.startswith(NEUTRON):
-            return self._neutron(request, context)
+            return self._catalogue(request, context, NEUTRON, ("v2.0", "v2.0"), "network", self.networks, wrapped=True)
         context.status_code = 404
         return "{}"
 
@@ -218,31 +218,27 @@ class FakeOpenStack:
             del self.servers[server.id]
             self.deleted.append(server.id)
 
-    def _glance(self, request, context) -> str:
-        path = request.path.rstrip("/")
-        if path == "":
-            return json.dumps({"versions": [{"id": "v2.15", "status": "CURRENT", "links": [{"rel": "self", "href": GLANCE + "/v2/"}]}]})
-        if path == "/v2/images":
-            name = request.qs.get("name", [None])[0]
-            return json.dumps({"images": [i for i in self.images if name is None or i["name"] == name]})
-        if match := re.fullmatch(r"/v2/images/([^/]+)", path):
-            found = [i for i in self.images if i["id"] == match.group(1)]
-            if not found:
-                context.status_code = 404
-                return "{}"
-            return json.dumps(found[0])
-        context.status_code = 404
-        return "{}"
+    def _catalogue(
+        self, request, context, root: str, version: tuple[str, str], kind: str, items: list[dict], wrapped: bool
+    ) -> str:
+        """Glance and Neutron as openstacksdk reads them: the version document, a list by name, one by id.
 
-    def _neutron(self, request, context) -> str:
+        Glance answers one image bare; Neutron wraps a network in its kind.
+        """
+        prefix, current = version  # the URL's version, and the API version the service reports
         path = request.path.rstrip("/")
+        collection = f"/{prefix}/{kind}s"
         if path == "":
-            return json.dumps({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": NEUTRON + "/v2.0/"}]}]})
-        if path == "/v2.0/networks":
+            links = [{"rel": "self", "href": f"{root}/{prefix}/"}]
+            return json.dumps({"versions": [{"id": current, "status": "CURRENT", "links": links}]})
+        if path == collection:
             name = request.qs.get("name", [None])[0]
-            return json.dumps({"networks": [n for n in self.networks if name is None or n["name"] == name]})
-        if match := re.fullmatch(r"/v2.0/networks/([^/]+)", path):
-            found = [n for n in self.networks if n["id"] == match.group(1)]
-            return self._one("network", found, context)
+            return json.dumps({f"{kind}s": [i for i in items if name is None or i["name"] == name]})
+        if match := re.fullmatch(re.escape(collection) + r"/([^/]+)", path):
+            found = [i for i in items if i["id"] == match.group(1)]
+            if wrapped:
+                return self._one(kind, found, context)
+            if found:
+                return json.dumps(found[0])
         context.status_code = 404
         return "{}"
