@@ -112,6 +112,26 @@ class CadcAuth:
         return True
 
 
+class UsesCadcCredential:
+    """What the CADC archive and VOSpace both do with the credential: take it from
+    the ``[cadc]`` settings, report how long it lasts, and renew it."""
+
+    auth: CadcAuth
+
+    def _use_credential(self, auth: CadcAuth | None) -> dict[str, Any]:
+        """Set ``self.auth`` (from the settings unless given); returns the ``[cadc]`` settings."""
+        settings = config.settings()["cadc"]
+        trust(settings["ca_bundle"])
+        self.auth = auth or CadcAuth.from_settings(settings)
+        return settings
+
+    def credential_lifetime(self) -> tuple[timedelta, str]:
+        return self.auth.lifetime()
+
+    def refresh_credential(self) -> bool:
+        return self.auth.renew_if_short()
+
+
 def proxy_lifetime(path: Path) -> timedelta:
     """Time left before the proxy certificate in ``path`` expires."""
     from cryptography import x509

@@ -14,10 +14,9 @@ import io
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import config
 from . import ids
 from .archive import Fetched, md5_of
-from .cadc import CadcAuth, own_retries_off, translated, trust
+from .cadc import CadcAuth, UsesCadcCredential, own_retries_off, translated
 from .errors import ChecksumMismatch, PermanentError
 
 #: Processed MegaPrime exposures observed since an MJD, oldest first.
@@ -40,7 +39,7 @@ def mjd(moment: datetime) -> float:
     return (moment - MJD_EPOCH).total_seconds() / 86400.0
 
 
-class CadcArchive:
+class CadcArchive(UsesCadcCredential):
     """``cadc:<collection>``, for example ``cadc:CFHT``."""
 
     def __init__(self, uri: str, auth: CadcAuth | None = None):
@@ -48,10 +47,7 @@ class CadcArchive:
         self.collection = uri.split(":", 1)[1].strip("/")
         if not self.collection or "/" in self.collection:
             raise PermanentError(f"archive {uri!r}: expected cadc:<collection>, like cadc:CFHT")
-        settings = config.settings()["cadc"]
-        trust(settings["ca_bundle"])
-        self.auth = auth or CadcAuth.from_settings(settings)
-        self.tap_service = settings["tap_service"]
+        self.tap_service = self._use_credential(auth)["tap_service"]
         self._client = None
 
     def _storage(self):
@@ -66,12 +62,6 @@ class CadcArchive:
 
     def _file_uri(self, observation_id: str) -> str:
         return f"cadc:{self.collection}/{ids.file_name(observation_id)}"
-
-    def credential_lifetime(self):
-        return self.auth.lifetime()
-
-    def refresh_credential(self) -> bool:
-        return self.auth.renew_if_short()
 
     def checksum(self, observation_id: str) -> str:
         file_uri = self._file_uri(observation_id)

@@ -97,8 +97,6 @@ def translated(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: {exc.status_code}: {detail}") from None
     except sdk.SDKException as exc:  # timeouts, a VM that went to ERROR while waited for
         raise TransientError(f"{what}: {exc}") from None
-    except sdk.SDKException as exc:
-        raise TransientError(f"{what}: {exc}") from None
 
 
 class Cloud:

@@ -13,13 +13,12 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .. import config
 from .archive import md5_of
-from .cadc import CadcAuth, own_retries_off, translated, trust
+from .cadc import CadcAuth, UsesCadcCredential, own_retries_off, translated
 from .errors import NotFound, PermanentError, TransientError
 
 
-class VOSpace:
+class VOSpace(UsesCadcCredential):
     """``vos:<space>/<path>``, for example ``vos:jdoe/megacam/catalogues``."""
 
     def __init__(self, uri: str, auth: CadcAuth | None = None):
@@ -27,9 +26,7 @@ class VOSpace:
         if not path or any(part in ("", ".", "..") for part in path.split("/")):
             raise PermanentError(f"destination {uri!r}: expected vos:<space>/<path>, like vos:jdoe/catalogues")
         self.uri = f"vos:{path}"
-        settings = config.settings()["cadc"]
-        trust(settings["ca_bundle"])
-        self.auth = auth or CadcAuth.from_settings(settings)
+        self._use_credential(auth)
         self._client = None
 
     def _vos(self):
@@ -42,12 +39,6 @@ class VOSpace:
                 own_retries_off(client._get_si_client(self.uri))
             self._client = client
         return self._client
-
-    def credential_lifetime(self):
-        return self.auth.lifetime()
-
-    def refresh_credential(self) -> bool:
-        return self.auth.renew_if_short()
 
     def location(self, name: str) -> str:
         return f"{self.uri}/{_plain(name)}"
