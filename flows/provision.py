@@ -69,9 +69,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
 
 
-def _vm(server: Server, startd: Startd | None, request_cpus: int, idle_since: float | None, slots: int) -> VM:
+def _group_of(server: Server) -> Group:
+    """The group one of our servers was booted for, from the metadata we gave it."""
+    return Group(server.metadata.get("vm_type", ""), server.metadata.get("flavour", ""))
+
+
+def _vm(
+    server: Server, group: Group, startd: Startd | None, request_cpus: int, idle_since: float | None, slots: int
+) -> VM:
     """The policy's view of one of our servers; ``slots`` is what its flavour will give once it joins."""
-    group = Group(server.metadata.get("vm_type", ""), server.metadata.get("flavour", ""))
     vm = VM(server.id, group, server.status, created=server.created, status_since=server.updated, slots=slots)
     if startd:
         vm.registered = True
@@ -117,24 +123,26 @@ def provision(
     resolved: dict[Group, Resolved] = {}
     flavours: dict[str, Flavour] = {}
     for group in demand.idle:
-        image = group.vm_type.split(":", 1)[1]
         try:
-            resolved[group] = sky.resolve(image, group.flavour, keypair, network)
+            resolved[group] = sky.resolve(group.image, group.flavour, keypair, network)
         except BoundaryError as exc:
-            logger.error("cannot boot for %d idle jobs wanting %s on %s: %s", demand.idle[group], image, group.flavour, exc)
+            logger.error(
+                "cannot boot for %d idle jobs wanting %s on %s: %s", demand.idle[group], group.image, group.flavour, exc
+            )
             continue
         flavours[group.flavour] = Flavour(resolved[group].cores, resolved[group].ram_mb)
     slots = {g: max(r.cores // demand.request_cpus.get(g, 1), 1) for g, r in resolved.items()}
     idle_since = _load_idle_since()
     vms = []
     for server in ours:
-        group = Group(server.metadata.get("vm_type", ""), server.metadata.get("flavour", ""))
+        group = _group_of(server)
         startd = startds.get(server.id)
         if startd and startd.total_cpus == startd.free_cpus:
             idle_since.setdefault(server.id, now)
         else:
             idle_since.pop(server.id, None)
-        vms.append(_vm(server, startd, demand.request_cpus.get(group, 1), idle_since.get(server.id), slots.get(group, 1)))
+        request_cpus = demand.request_cpus.get(group, 1)
+        vms.append(_vm(server, group, startd, request_cpus, idle_since.get(server.id), slots.get(group, 1)))
 
     headroom = sky.headroom()
     typical_runtime = float(settings_section["job_runtime_seconds"]) or None
@@ -156,7 +164,8 @@ def provision(
         for server_id in booted:
             idle_since.pop(server_id, None)
         headroom = sky.headroom()  # what is left after this cycle's boots and deletions
-    _save_idle_since({k: v for k, v in idle_since.items() if k in {s.id for s in ours}})
+    ours_ids = {s.id for s in ours}
+    _save_idle_since({k: v for k, v in idle_since.items() if k in ours_ids})
     return _report(now, ours, strangers, startds, plan, actions, headroom, dry_run)
 
 
@@ -197,7 +206,7 @@ def _boot(
     booted = []
     for group, count in plan.boot.items():
         for index in range(count):
-            name = f"{provisioner}-{_slug(group.vm_type.split(':', 1)[1])}-{cycle}-{index}"
+            name = f"{provisioner}-{_slug(group.image)}-{cycle}-{index}"
             if name in taken:  # booted by this cycle before it crashed: adopt it
                 actions[name] = "adopted (booted before a crash)"
                 continue
@@ -249,8 +258,9 @@ def _report(now, ours, strangers, startds, plan, actions, headroom, dry_run) -> 
             "age (min)": round((now - server.created) / 60, 1),
             "action": actions.get(server.id, ""),
         })
+    ours_ids = {s.id for s in ours}
     for name, action in actions.items():
-        if name not in {s.id for s in ours}:
+        if name not in ours_ids:
             rows.append({"vm": name, "id": "", "image": "", "flavour": "", "status": "", "in pool": "",
                          "busy cores": "", "age (min)": "", "action": action})
     orphans = [s for s in ours if s.id not in startds and s.status == "ACTIVE"]

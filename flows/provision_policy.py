@@ -40,6 +40,10 @@ class Group:
     vm_type: str
     flavour: str
 
+    @property
+    def image(self) -> str:
+        return self.vm_type.split(":", 1)[-1]
+
 
 @dataclass
 class VM:
