@@ -146,13 +146,17 @@ def _submit(args: argparse.Namespace, _: list[str]) -> int:
 
         print(json.dumps(parameters, indent=2))
         return EXIT_OK
+    from datetime import timedelta
+
+    from .. import config
     from ..boundaries.archive import open_archive
     from ..boundaries.credentials import require_lifetime
     from ..boundaries.storage import open_destination
-    from datetime import timedelta
 
+    # The batch checks this too, but on the server: here the user sees it before anything starts.
+    needed = timedelta(hours=float(config.settings()["batch"]["expected_hours"]))
     try:
-        require_lifetime([open_archive(args.archive), open_destination(args.destination)], timedelta(hours=24))
+        require_lifetime([open_archive(args.archive), open_destination(args.destination)], needed)
     except BoundaryError as exc:
         print(f"canfar-catalogue: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -106,7 +106,7 @@ def catalogue_batch(
     max_in_flight: int = int(SETTINGS["max_in_flight"]),
     max_attempts: int = int(SETTINGS["max_attempts"]),
     poll_seconds: float = float(SETTINGS["poll_seconds"]),
-    expected_hours: float = 24.0,
+    expected_hours: float = float(SETTINGS["expected_hours"]),
 ) -> list[dict]:
     """Catalogue every exposure in ``ids`` into ``destination``.
 

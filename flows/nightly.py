@@ -53,7 +53,7 @@ def catalogue_nightly(
     exposure_deployment: str = config.settings()["batch"]["exposure_deployment"],
     since: datetime | None = None,
     lookback_hours: float = float(SETTINGS["lookback_hours"]),
-    expected_hours: float = 24.0,
+    expected_hours: float = float(config.settings()["batch"]["expected_hours"]),
 ) -> list[dict]:
     """Catalogue what arrived in ``archive`` since the last successful night."""
     logger = get_run_logger()
