@@ -127,27 +127,23 @@ def _ramp(counts: np.ndarray) -> np.ndarray:
     return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _chords(ap: _Apertures, row_owner: np.ndarray, dy: np.ndarray, mx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last pixel of each row of a box that may lie in its ellipse.
+def _chords(cxx, cyy, cxy, k2, dy, x0, box_first, box_last) -> tuple[np.ndarray, np.ndarray]:
+    """First and last pixel of each box row that may lie in its ellipse (one value per row).
 
     Solved in float64 for a slightly larger ellipse, so that every pixel the
     float32 test accepts is among them.  Rows of nearly degenerate ellipses,
     whose float32 test could stray further from the exact one, keep the whole box.
     """
-    cxx = ap.cxx[row_owner].astype(np.float64)
-    cyy = ap.cyy[row_owner].astype(np.float64)
-    cxy = ap.cxy[row_owner].astype(np.float64)
-    k2 = ap.k2[row_owner].astype(np.float64) * (1 + _CHORD_SLACK) + _CHORD_SLACK
-    dy = dy.astype(np.float64)
+    cxx, cyy, cxy, dy = (v.astype(np.float64) for v in (cxx, cyy, cxy, dy))
+    k2 = k2.astype(np.float64) * (1 + _CHORD_SLACK) + _CHORD_SLACK
     b = cxy * dy
     disc = b * b - 4 * cxx * (cyy * dy * dy - k2)
     with np.errstate(divide="ignore", invalid="ignore"):
         half = np.sqrt(np.maximum(disc, 0.0)) / (2 * cxx)
-        centre = mx[row_owner].astype(np.float64) - b / (2 * cxx)
+        centre = x0.astype(np.float64) - b / (2 * cxx)
         first = np.ceil(centre - half)
         last = np.where(disc >= 0, np.floor(centre + half), first - 1)
     reliable = (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy) & np.isfinite(first) & np.isfinite(last)
-    box_first, box_last = ap.xmin[row_owner], ap.xmax[row_owner] - 1
     first = np.where(reliable, np.maximum(first, box_first), box_first).astype(np.int64)
     last = np.where(reliable, np.minimum(last, box_last), box_last).astype(np.int64)
     return first, last
@@ -163,21 +159,23 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     heights = np.maximum(ap.ymax[lo:hi] - ap.ymin[lo:hi], 0)
     row_owner = np.repeat(np.arange(lo, hi), heights)
     row_y = ap.ymin[row_owner] + _ramp(heights)
+    # Each aperture's parameters, once per row of its box.
+    cxx, cyy, cxy, k2, x0 = (v[row_owner] for v in (ap.cxx, ap.cyy, ap.cxy, ap.k2, mx))
     dy = row_y.astype(np.float32) - my[row_owner]
-    first, last = _chords(ap, row_owner, dy, mx)
+    first, last = _chords(cxx, cyy, cxy, k2, dy, x0, ap.xmin[row_owner], ap.xmax[row_owner] - 1)
     counts = np.maximum(last - first + 1, 0)
 
     owner = np.repeat(row_owner, counts)
     x = np.repeat(first, counts) + _ramp(counts)
-    dx = x.astype(np.float32) - np.repeat(mx[row_owner], counts)
-    r2 = np.repeat(ap.cxx[row_owner], counts) * dx
+    dx = x.astype(np.float32) - np.repeat(x0, counts)
+    r2 = np.repeat(cxx, counts) * dx
     r2 *= dx
-    r2 += np.repeat(ap.cyy[row_owner] * dy * dy, counts)
-    cross = np.repeat(ap.cxy[row_owner], counts) * dx
+    r2 += np.repeat(cyy * dy * dy, counts)
+    cross = np.repeat(cxy, counts) * dx
     cross *= np.repeat(dy, counts)
     r2 += cross
     flat = np.repeat(row_y * width, counts) + x
-    inside = r2 <= np.repeat(ap.k2[row_owner], counts)
+    inside = r2 <= np.repeat(k2, counts)
     if inside.all():
         return owner, flat, r2
     return owner[inside], flat[inside], r2[inside]
