@@ -51,6 +51,11 @@ def open_schedd(name: str = "") -> Schedd:
     return factory(name) if name else factory()
 
 
-def flow_run_constraint(flow_run_id: str) -> str:
-    """Jobs of a flow run that are still in the queue (not removed, not completed)."""
-    return f'{FLOW_RUN_ATTRIBUTE} == "{flow_run_id}" && JobStatus =!= 3 && JobStatus =!= 4'
+#: Jobs still in the queue: neither removed (3) nor completed (4).
+STILL_QUEUED = "JobStatus =!= 3 && JobStatus =!= 4"
+
+
+def flow_run_constraint(flow_run_id: str | None = None) -> str:
+    """Jobs of a flow run (of any flow run, without an id) that are still in the queue."""
+    run = f'{FLOW_RUN_ATTRIBUTE} == "{flow_run_id}"' if flow_run_id else f"{FLOW_RUN_ATTRIBUTE} =!= undefined"
+    return f"{run} && {STILL_QUEUED}"

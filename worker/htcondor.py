@@ -224,7 +224,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             schedd = open_schedd()
             ads = await anyio.to_thread.run_sync(
                 lambda: schedd.query(
-                    f"{FLOW_RUN_ATTRIBUTE} =!= undefined && JobStatus =!= 3 && JobStatus =!= 4",
+                    flow_run_constraint(),
                     ["ClusterId", FLOW_RUN_ATTRIBUTE, "UserLog"],
                 )
             )
@@ -277,8 +277,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
                     logger.warning("HTCondor job %d was evicted from its execute node; it will run again", cluster)
                     await self.client.set_flow_run_state(flow_run.id, Pending(message=f"HTCondor job {cluster} evicted"), force=True)
                 elif kind == htcondor2.JobEventType.JOB_HELD:
-                    reason = f"{event.get('HoldReason', 'no reason given')} (code {event.get('HoldReasonCode', '?')})"
-                    return await self._held(flow_run, schedd, cluster, reason)
+                    return await self._held(flow_run, schedd, cluster, _hold_reason(event))
                 elif kind == htcondor2.JobEventType.JOB_ABORTED:
                     return await self._removed(flow_run, cluster, event.get("Reason", ""))
                 elif kind == htcondor2.JobEventType.JOB_TERMINATED:
@@ -306,8 +305,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         ad = ads[0]
         status = int(ad.get("JobStatus", 0))
         if status == 5:
-            reason = f"{ad.get('HoldReason', 'no reason given')} (code {ad.get('HoldReasonCode', '?')})"
-            return await self._held(flow_run, schedd, cluster, reason)
+            return await self._held(flow_run, schedd, cluster, _hold_reason(ad))
         if status == 3:
             return await self._removed(flow_run, cluster, "")
         if status == 4:
@@ -357,6 +355,11 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         schedd = open_schedd(configuration.schedd)
         if not await self._remove(schedd, int(infrastructure_pid), "cancelled in Prefect"):
             raise InfrastructureNotFound(f"HTCondor job {infrastructure_pid} is not in the queue")
+
+
+def _hold_reason(record: Any) -> str:
+    """Why a job was held, from its held event or its job ad (both have the same keys)."""
+    return f"{record.get('HoldReason', 'no reason given')} (code {record.get('HoldReasonCode', '?')})"
 
 
 def _quoted(value: str) -> str:
