@@ -158,6 +158,24 @@ def deploy_exposures_on(pool: str, name: str, job_variables: dict) -> str:
     return f"catalogue-exposure/{name}"
 
 
+def everything_prefect_holds() -> str:
+    """Every log line, artifact, run parameter and job variable on the test server, as one text:
+    where a secret must never be found."""
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    texts = []
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while logs := client.read_logs(limit=200, offset=offset):
+            texts += [log.message for log in logs]
+            offset += len(logs)
+        texts += [json.dumps(a.data) + (a.description or "") for a in client.read_artifacts()]
+        texts += [json.dumps(run.parameters) + json.dumps(run.job_variables or {}) for run in client.read_flow_runs(limit=200)]
+    return "\n".join(texts)
+
+
 @pytest.fixture(scope="session")
 def small_exposure(tmp_path_factory) -> Path:
     """Two 1024×1024 Rice-compressed CCDs."""

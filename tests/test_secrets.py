@@ -23,11 +23,10 @@ from pathlib import Path
 
 import htcondor2
 import pytest
-from prefect.client.orchestration import get_client
 
 from canfar_catalogue.flows.batch import catalogue_batch
 
-from .conftest import BIN, CADC, _SESSION, deploy_exposures_on, stop
+from .conftest import BIN, CADC, deploy_exposures_on, everything_prefect_holds, stop
 from .fake_cloud import FakeOpenStack
 from .fake_schedd import FakePool, FakeSchedd
 
@@ -59,18 +58,6 @@ class CommandLines:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-def _everything_prefect_holds() -> str:
-    texts = []
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while logs := client.read_logs(limit=200, offset=offset):
-            texts += [log.message for log in logs]
-            offset += len(logs)
-        texts += [json.dumps(a.data) + (a.description or "") for a in client.read_artifacts()]
-        texts += [json.dumps(run.parameters) + json.dumps(run.job_variables or {}) for run in client.read_flow_runs(limit=200)]
-    return "\n".join(texts)
 
 
 def _files_under(folder: Path) -> str:
@@ -149,7 +136,7 @@ def test_no_secret_reaches_a_log_an_artifact_a_job_or_a_command_line(local_site,
     audit_jobs = [ad for ad in jobs if ad.get("log", "").startswith(str(logs))]
     assert len(audit_jobs) == 2 and all("x509userproxy" in ad and "transfer_input_files" in ad for ad in audit_jobs)
     places = {
-        "Prefect logs, artifacts and run parameters": _everything_prefect_holds(),
+        "Prefect logs, artifacts and run parameters": everything_prefect_holds(),
         "the worker's output": worker_log.read_text(errors="replace"),
         "HTCondor user logs, output and error files": _files_under(logs),
         "submit descriptions and job environments": json.dumps(audit_jobs),
