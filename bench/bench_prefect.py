@@ -35,8 +35,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(home: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ}
+def start_server(home: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A Prefect server with ``env`` (this process's environment by default); its output goes to server.log."""
+    env = env if env is not None else dict(os.environ)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "prefect"), "server", "start"],
         env=env, stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -47,6 +48,8 @@ def start_server(home: Path, port: int) -> subprocess.Popen:
             urllib.request.urlopen(url, timeout=2)
             return process
         except OSError:
+            if process.poll() is not None:
+                break
             time.sleep(0.5)
     raise SystemExit(f"the Prefect server did not start; see {home / 'server.log'}")
 
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
     from canfar_catalogue.science import load_config, run_exposure
     from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
-    server = start_server(home, port)
+    server = start_server(home)
     try:
         archive = home / "archive"
         ids = [f"10562{n:02d}p" for n in range(args.exposures)]

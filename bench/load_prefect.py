@@ -25,22 +25,20 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # bench helpers, tests' fakes
-from bench_prefect import free_port  # noqa: E402
+from bench_prefect import free_port, start_server  # noqa: E402
 
 TASKS = ("archive checksum", "download", "detect", "upload")
 
 
-def start_server(home: Path, port: int, database_url: str | None) -> subprocess.Popen:
+def server_environment(home: Path, port: int, database_url: str | None) -> dict[str, str]:
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
@@ -52,19 +50,7 @@ def start_server(home: Path, port: int, database_url: str | None) -> subprocess.
     }
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "prefect"), "server", "start"],
-        env=env, stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-            return process
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.5)
-    raise SystemExit(f"the Prefect server did not start; see {home / 'server.log'}")
+    return env
 
 
 class Meter:
@@ -221,7 +207,7 @@ def main() -> int:
         home = Path(tempfile.mkdtemp(prefix=f"load-{database}-"))
         port = free_port()
         with _database(database) as url:
-            server = start_server(home, port, url)
+            server = start_server(home, server_environment(home, port, url))
             try:
                 results[database] = asyncio.run(load(f"http://127.0.0.1:{port}/api", args.runs, args.seconds))
             finally:

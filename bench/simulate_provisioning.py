@@ -17,7 +17,6 @@ job, delete a VM as soon as it is idle":
 from __future__ import annotations
 
 import argparse
-import heapq
 import statistics
 import sys
 from dataclasses import dataclass, field
