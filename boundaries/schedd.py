@@ -1,6 +1,6 @@
 """The HTCondor schedd: where the htcondor work pool submits jobs and the provisioning flow reads demand.
 
-The interface is ``htcondor2.Schedd``'s own ``submit``, ``query`` and ``act``,
+The interface is ``htcondor2.Schedd``'s own ``submit``, ``query``, ``history`` and ``act``,
 so production passes the real object through unchanged.  Which schedd is used
 is a ``module:callable`` in the ``[htcondor]`` settings: the default returns
 the local schedd (or one located by name through the collector); the tests
@@ -25,8 +25,11 @@ class Schedd(Protocol):
     def query(self, constraint: Any = "True", projection: Any = (), **options: Any) -> list[Any]:
         """Job ClassAds matching ``constraint``."""
 
+    def history(self, constraint: Any = "True", projection: Any = (), match: int = -1, since: Any = None) -> Any:
+        """ClassAds of jobs that have left the queue (completed or removed), newest first."""
+
     def act(self, action: Any, job_spec: Any, reason: str | None = None) -> Any:
-        """Hold, release or remove the jobs ``job_spec`` names."""
+        """Hold, release, vacate or remove the jobs ``job_spec`` names."""
 
 
 def local_schedd(name: str = "") -> Schedd:

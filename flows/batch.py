@@ -5,9 +5,17 @@ skips exposures already catalogued, and starts one run of the per-exposure
 deployment for each of the others, with a bounded number unfinished at once.
 A child that crashes or fails for a transient reason is started again, up to
 ``max_attempts`` runs; Prefect's own flow retries do not apply to crashed runs.
-Children are created with an idempotency key, so a batch that is run again
-after a crash re-attaches to the children still running instead of starting
-second copies.
+
+A batch that is run again after a crash re-attaches to the children still in
+flight from the earlier one instead of starting second copies: before starting
+an exposure it looks for runs of the same work (exposure, input md5,
+configuration, destination, and ``force``) that have not finished.  A run
+left Pending with no infrastructure for ``stuck_pending_seconds`` (its worker
+went away after claiming it) cannot progress and is not waited on.  Finished
+runs are never re-attached: finished work is skipped by its stored record, and
+``force`` starts a new run.  The idempotency key of a new run numbers it after
+the earlier runs of the same work, so two batches started at the same moment
+still start one run.
 """
 
 from __future__ import annotations
@@ -17,12 +25,13 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterId, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 
 from .. import config
@@ -50,8 +59,10 @@ class Exposure:
     id: str
     input_md5: str = ""
     status: str = "pending"  # pending, skipped, running, completed, failed, cancelled
-    attempts: int = 0
+    attempts: int = 0  # runs followed, started or re-attached to (at most max_attempts)
+    started: int = 0  # runs this batch started
     flow_run_id: str | None = None
+    reattached: bool = False  # the run followed now was in flight from an earlier batch
     message: str = ""
     sources: int | None = None
 
@@ -82,10 +93,38 @@ def plan(observation_ids: list[str], archive: str, destination: str, config_hash
         return list(pool.map(look_up, observation_ids))
 
 
-def _idempotency_key(exposure: Exposure, config_hash: str, destination: str) -> str:
-    """Same exposure, input, configuration, destination and attempt: the same child run."""
+def _work_key(exposure: Exposure, config_hash: str, destination: str, force: bool) -> str:
+    """What makes two runs the same work; a run's idempotency key is this and its number."""
     where = hashlib.sha256(destination.encode()).hexdigest()[:12]
-    return f"catalogue:{exposure.id}:{exposure.input_md5}:{config_hash}:{where}:{exposure.attempts}"
+    mode = "force" if force else "skip"
+    return f"catalogue:{exposure.id}:{exposure.input_md5}:{config_hash}:{where}:{mode}"
+
+
+def _runs_of(deployment_id, exposure: Exposure, work: str) -> list[FlowRun]:
+    """Every run of this work, whichever batch started it."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]), name=FlowRunFilterName(like_=exposure.id)
+            ),
+            limit=200,
+        )
+    return [run for run in runs if (run.idempotency_key or "").startswith(work + ":")]
+
+
+def _can_progress(run: FlowRun, stuck_after: timedelta) -> bool:
+    """Unfinished, and not Pending without infrastructure for longer than ``stuck_after``."""
+    state = run.state
+    if state is None or state.is_final():
+        return False
+    if state.type != StateType.PENDING or run.infrastructure_pid:
+        return True
+    return datetime.now(timezone.utc) - state.timestamp < stuck_after
+
+
+def _number(run: FlowRun) -> int:
+    tail = (run.idempotency_key or "").rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _is_permanent(state) -> bool:
@@ -107,6 +146,7 @@ def catalogue_batch(
     max_attempts: int = int(SETTINGS["max_attempts"]),
     poll_seconds: float = float(SETTINGS["poll_seconds"]),
     expected_hours: float = float(SETTINGS["expected_hours"]),
+    stuck_pending_seconds: float = float(SETTINGS["stuck_pending_seconds"]),
 ) -> list[dict]:
     """Catalogue every exposure in ``ids`` into ``destination``.
 
@@ -133,20 +173,36 @@ def catalogue_batch(
     )
     running: dict[str, Exposure] = {}
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force}
+    stuck_after = timedelta(seconds=stuck_pending_seconds)
+    deployment_id = None
     while todo or running:
         while todo and len(running) < max_in_flight:
             exposure = todo.popleft()
+            if deployment_id is None:
+                deployment_id = _deployment_id(exposure_deployment)
+            work = _work_key(exposure, config_hash, destination, force)
+            earlier = _runs_of(deployment_id, exposure, work)
+            in_flight = sorted((r for r in earlier if _can_progress(r, stuck_after)), key=lambda r: r.created)
             exposure.attempts += 1
-            child = run_deployment(
-                exposure_deployment,
-                parameters={"observation_id": exposure.id, **parameters},
-                job_variables=job_variables or None,
-                idempotency_key=_idempotency_key(exposure, config_hash, destination),
-                flow_run_name=exposure.id if exposure.attempts == 1 else f"{exposure.id} (attempt {exposure.attempts})",
-                timeout=0,
-                as_subflow=True,
-            )
-            exposure.flow_run_id, exposure.status = str(child.id), "running"
+            if in_flight:
+                run = in_flight[-1]
+                exposure.flow_run_id, exposure.reattached = str(run.id), True
+                logger.info("%s: re-attached to run %s (%s), in flight from an earlier batch",
+                            exposure.id, run.name, run.state.type.value)
+            else:
+                exposure.started += 1
+                exposure.reattached = False
+                child = run_deployment(
+                    exposure_deployment,
+                    parameters={"observation_id": exposure.id, **parameters},
+                    job_variables=job_variables or None,
+                    idempotency_key=f"{work}:{max(map(_number, earlier), default=0) + 1}",
+                    flow_run_name=exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})",
+                    timeout=0,
+                    as_subflow=True,
+                )
+                exposure.flow_run_id = str(child.id)
+            exposure.status = "running"
             running[exposure.flow_run_id] = exposure
         if not running:
             break
@@ -155,14 +211,22 @@ def catalogue_batch(
             if not state.is_final():
                 continue
             exposure = running.pop(run_id)
-            record = is_done(target, exposure.id, exposure.input_md5, config_hash) if state.is_completed() else None
+            record = None
+            if state.is_completed() or state.is_cancelled():
+                record = is_done(target, exposure.id, exposure.input_md5, config_hash)
+                if record and state.is_cancelled() and record.flow_run_id != run_id:
+                    record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
-                exposure.status, exposure.message, exposure.sources = "completed", "", record.sources
+                exposure.status, exposure.sources = "completed", record.sources
+                exposure.message = (
+                    "cancelled after its catalogue was stored" if state.is_cancelled()
+                    else "re-attached to a run in flight from an earlier batch" if exposure.reattached else ""
+                )
             elif state.is_cancelled():
                 exposure.status, exposure.message = "cancelled", state.message or "cancelled"
             else:
-                # A completed run without a catalogue is an old run re-attached by its
-                # idempotency key whose catalogue is gone since: worth another run too.
+                # A completed run without this work's catalogue (one re-attached to whose
+                # catalogue was removed since, say) is worth another run too.
                 reason = "completed without storing a catalogue" if state.is_completed() else (
                     state.message or state.type.value
                 )
@@ -183,6 +247,11 @@ def _names(observation_ids: list[str], limit: int) -> list[str]:
         raise ValueError(f"no exposure was started: {exc}") from None
 
 
+def _deployment_id(name: str):
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name).id
+
+
 def _states(run_ids: list[str]) -> dict:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)))
@@ -196,8 +265,9 @@ def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
             "id": exposure.id,
             "status": exposure.status,
             "sources": exposure.sources if exposure.sources is not None else "",
-            "runs": exposure.attempts,
+            "runs": exposure.started,
             "flow_run": exposure.flow_run_id or "",
+            "run_origin": ("re-attached" if exposure.reattached else "started") if exposure.flow_run_id else "",
             "catalogue": target.location(f"{exposure.id}.cat") if exposure.status in ("completed", "skipped") else "",
             "message": exposure.message,
         })

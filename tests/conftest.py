@@ -41,7 +41,7 @@ CADC = {
     "ca_bundle": _SESSION / "cadc" / "ca.pem",
 }
 (_SESSION / "settings.toml").write_text(
-    "[download]\nretry_delay_seconds = 0.2\n[upload]\nretry_delay_seconds = 0.2\n[batch]\npoll_seconds = 1\n"
+    "[download]\nretry_delay_seconds = 0.2\n[upload]\nretry_delay_seconds = 0.2\n[batch]\npoll_seconds = 1\nstuck_pending_seconds = 10\n"
     "[cadc]\n" + "".join(f'{key} = "{value}"\n' for key, value in CADC.items())
     + '[htcondor]\nschedd_factory = "tests.fake_schedd:from_environment"\npool_factory = "tests.fake_schedd:pool_from_environment"\npoll_seconds = 0.5\n'
 )

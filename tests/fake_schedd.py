@@ -1,16 +1,47 @@
 """A fake HTCondor schedd with ``htcondor2.Schedd``'s surface that really runs jobs.
 
-``submit``, ``query`` and ``act`` behave like the real ones for what the
-worker and the provisioning flow use.  Each job runs as a local process in its
-own scratch directory (``_CONDOR_SCRATCH_DIR``), its input files (and
-``x509userproxy``) copied in, under a small supervisor process that writes a
-genuine HTCondor user log (000 submit, 001 execute, 004 evicted, 005
-terminated, 009 aborted, 012 held, 013 released), so the worker's log-following
-code is exercised through the real ``htcondor2.JobEventLog`` parser.
+``submit``, ``query``, ``history`` and ``act`` behave like the real ones for
+what the worker and the provisioning flow use.  Each job runs as a local
+process in its own scratch directory (``_CONDOR_SCRATCH_DIR``), its input files
+(and ``x509userproxy``) copied in, under a small supervisor process that plays
+the shadow and the starter: it writes a genuine HTCondor user log, so the
+worker's log-following code is exercised through the real
+``htcondor2.JobEventLog`` parser.
+
+What it models of a real schedd, and where each fact comes from
+(``../shared/notes/boundaries.md``: a real HTCondor 25.14 pool, measured;
+HTCondor's ``condor_event.cpp`` for the text of each event):
+
+* **Signals.**  Hold, remove and vacate of a running job send the job's
+  ``kill_sig`` (SIGTERM unless the submit description names another) to the
+  job's process group, then SIGKILL to every process of the job after a grace
+  period (``MachineMaxVacateTime`` on a real pool; :meth:`FakeSchedd.set_grace`
+  here, two seconds by default so that tests stay short).  Processes the job
+  leaves behind when it exits are killed too, as HTCondor kills the job's
+  process family.
+* **Event sequences** in the user log (040 and 006 events, which the real pool
+  writes in between, are left out):
+
+  | action | events |
+  |---|---|
+  | hold of a running job | ``004 Job was evicted. Code <hold code> Subcode 0`` with ``Reason: <hold reason>``, then ``012`` |
+  | vacate (``condor_vacate_job``) | ``004 ... Code 1022`` ("Job vacated by schedd"), then ``001`` again for the same cluster, then ``005`` |
+  | remove of a running job | ``004 ... Code 1023``, then ``009`` |
+  | remove racing the job's own exit | ``005 ... (return value N)``, then ``009`` (:meth:`FakeSchedd.race_removal_with_exit`) |
+  | hold or remove of an idle job | ``012`` or ``009`` alone |
+
+  The 004 text is what HTCondor 25.14's formatter writes, so ``JobEventLog``
+  reads ``ReasonCode`` and ``Reason`` from it.
+* **The queue.**  ``query`` sees the jobs still in the queue (idle, running,
+  held); completed and removed jobs leave it for ``history``, as on a real
+  schedd.  A held or removed job shows its new status at once, while its
+  processes are still being stopped.
 
 State lives in a folder, so the worker (which submits) and a test (which
-holds or evicts a running job) can be different processes, and jobs outlive a
-worker restart, as they do in HTCondor.  Test code, not a product feature.
+holds or vacates a running job) can be different processes, and jobs outlive a
+worker restart, as they do in HTCondor.  A schedd named ``NAME`` (the work
+pool's ``schedd`` variable) keeps its state in ``<folder>/schedds/NAME``.
+Test code, not a product feature.
 
     python -m tests.fake_schedd <state folder> <cluster>     # the supervisor of one job
 """
@@ -34,14 +65,19 @@ import classad2
 import htcondor2
 
 IDLE, RUNNING, REMOVED, COMPLETED, HELD = 1, 2, 3, 4, 5
+IN_QUEUE = (IDLE, RUNNING, HELD)
+#: The 004 event's reason codes a real 25.14 schedd wrote for these actions (a hold writes its hold code).
+VACATED, REMOVED_CODE = 1022, 1023
+DEFAULT_GRACE_SECONDS = 2.0
 _USAGE = "\t\tUsr 0 00:00:00, Sys 0 00:00:00  -  {} Usage\n"
 USAGE = _USAGE.format("Run Remote") + _USAGE.format("Run Local")
 TOTAL_USAGE = _USAGE.format("Total Remote") + _USAGE.format("Total Local")
 
 
-def from_environment() -> "FakeSchedd":
+def from_environment(name: str = "") -> "FakeSchedd":
     """The factory named in the tests' settings: the state folder comes from the environment."""
-    return FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))
+    state = Path(os.environ["FAKE_SCHEDD_STATE"])
+    return FakeSchedd(state / "schedds" / name if name else state)
 
 
 def pool_from_environment() -> "FakePool":
@@ -97,6 +133,8 @@ class FakeSchedd:
 
     # -- the htcondor2.Schedd surface --------------------------------------------------------
     def submit(self, description: htcondor2.Submit, count: int = 0, spool: bool = False, itemdata=None, queue=None):
+        while (self.state / "submit-hangs").exists():  # a test kills the submitting worker meanwhile
+            time.sleep(0.2)
         with self._locked():
             counter = self.state / "next-cluster"
             cluster = int(counter.read_text()) if counter.exists() else 1
@@ -120,15 +158,12 @@ class FakeSchedd:
         return htcondor2.SubmitResult(cluster, 0, 1, classad2.ClassAd({"ClusterId": cluster}), None)
 
     def query(self, constraint="True", projection=(), callback=None, limit=-1, opts=None) -> list[classad2.ClassAd]:
-        expression = classad2.ExprTree(str(constraint))
-        found = []
-        for ad in self._ads():
-            classad = classad2.ClassAd(_classad_values(ad))
-            if expression.eval(classad) is True:
-                if projection:
-                    classad = classad2.ClassAd({k: classad[k] for k in projection if k in classad})
-                found.append(classad)
-        return found[:limit] if limit > 0 else found
+        """Jobs still in the queue: idle, running or held."""
+        return self._matching([ad for ad in self._ads() if ad["JobStatus"] in IN_QUEUE], constraint, projection, limit)
+
+    def history(self, constraint="True", projection=(), match=-1, since=None) -> list[classad2.ClassAd]:
+        """Jobs that have left the queue: completed or removed."""
+        return self._matching([ad for ad in self._ads() if ad["JobStatus"] not in IN_QUEUE], constraint, projection, match)
 
     def act(self, action: htcondor2.JobAction, job_spec, reason: str | None = None) -> classad2.ClassAd:
         constraint = job_spec if not isinstance(job_spec, int) else f"ClusterId == {job_spec}"
@@ -136,34 +171,55 @@ class FakeSchedd:
         for found in self.query(constraint):
             cluster = found["ClusterId"]
             if action == htcondor2.JobAction.Hold:
-                done += self.hold(cluster, reason or "via condor_hold (by user jdoe)", code=1)
+                done += self.hold(cluster, reason or "via condor_hold (by user jdoe)", code=1, subcode=0)
             elif action == htcondor2.JobAction.Release:
                 done += self._release(cluster)
             elif action in (htcondor2.JobAction.Remove, htcondor2.JobAction.RemoveX):
                 done += self._remove(cluster, reason or "via condor_rm (by user jdoe)")
+            elif action in (htcondor2.JobAction.Vacate, htcondor2.JobAction.VacateFast):
+                done += self.vacate(cluster)
         return classad2.ClassAd({"TotalSuccess": done, "TotalJobAds": done})
 
-    # -- what a test does to a running job ---------------------------------------------------------
+    # -- what a test (or an administrator) does to a job -------------------------------------------
     def hold(self, cluster: int, reason: str, code: int = 13, subcode: int = 2) -> int:
         with self._locked():
             ad = self._load(cluster)
             if ad["JobStatus"] not in (IDLE, RUNNING):
                 return 0
-            self._kill(ad)
             ad["JobStatus"], ad["HoldReason"], ad["HoldReasonCode"] = HELD, reason, code
-            self._save(ad)
-            self._event(ad, "012", "Job was held.", f"\t{reason}\n\tCode {code} Subcode {subcode}\n")
+            if ad.get("JobPid"):  # the supervisor writes 004 then 012 once the job's processes are gone
+                self._stop(ad, {"action": "hold", "reason": reason, "code": code, "subcode": subcode})
+            else:
+                self._save(ad)
+                self._held_event(ad, reason, code, subcode)
         return 1
 
-    def evict(self, cluster: int) -> None:
-        """The execute node went away: the job goes back to idle and runs again."""
+    def vacate(self, cluster: int) -> int:
+        """``condor_vacate_job``: the job leaves its execute node, goes back to idle and runs again."""
         with self._locked():
             ad = self._load(cluster)
-            self._kill(ad)
-            ad["JobStatus"] = IDLE
+            if ad["JobStatus"] != RUNNING:
+                return 0
+            self._stop(ad, {"action": "vacate", "reason": "Job vacated by schedd", "code": VACATED, "subcode": 0})
+        return 1
+
+    def race_removal_with_exit(self, cluster: int) -> None:
+        """The next removal of this job crosses its own exit: the job is not signalled, it ends on its
+        own, and the log says ``005`` (its return value) then ``009``, as a real schedd wrote it."""
+        with self._locked():
+            ad = self._load(cluster)
+            ad["RemovalRacesExit"] = True
             self._save(ad)
-            self._event(ad, "004", "Job was evicted.", "\t(0) Job was not checkpointed.\n" + USAGE + _BYTES)
-        self._start(cluster)
+
+    def hang_submissions(self, hang: bool = True) -> None:
+        """While set, ``submit`` does not return (a schedd that does not answer): a worker killed
+        meanwhile has claimed a run and never submitted its job."""
+        flag = self.state / "submit-hangs"
+        flag.touch() if hang else flag.unlink(missing_ok=True)
+
+    def set_grace(self, seconds: float) -> None:
+        """Time between the job's kill_sig and SIGKILL (a pool's MachineMaxVacateTime)."""
+        (self.state / "grace-seconds").write_text(str(seconds))
 
     def negotiate(self) -> int:
         """Start idle jobs on free cores of matching, undrained execute nodes; returns how many."""
@@ -191,19 +247,31 @@ class FakeSchedd:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ad = self._load(cluster)
-            if ad["JobStatus"] == status:
+            if ad["JobStatus"] == status and "Stopping" not in ad:
                 return ad
             time.sleep(0.2)
         raise TimeoutError(f"job {cluster} did not reach status {status}: {self._load(cluster)}")
 
     def ads(self) -> list[dict]:
+        """Every job this schedd has seen, in the queue or not (for tests)."""
         return self._ads()
 
     # -- internals ------------------------------------------------------------------------------
+    def _matching(self, ads: list[dict], constraint, projection, limit) -> list[classad2.ClassAd]:
+        expression = classad2.ExprTree(str(constraint))
+        found = []
+        for ad in ads:
+            classad = classad2.ClassAd(_classad_values(ad))
+            if expression.eval(classad) is True:
+                if projection:
+                    classad = classad2.ClassAd({k: classad[k] for k in projection if k in classad})
+                found.append(classad)
+        return found[:limit] if limit > 0 else found
+
     def _release(self, cluster: int) -> int:
         with self._locked():
             ad = self._load(cluster)
-            if ad["JobStatus"] != HELD:
+            if ad["JobStatus"] != HELD or "Stopping" in ad:
                 return 0
             ad["JobStatus"] = IDLE
             self._save(ad)
@@ -214,13 +282,34 @@ class FakeSchedd:
     def _remove(self, cluster: int, reason: str) -> int:
         with self._locked():
             ad = self._load(cluster)
-            if ad["JobStatus"] in (REMOVED, COMPLETED):
+            if ad["JobStatus"] not in IN_QUEUE or ad.get("Stopping", {}).get("action") == "remove":
                 return 0
-            self._kill(ad)
             ad["JobStatus"] = REMOVED
-            self._save(ad)
-            self._event(ad, "009", "Job was aborted.", f"\t{reason}\n")
+            if ad.get("Stopping"):  # a hold still stopping the job: it ends held, then removed
+                ad["Stopping"]["then_removed"] = reason
+                self._save(ad)
+            elif ad.get("JobPid"):  # the supervisor writes 004 (or 005) then 009 once the job is gone
+                stopping = {"action": "remove", "reason": reason, "code": REMOVED_CODE, "subcode": 0}
+                self._stop(ad, stopping, signal_job=not ad.get("RemovalRacesExit"))
+            else:
+                ad.pop("Stopping", None)
+                self._save(ad)
+                self._event(ad, "009", "Job was aborted.", f"\t{reason}\n")
         return 1
+
+    def _stop(self, ad: dict, stopping: dict, signal_job: bool = True) -> None:
+        """Ask the running job to stop: its kill_sig now, SIGKILL after the grace (from the supervisor)."""
+        ad["Stopping"] = {**stopping, "since": time.time()}
+        self._save(ad)
+        if signal_job:
+            try:
+                os.killpg(ad["JobPid"], _kill_signal(ad))
+            except ProcessLookupError:
+                pass
+
+    def _grace(self) -> float:
+        setting = self.state / "grace-seconds"
+        return float(setting.read_text()) if setting.exists() else DEFAULT_GRACE_SECONDS
 
     def _start(self, cluster: int) -> None:
         subprocess.Popen(
@@ -228,14 +317,6 @@ class FakeSchedd:
             cwd=Path(__file__).parents[1], start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=open(self.state / f"supervisor-{cluster}.log", "ab"),
         )
-
-    def _kill(self, ad: dict) -> None:
-        pid = ad.pop("JobPid", None)
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     @contextmanager
     def _locked(self):
@@ -265,7 +346,18 @@ class FakeSchedd:
         with open(log, "a") as out:
             out.write(f"{code} ({ad['ClusterId']:03d}.000.000) {stamp} {title}\n{body}...\n")
 
-    # -- the supervisor of one run of one job ------------------------------------------------
+    def _evicted_event(self, ad: dict, reason: str, code: int, subcode: int) -> None:
+        self._event(ad, "004", f"Job was evicted. Code {code} Subcode {subcode}",
+                    "\t(0) CPU times\n" + USAGE + _BYTES + f"\tReason: {reason}\n")
+
+    def _held_event(self, ad: dict, reason: str, code: int, subcode: int) -> None:
+        self._event(ad, "012", "Job was held.", f"\t{reason}\n\tCode {code} Subcode {subcode}\n")
+
+    def _terminated_event(self, ad: dict, code: int) -> None:
+        self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n"
+                    + USAGE + TOTAL_USAGE + _BYTES + _TOTAL_BYTES)
+
+    # -- the supervisor of one run of one job (the shadow and the starter) -------------------------
     def supervise(self, cluster: int) -> None:
         with self._locked():
             ad = self._load(cluster)
@@ -290,25 +382,78 @@ class FakeSchedd:
             ad["JobStatus"], ad["JobPid"] = RUNNING, process.pid
             self._save(ad)
             self._event(ad, "001", "Job executing on host: <127.0.0.1:9618>")
-        code = process.wait()
+        code = self._wait(cluster, process)
+        _kill_session(process.pid)  # what the job left behind goes with it
         with self._locked():
             ad = self._load(cluster)
-            if ad["JobStatus"] != RUNNING or ad.get("JobPid") != process.pid:
-                return  # held, evicted or removed meanwhile: that wrote its own event
-            ad["JobStatus"], ad["ExitCode"] = COMPLETED, code
-            ad.pop("JobPid")
-            self._save(ad)
+            ad.pop("JobPid", None)
+            stopping = ad.pop("Stopping", None)
             if ad.get("RemoteServer"):  # give the cores back to the execute node
                 pool = FakePool(self.state)
                 for node in pool.ads():
                     if node["NovaServerId"] == ad["RemoteServer"]:
                         node["Cpus"] += ad["RequestCpus"]
                         pool.save(node)
-            self._event(ad, "005", "Job terminated.", f"\t(1) Normal termination (return value {code})\n" + USAGE + TOTAL_USAGE + _BYTES + _TOTAL_BYTES)
+            action = stopping["action"] if stopping else None
+            if action is None:
+                ad["JobStatus"], ad["ExitCode"] = COMPLETED, code
+            elif action == "vacate" and not stopping.get("then_removed"):
+                ad["JobStatus"] = IDLE
+            self._save(ad)
+            if action is None:
+                self._terminated_event(ad, code)
+            elif action == "remove" and ad.get("RemovalRacesExit"):
+                ad["ExitCode"] = code
+                self._save(ad)
+                self._terminated_event(ad, code)
+                self._event(ad, "009", "Job was aborted.", f"\t{stopping['reason']}\n")
+            else:
+                self._evicted_event(ad, stopping["reason"], stopping["code"], stopping["subcode"])
+                if action == "hold":
+                    self._held_event(ad, stopping["reason"], stopping["code"], stopping["subcode"])
+                if action == "remove" or stopping.get("then_removed"):
+                    self._event(ad, "009", "Job was aborted.", f"\t{stopping.get('then_removed') or stopping['reason']}\n")
+        if ad["JobStatus"] == IDLE and not (self.state / "matchmaking").exists():
+            self._start(cluster)
+
+    def _wait(self, cluster: int, process: subprocess.Popen) -> int:
+        """The job's exit code; SIGKILL for all its processes once a stop request is older than the grace."""
+        grace = self._grace()
+        while True:
+            try:
+                return process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+            stopping = self._load(cluster).get("Stopping")
+            if stopping and time.time() - stopping["since"] > grace and not self._load(cluster).get("RemovalRacesExit"):
+                _kill_session(process.pid)
 
 
 _BYTES = "\t0  -  Run Bytes Sent By Job\n\t0  -  Run Bytes Received By Job\n"
 _TOTAL_BYTES = "\t0  -  Total Bytes Sent By Job\n\t0  -  Total Bytes Received By Job\n"
+
+
+def _kill_signal(ad: dict) -> int:
+    """The job's ``kill_sig`` (a name such as SIGTERM or a number), SIGTERM by default."""
+    value = str(ad.get("kill_sig", "SIGTERM")).strip()
+    if value.isdigit():
+        return int(value)
+    return int(getattr(signal, value if value.startswith("SIG") else f"SIG{value}"))
+
+
+def _kill_session(session: int) -> None:
+    """SIGKILL every process of a job: it was started as the leader of its own session, and its
+    children stay in that session even in process groups of their own (HTCondor tracks the family)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:
+            try:
+                os.kill(int(stat.parent.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _environment(value: str) -> dict[str, str]:

@@ -357,3 +357,91 @@ def test_credentials_that_expire_before_the_work_fail_early_with_the_renewal_ste
     require_lifetime([Proxy()], timedelta(hours=2))
     with pytest.raises(PermissionDenied, match="3.0 h left.*24.0 h.*cadc-get-cert -n"):
         require_lifetime([Proxy(), object()], timedelta(hours=24))
+
+
+# -- force, re-attachment and what the batch's table says ----------------------------------------------
+def test_force_recomputes_a_finished_exposure_in_a_new_run(local_site, tmp_path):
+    destination = f"file://{tmp_path}/vospace"
+    record = tmp_path / "vospace" / "1056216p.provenance.json"
+
+    def batch(force: bool) -> dict:
+        return catalogue_batch(ids=["1056216p"], destination=destination, archive=local_site["archive"],
+                               exposure_deployment=EXPOSURE_DEPLOYMENT, force=force)[0]
+
+    first = batch(False)
+    made = json.loads(record.read_text())
+    time.sleep(1.1)  # records say when they were made to the second
+    forced = [batch(True), batch(True)]
+    remade = json.loads(record.read_text())
+    assert first["status"] == "completed" and [row["status"] for row in forced] == ["completed", "completed"]
+    assert all(row["runs"] == 1 and row["run_origin"] == "started" for row in forced)
+    runs = [first["flow_run"], *(row["flow_run"] for row in forced)]
+    assert len(set(runs)) == 3  # each force is a new run: none re-attached to an earlier batch's
+    assert remade["flow_run_id"] == forced[1]["flow_run"] and remade["created"] > made["created"]
+    assert batch(False)["status"] == "skipped"
+
+
+def test_a_new_batch_re_attaches_to_runs_in_flight_but_not_to_one_stuck_pending(local_site, tmp_path):
+    """An earlier batch is still waiting for two children: one in flight, one claimed by a worker that
+    went away (Pending, no infrastructure).  A new batch over those and two other exposures re-attaches
+    to the first, starts the stuck one anew, skips the finished one and starts the last; its table
+    says which is which."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prefect.states import Cancelled, Pending
+
+    from .conftest import deploy_exposures_on, stop
+
+    subprocess.run([str(BIN / "prefect"), "work-pool", "create", "late-pool", "--type", "process", "--overwrite"],
+                   env=local_site["env"], check=True, capture_output=True)
+    late = deploy_exposures_on("late-pool", "late", {})
+    destination = f"file://{tmp_path}/vospace"
+    in_flight, stuck, done, new = "1056213p", "1056215p", "1056216p", "1056217p"
+
+    def batch(ids: list[str], deployment: str = late) -> list[dict]:
+        return catalogue_batch(ids=ids, destination=destination, archive=local_site["archive"],
+                               exposure_deployment=deployment)
+
+    batch([done], EXPOSURE_DEPLOYMENT)
+    threads = ThreadPoolExecutor(2)
+    earlier = threads.submit(batch, [in_flight, stuck])  # no worker serves late-pool yet: its children wait
+    first = {name: _wait_for_run_named(late, name) for name in (in_flight, stuck)}
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(first[stuck].id, Pending(name="Submitting"), force=True)  # claimed, then nothing
+    time.sleep(11)  # longer than the tests' stuck_pending_seconds
+    again = threads.submit(batch, [in_flight, stuck, done, new])
+    _wait_for_run_named(late, new)  # the new batch has dispatched everything
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "late-pool", "--type", "process"],
+                              env=local_site["env"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        rows = {row["id"]: row for row in again.result(timeout=300)}
+    finally:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(first[stuck].id, Cancelled(message="test over"), force=True)
+        with pytest.raises(BatchFailed):  # its stuck child was cancelled
+            earlier.result(timeout=120)
+        stop(worker)
+    assert rows[in_flight]["status"] == "completed" and rows[in_flight]["run_origin"] == "re-attached"
+    assert rows[in_flight]["flow_run"] == str(first[in_flight].id) and rows[in_flight]["runs"] == 0
+    assert rows[in_flight]["message"] == "re-attached to a run in flight from an earlier batch"
+    assert rows[stuck]["status"] == "completed" and rows[stuck]["run_origin"] == "started"
+    assert rows[stuck]["flow_run"] != str(first[stuck].id) and rows[stuck]["runs"] == 1
+    assert rows[done]["status"] == "skipped" and rows[done]["flow_run"] == "" and rows[done]["runs"] == 0
+    assert rows[done]["run_origin"] == "" and rows[new]["run_origin"] == "started" and rows[new]["runs"] == 1
+    completed = [r for r in _exposure_runs(in_flight) if r.deployment_id == first[in_flight].deployment_id
+                 and r.state.is_completed()]
+    assert len(completed) == 1  # one run catalogued it, for both batches
+
+
+def _wait_for_run_named(deployment: str, name: str, timeout: float = 120):
+    """The first run of ``deployment`` called ``name``."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        deployment_id = client.read_deployment_by_name(deployment).id
+        while time.monotonic() < deadline:
+            runs = [r for r in _exposure_runs(name) if r.deployment_id == deployment_id]
+            if runs:
+                return runs[0]
+            time.sleep(0.2)
+    raise TimeoutError(f"no run {name} of {deployment}")

@@ -3,8 +3,10 @@ that run as jobs of the fake schedd, followed through their genuine user logs.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ from canfar_catalogue.flows.batch import catalogue_batch
 from canfar_catalogue.worker.htcondor import HTCondorJobConfiguration
 
 from .conftest import BIN, _SESSION, deploy_exposures_on, stop
-from .fake_schedd import COMPLETED, RUNNING, FakeSchedd
+from .fake_schedd import COMPLETED, RUNNING, FakePool, FakeSchedd
 
 ROOT = Path(__file__).parents[1]
 
@@ -97,6 +99,16 @@ def test_a_job_on_an_execute_node_with_another_version_fails_at_start_saying_so(
 
 
 # -- flow runs as jobs ----------------------------------------------------------------------------
+_JOB_VARIABLES = {
+    "python": sys.executable,
+    "log_directory": str(_SESSION / "condor-logs"),
+    "image": "canfar-catalogue-test",
+    "project": "megapipe",
+    "flavour": "c2-7.5gb-30",
+    "request_cpus": 1,
+}
+
+
 @pytest.fixture(scope="module")
 def condor_site(local_site):
     """An htcondor work pool, its worker on the fake schedd, and an exposure deployment on it."""
@@ -106,15 +118,7 @@ def condor_site(local_site):
         env=env, capture_output=True, text=True,
     )
     assert created.returncode == 0, created.stdout + created.stderr
-    job_variables = {
-        "python": sys.executable,
-        "log_directory": str(_SESSION / "condor-logs"),
-        "image": "canfar-catalogue-test",
-        "project": "megapipe",
-        "flavour": "c2-7.5gb-30",
-        "request_cpus": 1,
-        "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]},
-    }
+    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]}}
     deploy_exposures_on("condor-pool", "condor", job_variables)
     site = {**local_site, "condor_env": env, "schedd": FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))}
     site["worker"] = _start_worker(env)
@@ -122,11 +126,28 @@ def condor_site(local_site):
     stop(site["worker"])
 
 
-def _start_worker(env: dict) -> subprocess.Popen:
+def _start_worker(env: dict, pool: str = "condor-pool") -> subprocess.Popen:
     return subprocess.Popen(
-        [str(BIN / "prefect"), "worker", "start", "--pool", "condor-pool", "--type", "htcondor"],
-        env=env, stdout=open(_SESSION / "condor-worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "htcondor"],
+        env=env, stdout=open(_SESSION / f"{pool}-worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+
+def _wait_for_run(deployment: str, state_type: str, timeout: float = 120):
+    """The first run of ``deployment`` to reach ``state_type``."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[state_type]))),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment.split("/")[1]])),
+            )
+            if runs:
+                return runs[0]
+            time.sleep(0.2)
+    raise TimeoutError(f"no run of {deployment} became {state_type}")
 
 
 def _jobs_of(schedd: FakeSchedd, flow_run_id) -> list[dict]:
@@ -160,6 +181,79 @@ def _start_exposure(observation_id: str, destination: str):
     )
 
 
+def _batch(site, observation_id: str, tmp_path, deployment: str = "catalogue-exposure/condor") -> list[dict]:
+    return catalogue_batch(ids=[observation_id], destination=f"file://{tmp_path}/out", archive=site["archive"],
+                           exposure_deployment=deployment)
+
+
+def _act_on_first_running_job(schedd: FakeSchedd, action):
+    """In the background: ``action(cluster)`` on the first job that starts running from now on, once
+    its flow run is Running; the future's result is the job's ad as it was then.
+
+    The job's processes are frozen (SIGSTOP) while the action is taken, so that a small exposure
+    cannot finish in between: the signals the action sends land when they are thawed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = {ad["ClusterId"] for ad in schedd.ads()}
+
+    def act() -> dict:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            for ad in schedd.ads():
+                if ad["ClusterId"] not in seen and ad["JobStatus"] == RUNNING and ad.get("JobPid"):
+                    _wait_for_state(ad["CanfarFlowRunId"], "RUNNING")
+                    with _frozen(ad["JobPid"]):
+                        action(ad["ClusterId"])
+                    return ad
+            time.sleep(0.1)
+        raise TimeoutError("no job started running")
+
+    return ThreadPoolExecutor(1).submit(act)
+
+
+@contextlib.contextmanager
+def _frozen(session: int):
+    """Every process of a job (its session) stopped, then continued."""
+    def signal_all(sig):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[3]) == session:
+                    os.kill(int(stat.parent.name), sig)
+            except (OSError, IndexError):
+                pass
+
+    signal_all(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        signal_all(signal.SIGCONT)
+
+
+def _wait_for_state(flow_run_id, state_type: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and run.state.type.value == state_type:
+                return
+            time.sleep(0.05)
+    raise TimeoutError(f"flow run {flow_run_id} never became {state_type}")
+
+
+def _state_types(flow_run_id) -> list[str]:
+    """The run's states, oldest first."""
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(flow_run_id)
+    return [s.type.value for s in sorted(states, key=lambda s: s.timestamp)]
+
+
+def _runs_named(observation_id: str) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=observation_id)))
+
+
 def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
     destination = f"file://{tmp_path}/out"
     results = catalogue_batch(
@@ -179,62 +273,121 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
         assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
 
 
-@pytest.mark.fault('execution', 'HTCondor job held', 'run Crashed with the hold reason, job removed, the batch runs the exposure again')
+@pytest.mark.fault('execution', 'HTCondor job held (SIGTERM, 004 then 012)',
+                   'run Crashed once, with the hold reason; job removed; the batch runs the exposure again once')
 def test_a_held_job_crashes_its_run_and_the_batch_starts_the_exposure_again(condor_site, tmp_path, record_property):
-    record_property("did", 'Crashed with the reason; job removed; second run completed')
     schedd = condor_site["schedd"]
-    held = []
-
-    def hold_the_first_job():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not held:
-            for ad in schedd.ads():
-                if ad["JobStatus"] == RUNNING and ad["ClusterId"] not in seen:
-                    schedd.hold(ad["ClusterId"], "Transfer input files failure: missing input file", code=13)
-                    held.append(ad)
-                    return
-            time.sleep(0.2)
-
-    import threading
-
-    seen = {ad["ClusterId"] for ad in schedd.ads()}
-    holder = threading.Thread(target=hold_the_first_job)
-    holder.start()
-    results = catalogue_batch(
-        ids=["1056216p"], destination=f"file://{tmp_path}/out", archive=condor_site["archive"],
-        exposure_deployment="catalogue-exposure/condor",
-    )
-    holder.join()
-    assert held, "no job was held"
+    held = _act_on_first_running_job(
+        schedd, lambda cluster: schedd.hold(cluster, "Transfer input files failure: missing input file", code=13))
+    results = _batch(condor_site, "1056216p", tmp_path)
+    first = held.result()
+    states = _state_types(first["CanfarFlowRunId"])
+    record_property("did", f"held run: {' > '.join(states)}; batch row {results[0]['status']} after {results[0]['runs']} runs")
     assert results[0]["status"] == "completed" and results[0]["runs"] == 2
-    first = held[0]
     crashed = _final_state(first["CanfarFlowRunId"])
     assert crashed.state.type.value == "CRASHED" and "missing input file" in crashed.state.message
+    assert states.count("CRASHED") == 1  # never the engine's own report of the SIGTERM
     assert schedd._load(first["ClusterId"])["JobStatus"] == 3  # removed, so only the batch retries it
+    log = (Path(_SESSION) / "condor-logs" / first["CanfarFlowRunId"] / "job.log").read_text()
+    assert log.index("Job was evicted. Code 13") < log.index("Job was held.") < log.index("Job was aborted.")
 
 
-def test_cancelling_a_run_removes_its_job(condor_site, tmp_path):
+@pytest.mark.fault('execution', 'run cancelled in Prefect while its job runs',
+                   'job removed; Cancelled by the worker with its own message, never crashed; no catalogue')
+def test_cancelling_a_run_removes_its_job(condor_site, tmp_path, record_property):
     run = _start_exposure("1056217p", f"file://{tmp_path}/out")
     job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(run.id, Cancelling(), force=True)
-    assert _final_state(run.id).state.type.value == "CANCELLED"
-    assert condor_site["schedd"]._load(job["ClusterId"])["JobStatus"] == 3
+    _wait_for_state(run.id, "RUNNING")
+    with _frozen(job["JobPid"]):  # so that the small exposure cannot finish first
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+        condor_site["schedd"].wait_for(job["ClusterId"], 3, timeout=60)
+    ended = _final_state(run.id)
+    states = _state_types(run.id)
+    record_property("did", f"{' > '.join(states)}: {ended.state.message}")
+    assert ended.state.type.value == "CANCELLED" and "CRASHED" not in states
+    assert ended.state.message == f"cancelled in Prefect: HTCondor job {job['ClusterId']} was removed"
     assert not (tmp_path / "out" / "1056217p.cat").exists()
 
 
-@pytest.mark.fault('execution', 'HTCondor job evicted', 'back to pending, the job runs again, one job, completed')
-def test_an_evicted_job_runs_again_and_completes(condor_site, tmp_path, record_property):
-    record_property("did", 'pending, second run of the same job completed')
-    run = _start_exposure("1056213p", f"file://{tmp_path}/out")
-    job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
-    condor_site["schedd"].evict(job["ClusterId"])
-    assert _final_state(run.id).state.type.value == "COMPLETED"
-    ad = condor_site["schedd"].wait_for(job["ClusterId"], COMPLETED, timeout=60)
+@pytest.mark.fault('execution', 'cancel in Prefect crossing the job\'s own exit (005 then 009)',
+                   'Cancelled at once by the worker, not by the server\'s timeout; the stored catalogue counts as done')
+def test_a_cancel_that_crosses_the_jobs_own_exit_ends_at_once_and_keeps_the_catalogue(condor_site, tmp_path, record_property):
+    from concurrent.futures import ThreadPoolExecutor
+
+    schedd, record = condor_site["schedd"], tmp_path / "out" / "1056215p.provenance.json"
+    seen = {ad["ClusterId"] for ad in schedd.ads()}
+
+    def cancel_once_the_catalogue_is_stored() -> dict:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            job = next((ad for ad in schedd.ads() if ad["ClusterId"] not in seen and ad.get("JobPid")), None)
+            if job:
+                break
+            time.sleep(0.05)
+        schedd.race_removal_with_exit(job["ClusterId"])
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        with _frozen(job["JobPid"]):  # stored, and the engine not yet done: the user cancels now
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(job["CanfarFlowRunId"], Cancelling(), force=True)
+            while schedd._load(job["ClusterId"])["JobStatus"] != 3:
+                time.sleep(0.1)
+        return job
+
+    cancelled = ThreadPoolExecutor(1).submit(cancel_once_the_catalogue_is_stored)
+    results = _batch(condor_site, "1056215p", tmp_path)
+    job = cancelled.result()
+    run = _final_state(job["CanfarFlowRunId"])
+    record_property("did", f"{run.state.type.value}: {run.state.message}; batch row {results[0]['status']}: {results[0]['message']}")
+    assert run.state.type.value == "CANCELLED"
+    assert run.state.message.startswith(f"cancelled in Prefect as HTCondor job {job['ClusterId']} finished")
+    assert results[0]["status"] == "completed" and results[0]["message"] == "cancelled after its catalogue was stored"
+    assert results[0]["runs"] == 1 and results[0]["flow_run"] == job["CanfarFlowRunId"]
+    log = (Path(_SESSION) / "condor-logs" / job["CanfarFlowRunId"] / "job.log").read_text()
+    assert log.index("Job terminated.") < log.index("Job was aborted.") and "Job was evicted" not in log
+
+
+@pytest.mark.fault('execution', 'HTCondor job vacated (SIGTERM, then run again)',
+                   'pending while HTCondor runs the job again, never crashed; one run, one job, completed once')
+def test_a_vacated_job_runs_again_and_its_exposure_is_catalogued_once(condor_site, tmp_path, record_property):
+    schedd = condor_site["schedd"]
+    vacated = _act_on_first_running_job(schedd, schedd.vacate)
+    results = _batch(condor_site, "1056213p", tmp_path)
+    job = vacated.result()
+    states = _state_types(job["CanfarFlowRunId"])
+    record_property("did", f"batch row {results[0]['status']} after {results[0]['runs']} run; run states {' > '.join(states)}")
+    assert results[0]["status"] == "completed" and results[0]["runs"] == 1  # the batch never started it again
+    assert "CRASHED" not in states and states[-1] == "COMPLETED" and states.count("COMPLETED") == 1
+    ad = schedd.wait_for(job["ClusterId"], COMPLETED, timeout=60)
     assert ad["Runs"] == 2 and ad["ExitCode"] == 0
-    assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
-    log = (Path(_SESSION) / "condor-logs" / str(run.id) / "job.log").read_text()
-    assert "Job was evicted." in log
+    assert len(_jobs_of(schedd, job["CanfarFlowRunId"])) == 1
+    log = (Path(_SESSION) / "condor-logs" / job["CanfarFlowRunId"] / "job.log").read_text()
+    assert "Job was evicted. Code 1022" in log and log.count("Job executing") == 2
+    with get_client(sync_client=True) as client:
+        pending = [s for s in client.read_flow_run_states(job["CanfarFlowRunId"]) if s.type.value == "PENDING"]
+    assert any("evicted (Job vacated by schedd)" in (s.message or "") for s in pending)
+
+
+@pytest.mark.fault('execution', 'HTCondor job removed by the user (condor_rm)',
+                   'cancelled, never passing through crashed; the batch does not start it again')
+def test_a_job_removed_with_condor_rm_cancels_its_run_and_nothing_else(condor_site, tmp_path, record_property):
+    import htcondor2
+
+    schedd = condor_site["schedd"]
+    removed = _act_on_first_running_job(
+        schedd, lambda cluster: schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {cluster}"))
+    with pytest.raises(Exception, match="1 of 1 exposures have no catalogue"):
+        _batch(condor_site, "1056215p", tmp_path)
+    job = removed.result()
+    run = _final_state(job["CanfarFlowRunId"])
+    states = _state_types(job["CanfarFlowRunId"])
+    record_property("did", f"run states {' > '.join(states)}: {run.state.message}")
+    assert states[-1] == "CANCELLED" and "CRASHED" not in states
+    assert run.state.message == f"HTCondor job {job['ClusterId']} was removed (via condor_rm (by user jdoe))"
+    assert len([r for r in _runs_named("1056215p") if str(r.id) != job["CanfarFlowRunId"] and r.created > run.created]) == 0
+    log = (Path(_SESSION) / "condor-logs" / job["CanfarFlowRunId"] / "job.log").read_text()
+    assert log.index("Job was evicted. Code 1023") < log.index("Job was aborted.")
 
 
 @pytest.mark.fault('execution', 'worker restarted mid-run', 'the job goes on; no second job; completed')
@@ -248,17 +401,99 @@ def test_a_worker_restart_does_not_submit_a_job_twice(condor_site, tmp_path, rec
     assert len(_jobs_of(condor_site["schedd"], run.id)) == 1
 
 
-@pytest.mark.fault('execution', 'job held while no worker watched', 'the restarted worker crashes the run with the reason')
-def test_a_job_held_while_no_worker_watched_still_crashes_its_run(condor_site, tmp_path, record_property):
-    record_property("did", 'Crashed with the reason after the restart')
-    run = _start_exposure("1056216p", f"file://{tmp_path}/out")
-    job = _wait_for_job(condor_site["schedd"], run.id, RUNNING)
-    stop(condor_site["worker"])
-    condor_site["schedd"].hold(job["ClusterId"], "Job has gone over memory limit of 7168 megabytes", code=34)
-    condor_site["worker"] = _start_worker(condor_site["condor_env"])
+# -- a pool whose jobs go to a named schedd -------------------------------------------------------
+SCAN = {"pending_scan_seconds": 1, "pending_without_job_seconds": 6}
+
+
+@pytest.fixture(scope="module")
+def named_site(condor_site):
+    """A second htcondor pool whose base job template names the schedd ``named``, and its worker,
+    which looks for runs left Pending without a job every second and crashes them after 6 s."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from canfar_catalogue.worker.htcondor import HTCondorWorker
+
+    template = HTCondorWorker.get_default_base_job_template()
+    template["variables"]["properties"]["schedd"]["default"] = "named"
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name="condor-named", type="htcondor", base_job_template=template),
+                                overwrite=True)
+    settings = _SESSION / "named-settings.toml"
+    text = Path(os.environ["CANFAR_CATALOGUE_SETTINGS"]).read_text()
+    settings.write_text(text.replace("[htcondor]\n", "[htcondor]\n" + "".join(f"{k} = {v}\n" for k, v in SCAN.items())))
+    env = {**condor_site["condor_env"], "CANFAR_CATALOGUE_SETTINGS": str(settings)}
+    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": str(settings)}}
+    site = {**condor_site, "named_env": env, "deployment": deploy_exposures_on("condor-named", "condor-named", job_variables),
+            "named": FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]) / "schedds" / "named")}
+    site["named_worker"] = _start_worker(env, "condor-named")
+    yield site
+    stop(site["named_worker"])
+
+
+@pytest.mark.fault('execution', 'job held while no worker watched (named schedd)',
+                   'the restarted worker finds the job on the pool\'s schedd and crashes the run with the reason')
+def test_a_job_held_while_no_worker_watched_still_crashes_its_run(named_site, tmp_path, record_property):
+    schedd = named_site["named"]
+    run = run_deployment(named_site["deployment"], timeout=0,
+                         parameters={"observation_id": "1056216p", "destination": f"file://{tmp_path}/out"})
+    job = _wait_for_job(schedd, run.id, RUNNING)
+    _wait_for_state(run.id, "RUNNING")
+    with _frozen(job["JobPid"]):
+        stop(named_site["named_worker"])
+        schedd.hold(job["ClusterId"], "Job has gone over memory limit of 7168 megabytes", code=34)
+    named_site["named_worker"] = _start_worker(named_site["named_env"], "condor-named")
     ended = _final_state(run.id)
+    record_property("did", f"{ended.state.type.value}: {ended.state.message}")
     assert ended.state.type.value == "CRASHED" and "memory limit" in ended.state.message
-    assert condor_site["schedd"]._load(job["ClusterId"])["JobStatus"] == 3
+    assert schedd.wait_for(job["ClusterId"], 3, timeout=60)["JobStatus"] == 3
+    assert _jobs_of(named_site["schedd"], run.id) == []  # nothing went to the local schedd
+
+
+@pytest.mark.fault('execution', 'worker went away between claiming a run and submitting its job',
+                   'the run ends Crashed, saying so, within the scan time; the batch starts the exposure again')
+def test_a_run_whose_worker_went_away_before_submitting_is_crashed_and_run_again(named_site, tmp_path, record_property):
+    from concurrent.futures import ThreadPoolExecutor
+
+    schedd = named_site["named"]
+    stop(named_site["named_worker"])
+    schedd.hang_submissions()
+    doomed = _start_worker(named_site["named_env"], "condor-named")
+    batch = ThreadPoolExecutor(1).submit(_batch, named_site, "1056217p", tmp_path, named_site["deployment"])
+    try:
+        claimed = _wait_for_run(named_site["deployment"], "PENDING")
+        time.sleep(2)  # the worker is inside its submit call
+        os.killpg(doomed.pid, signal.SIGKILL)
+    finally:
+        schedd.hang_submissions(False)
+        named_site["named_worker"] = _start_worker(named_site["named_env"], "condor-named")
+    results = batch.result(timeout=300)
+    crashed = _final_state(claimed.id)
+    record_property("did", f"{crashed.state.type.value}: {crashed.state.message}; batch row {results[0]['status']} "
+                           f"after {results[0]['runs']} runs")
+    assert crashed.state.type.value == "CRASHED" and "no HTCondor job" in crashed.state.message
+    assert results[0]["status"] == "completed" and results[0]["runs"] == 2
+    assert _jobs_of(schedd, claimed.id) == []
+
+
+@pytest.mark.fault('execution', 'job idle in the queue for longer than the Pending scan\'s limit',
+                   'the run stays Pending (never crashed) and completes once the job runs')
+def test_a_run_whose_job_waits_idle_in_the_queue_is_left_alone(named_site, tmp_path, record_property):
+    schedd = named_site["named"]
+    (schedd.state / "matchmaking").touch()  # no execute node: the job waits
+    try:
+        run = run_deployment(named_site["deployment"], timeout=0,
+                             parameters={"observation_id": "1056213p", "destination": f"file://{tmp_path}/out"})
+        job = _wait_for_job(schedd, run.id, 1)
+        time.sleep(SCAN["pending_without_job_seconds"] + 4 * SCAN["pending_scan_seconds"])
+        waited = _state_types(run.id)
+        FakePool(schedd.state).join("idle-test-vm", job["VMType"], cpus=2)
+        assert schedd.negotiate() == 1
+    finally:
+        (schedd.state / "matchmaking").unlink()
+    ended = _final_state(run.id)
+    record_property("did", f"{' > '.join(waited)} while idle, then {ended.state.type.value}")
+    assert waited[-1] == "PENDING" and "CRASHED" not in waited
+    assert ended.state.type.value == "COMPLETED"
 
 
 # -- the tutorial's submit file ---------------------------------------------------------------------

@@ -21,9 +21,18 @@ follows the job's user log with ``htcondor2.JobEventLog``:
 | executing | running (the engine in the job reports it) |
 | terminated, return value 0 | completed |
 | terminated, other value | failed, with the end of the job's error file |
+| evicted (vacate, or the first step of a hold or removal) | back to pending; HTCondor runs the job again, or holds or removes it |
 | held | crashed with the hold reason; the job is removed, so the batch starts the exposure again |
-| evicted, shadow exception | back to pending; HTCondor runs the job again |
-| aborted | cancelled |
+| aborted (removed) | cancelled |
+
+The user log is the only source of these outcomes: the job's own process
+keeps HTCondor's SIGTERM from the engine (``worker/job.py``), so a run never
+reports itself Crashed behind the worker's back.  A run cancelled in Prefect
+has its job removed and ends Cancelled, also when the job finishes at that
+moment.  Every worker of the pool also looks, every ``pending_scan_seconds``,
+for runs of the pool left Pending with no job (their worker went away between
+claiming them and submitting), and ends them Crashed, so a batch starts them
+again.
 
 Secrets never go into the job's environment (anyone on the submit host can
 read it with ``condor_q -l``): the proxy travels as ``x509userproxy``, other
@@ -36,7 +45,7 @@ from __future__ import annotations
 import re
 import stat
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -44,9 +53,10 @@ from typing import TYPE_CHECKING, Any, Optional
 import anyio
 import anyio.abc
 from pydantic import BaseModel, Field, PrivateAttr
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, WorkPoolFilter, WorkPoolFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import InfrastructureNotFound
-from prefect.states import Failed, Pending
+from prefect.states import Crashed, Failed, Pending
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from ..boundaries.cadc import ProxyFile, write_private
@@ -216,12 +226,18 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
     async def setup(self) -> None:
         await super().setup()
         self._runs_task_group.start_soon(self._resume_following)
+        self._runs_task_group.start_soon(self._scan_for_runs_without_jobs)
+
+    def _pool_schedd(self) -> Schedd:
+        """The schedd named in the work pool's base job template (``schedd``), where its jobs are."""
+        variables = (self._work_pool.base_job_template if self._work_pool else {}).get("variables", {})
+        return open_schedd(variables.get("properties", {}).get("schedd", {}).get("default") or "")
 
     async def _resume_following(self) -> None:
         """After a restart, follow again the jobs of this pool's unfinished runs, so that a job
         held or removed while no worker watched still ends its run."""
         try:
-            schedd = open_schedd()
+            schedd = self._pool_schedd()
             ads = await anyio.to_thread.run_sync(
                 lambda: schedd.query(
                     flow_run_constraint(),
@@ -274,12 +290,11 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
                 elif kind == htcondor2.JobEventType.EXECUTE:
                     logger.info("HTCondor job %d is running on %s", cluster, event.get("ExecuteHost", "an execute node"))
                 elif kind in (htcondor2.JobEventType.JOB_EVICTED, htcondor2.JobEventType.SHADOW_EXCEPTION):
-                    logger.warning("HTCondor job %d was evicted from its execute node; it will run again", cluster)
-                    await self.client.set_flow_run_state(flow_run.id, Pending(message=f"HTCondor job {cluster} evicted"), force=True)
+                    await self._evicted(flow_run, cluster, event.get("Reason", "") or event.get("Message", ""))
                 elif kind == htcondor2.JobEventType.JOB_HELD:
                     return await self._held(flow_run, schedd, cluster, _hold_reason(event))
                 elif kind == htcondor2.JobEventType.JOB_ABORTED:
-                    return await self._removed(flow_run, cluster, event.get("Reason", ""))
+                    return await self._removed(flow_run, cluster, event.get("Reason", ""), cancelled_in_prefect=removing)
                 elif kind == htcondor2.JobEventType.JOB_TERMINATED:
                     return await self._exited(flow_run, cluster, int(event.get("ReturnValue", -1)), log_path)
             if unreadable:
@@ -295,10 +310,11 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
 
     async def _ended_in_queue(self, flow_run: "FlowRun", schedd: Schedd, cluster: int, log_path: Path):
         """The same outcomes as the user log's, read from the job's ad; None while it runs."""
-        ads = await anyio.to_thread.run_sync(
-            lambda: schedd.query(f"ClusterId == {cluster}", ["JobStatus", "ExitCode", "HoldReason", "HoldReasonCode"])
-        )
-        if not ads:  # gone from the queue: finished; the engine in the job reported how
+        projection = ["JobStatus", "ExitCode", "HoldReason", "HoldReasonCode"]
+        ads = await anyio.to_thread.run_sync(lambda: schedd.query(f"ClusterId == {cluster}", projection))
+        if not ads:  # it has left the queue: the schedd's history says how it ended
+            ads = await anyio.to_thread.run_sync(lambda: list(schedd.history(f"ClusterId == {cluster}", projection, match=1)))
+        if not ads:  # not even in the history: the engine in the job reported how it ended
             current = await self.client.read_flow_run(flow_run.id)
             code = 0 if current.state and current.state.is_completed() else 1
             return await self._exited(flow_run, cluster, code, log_path)
@@ -318,15 +334,44 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         await self._propose_crashed_state(flow_run, f"HTCondor job {cluster} was held: {reason}")
         return HTCondorWorkerResult(status_code=HELD_EXIT_CODE, identifier=str(cluster))
 
-    async def _removed(self, flow_run: "FlowRun", cluster: int, reason: str) -> HTCondorWorkerResult:
-        self.get_flow_run_logger(flow_run).info("HTCondor job %d was removed %s", cluster, f"({reason})" if reason else "")
-        await self._mark_flow_run_as_cancelled(
-            await self.client.read_flow_run(flow_run.id),
-            state_updates={"message": f"HTCondor job {cluster} was removed"},
+    async def _evicted(self, flow_run: "FlowRun", cluster: int, reason: str) -> None:
+        """The job left its execute node: HTCondor runs it again, or a hold or removal follows."""
+        logger = self.get_flow_run_logger(flow_run)
+        why = f" ({reason})" if reason else ""
+        current = await self.client.read_flow_run(flow_run.id)
+        if current.state and (current.state.is_final() or current.state.type == StateType.CANCELLING):
+            # it had finished, or is being cancelled: the 004 changes nothing, a 009 or 005 follows
+            logger.info("HTCondor job %d was evicted%s; its run is %s", cluster, why, current.state.type.value)
+            return
+        logger.warning("HTCondor job %d was evicted from its execute node%s; waiting for HTCondor to run it again", cluster, why)
+        await self.client.set_flow_run_state(
+            flow_run.id, Pending(message=f"HTCondor job {cluster} evicted{why}"), force=True
         )
+
+    async def _removed(
+        self, flow_run: "FlowRun", cluster: int, reason: str, cancelled_in_prefect: bool = False
+    ) -> HTCondorWorkerResult:
+        logger = self.get_flow_run_logger(flow_run)
+        logger.info("HTCondor job %d was removed%s", cluster, f" ({reason})" if reason else "")
+        current = await self.client.read_flow_run(flow_run.id)
+        if current.state and current.state.is_final() and not current.state.is_cancelled():
+            return HTCondorWorkerResult(status_code=0, identifier=str(cluster))  # it ended first; that stands
+        message = (
+            f"cancelled in Prefect: HTCondor job {cluster} was removed" if cancelled_in_prefect
+            else f"HTCondor job {cluster} was removed" + (f" ({reason})" if reason else "")
+        )
+        await self._mark_flow_run_as_cancelled(current, state_updates={"message": message})
         return HTCondorWorkerResult(status_code=0, identifier=str(cluster))
 
     async def _exited(self, flow_run: "FlowRun", cluster: int, code: int, log_path: Path) -> HTCondorWorkerResult:
+        current = await self.client.read_flow_run(flow_run.id)
+        if current.state and current.state.type == StateType.CANCELLING:
+            # the cancellation crossed the job's own exit: the run ends as the user asked, now
+            await self._mark_flow_run_as_cancelled(
+                current,
+                state_updates={"message": f"cancelled in Prefect as HTCondor job {cluster} finished (exit code {code})"},
+            )
+            return HTCondorWorkerResult(status_code=0, identifier=str(cluster))
         if code != 0:
             await self._fail(flow_run, cluster, code, log_path.with_name("job.err"))
         return HTCondorWorkerResult(status_code=code, identifier=str(cluster))
@@ -347,6 +392,43 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             lambda: schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {cluster}", reason=reason)
         )
         return int(result.get("TotalSuccess", 0))
+
+    async def _scan_for_runs_without_jobs(self) -> None:
+        """Every ``pending_scan_seconds``: end Crashed the runs of this pool that have been Pending for
+        ``pending_without_job_seconds`` with no job carrying their flow run id, in the queue or in the
+        schedd's history.  Their worker claimed them and went away before submitting; no worker
+        will ever take a Pending run again, and the batch waiting for them starts them anew once
+        they are Crashed.  Any worker of the pool does this, so it works when that worker never
+        comes back."""
+        while True:
+            await anyio.sleep(float(SETTINGS["pending_scan_seconds"]))
+            try:
+                await self._crash_runs_without_jobs(timedelta(seconds=float(SETTINGS["pending_without_job_seconds"])))
+            except Exception as exc:  # the next scan tries again
+                self._logger.warning("could not look for pending runs without an HTCondor job: %s", exc)
+
+    async def _crash_runs_without_jobs(self, older_than: timedelta) -> None:
+        pending = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
+        )
+        now = datetime.now(timezone.utc)
+        stale = [run for run in pending if run.state and now - run.state.timestamp > older_than]
+        if not stale:
+            return
+        schedd = self._pool_schedd()
+        for run in stale:
+            attribute = f'{FLOW_RUN_ATTRIBUTE} == "{run.id}"'
+            if await anyio.to_thread.run_sync(lambda: schedd.query(attribute, ["ClusterId"])):
+                continue  # idle in the queue (waiting for a VM) or running: not ours to touch
+            if await anyio.to_thread.run_sync(lambda: list(schedd.history(attribute, ["ClusterId"], match=1))):
+                continue  # it had a job, which ended: whoever follows it says how
+            seconds = (now - run.state.timestamp).total_seconds()
+            waited = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+            claimed_by = run.labels.get("prefect.worker.name", "a worker")
+            message = f"pending for {waited} with no HTCondor job: {claimed_by} claimed it and went away before submitting one"
+            self.get_flow_run_logger(run).warning("%s; marking it crashed so that it can be run again", message)
+            await self._propose_crashed_state(run, message)
 
     async def kill_infrastructure(
         self, infrastructure_pid: str, configuration: HTCondorJobConfiguration, grace_seconds: int = 30

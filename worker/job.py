@@ -1,4 +1,4 @@
-"""What an HTCondor job runs on the execute node, before Prefect's engine takes over.
+"""What an HTCondor job runs on the execute node, around Prefect's engine.
 
     python -m canfar_catalogue.worker.job
 
@@ -6,20 +6,35 @@ It refuses to start when the installed canfar-catalogue is not the version the
 deployment expects (a worker image built from another release would compute
 different catalogues), points the CADC settings at the credentials HTCondor
 transferred into the job's scratch directory, loads secrets sent as files into
-this process only, and then replaces itself with ``python -m prefect.engine``,
+the engine's environment only, and then runs ``python -m prefect.engine``,
 which runs the flow run named by ``PREFECT__FLOW_RUN_ID``.
+
+HTCondor's signals are for this process, not for the engine.  A hold, a
+vacate or a removal sends the job SIGTERM (its ``kill_sig``); Prefect's engine
+would answer by reporting the run Crashed within a second, before the worker
+has read the user log, and a batch would start the exposure again while
+HTCondor also runs the job again.  So the engine starts with SIGTERM blocked
+(Prefect's handler can be installed but never runs), in a process group of
+its own, and when SIGTERM comes this process ends the engine and its CCD
+workers with SIGKILL, leaving the run's state untouched.  What happened is
+then said by the worker, from the user log: evicted (pending, the job runs
+again), held (crashed), removed (cancelled).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 VERSION_MISMATCH = 3
+#: The exit code after HTCondor asked the job to stop (128 + SIGTERM, as a shell reports it).
+STOPPED_BY_HTCONDOR = 128 + signal.SIGTERM
 
 
 def _toml(sections: dict[str, dict]) -> str:
@@ -78,8 +93,28 @@ def main() -> int:
         settings = scratch / "canfar-catalogue-settings.toml"
         settings.write_text(_toml(sections))
         environment["CANFAR_CATALOGUE_SETTINGS"] = str(settings)
-    os.execve(sys.executable, [sys.executable, "-m", "prefect.engine"], environment)
-    return 0  # not reached
+    return run_engine(environment)
+
+
+def run_engine(environment: dict[str, str]) -> int:
+    """Run Prefect's engine until it exits (its exit code) or HTCondor stops the job."""
+    stopped = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        try:
+            os.killpg(engine.pid, signal.SIGKILL)
+        except ProcessLookupError:  # the engine had already exited
+            pass
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the engine, its threads and children
+    engine = subprocess.Popen([sys.executable, "-m", "prefect.engine"], env=environment, process_group=0)
+    signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a SIGTERM that came meanwhile lands now
+    code = engine.wait()
+    if stopped:
+        return STOPPED_BY_HTCONDOR
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":
