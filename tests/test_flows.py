@@ -360,7 +360,9 @@ def test_credentials_that_expire_before_the_work_fail_early_with_the_renewal_ste
 
 
 # -- force, re-attachment and what the batch's table says ----------------------------------------------
-def test_force_recomputes_a_finished_exposure_in_a_new_run(local_site, tmp_path):
+@pytest.mark.fault('execution', 'force=true on exposures an earlier batch finished',
+                   'a new run each, a new catalogue and record; never the earlier run re-attached')
+def test_force_recomputes_a_finished_exposure_in_a_new_run(local_site, tmp_path, record_property):
     destination = f"file://{tmp_path}/vospace"
     record = tmp_path / "vospace" / "1056216p.provenance.json"
 
@@ -379,9 +381,12 @@ def test_force_recomputes_a_finished_exposure_in_a_new_run(local_site, tmp_path)
     assert len(set(runs)) == 3  # each force is a new run: none re-attached to an earlier batch's
     assert remade["flow_run_id"] == forced[1]["flow_run"] and remade["created"] > made["created"]
     assert batch(False)["status"] == "skipped"
+    record_property("did", f"3 runs for 3 batches (2 forced); record remade at {remade['created']}")
 
 
-def test_a_new_batch_re_attaches_to_runs_in_flight_but_not_to_one_stuck_pending(local_site, tmp_path):
+@pytest.mark.fault('execution', 'an earlier batch left a run in flight and one stuck Pending (its worker gone)',
+                   'a new batch re-attaches to the first, starts the stuck one anew, and says which in its table')
+def test_a_new_batch_re_attaches_to_runs_in_flight_but_not_to_one_stuck_pending(local_site, tmp_path, record_property):
     """An earlier batch is still waiting for two children: one in flight, one claimed by a worker that
     went away (Pending, no infrastructure).  A new batch over those and two other exposures re-attaches
     to the first, starts the stuck one anew, skips the finished one and starts the last; its table
@@ -432,6 +437,8 @@ def test_a_new_batch_re_attaches_to_runs_in_flight_but_not_to_one_stuck_pending(
     completed = [r for r in _exposure_runs(in_flight) if r.deployment_id == first[in_flight].deployment_id
                  and r.state.is_completed()]
     assert len(completed) == 1  # one run catalogued it, for both batches
+    record_property("did", ", ".join(f"{r['id']} {r['status']}/{r['run_origin'] or 'no run'}/{r['runs']} started"
+                                     for r in rows.values()))
 
 
 def _wait_for_run_named(deployment: str, name: str, timeout: float = 120):
