@@ -58,7 +58,11 @@ def open_schedd(name: str = "") -> Schedd:
 STILL_QUEUED = "JobStatus =!= 3 && JobStatus =!= 4"
 
 
+def flow_run_jobs(flow_run_id: str | None = None) -> str:
+    """Jobs of a flow run (of any flow run, without an id), in the queue or in the history."""
+    return f'{FLOW_RUN_ATTRIBUTE} == "{flow_run_id}"' if flow_run_id else f"{FLOW_RUN_ATTRIBUTE} =!= undefined"
+
+
 def flow_run_constraint(flow_run_id: str | None = None) -> str:
     """Jobs of a flow run (of any flow run, without an id) that are still in the queue."""
-    run = f'{FLOW_RUN_ATTRIBUTE} == "{flow_run_id}"' if flow_run_id else f"{FLOW_RUN_ATTRIBUTE} =!= undefined"
-    return f"{run} && {STILL_QUEUED}"
+    return f"{flow_run_jobs(flow_run_id)} && {STILL_QUEUED}"

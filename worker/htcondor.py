@@ -56,13 +56,13 @@ from pydantic import BaseModel, Field, PrivateAttr
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, WorkPoolFilter, WorkPoolFilterName
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import InfrastructureNotFound
-from prefect.states import Crashed, Failed, Pending
+from prefect.states import Failed, Pending
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from ..boundaries.cadc import ProxyFile, write_private
 from ..boundaries.credentials import require_lifetime
 from ..boundaries.errors import PermanentError, PermissionDenied
-from ..boundaries.schedd import FLOW_RUN_ATTRIBUTE, Schedd, flow_run_constraint, open_schedd
+from ..boundaries.schedd import FLOW_RUN_ATTRIBUTE, Schedd, flow_run_constraint, flow_run_jobs, open_schedd
 from ..config import settings
 
 if TYPE_CHECKING:
@@ -408,20 +408,18 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
                 self._logger.warning("could not look for pending runs without an HTCondor job: %s", exc)
 
     async def _crash_runs_without_jobs(self, older_than: timedelta) -> None:
-        pending = await self.client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
-        )
         now = datetime.now(timezone.utc)
-        stale = [run for run in pending if run.state and now - run.state.timestamp > older_than]
+        stale = [run for run in await self._pending_runs() if run.state and now - run.state.timestamp > older_than]
         if not stale:
             return
         schedd = self._pool_schedd()
+        queued = await anyio.to_thread.run_sync(lambda: schedd.query(flow_run_constraint(), [FLOW_RUN_ATTRIBUTE]))
+        in_queue = {ad[FLOW_RUN_ATTRIBUTE] for ad in queued}  # idle (waiting for a VM) or running: not ours to touch
         for run in stale:
-            attribute = f'{FLOW_RUN_ATTRIBUTE} == "{run.id}"'
-            if await anyio.to_thread.run_sync(lambda: schedd.query(attribute, ["ClusterId"])):
-                continue  # idle in the queue (waiting for a VM) or running: not ours to touch
-            if await anyio.to_thread.run_sync(lambda: list(schedd.history(attribute, ["ClusterId"], match=1))):
+            if str(run.id) in in_queue:
+                continue
+            ended = await anyio.to_thread.run_sync(lambda: list(schedd.history(flow_run_jobs(str(run.id)), ["ClusterId"], match=1)))
+            if ended:
                 continue  # it had a job, which ended: whoever follows it says how
             seconds = (now - run.state.timestamp).total_seconds()
             waited = f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
@@ -429,6 +427,19 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             message = f"pending for {waited} with no HTCondor job: {claimed_by} claimed it and went away before submitting one"
             self.get_flow_run_logger(run).warning("%s; marking it crashed so that it can be run again", message)
             await self._propose_crashed_state(run, message)
+
+    async def _pending_runs(self) -> list["FlowRun"]:
+        """Every Pending run of this pool (a pool waiting for VMs may have thousands)."""
+        runs, page = [], 200
+        while True:
+            batch = await self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING]))),
+                work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self._work_pool_name])),
+                limit=page, offset=len(runs),
+            )
+            runs += batch
+            if len(batch) < page:
+                return runs
 
     async def kill_infrastructure(
         self, infrastructure_pid: str, configuration: HTCondorJobConfiguration, grace_seconds: int = 30
