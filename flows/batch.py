@@ -26,6 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -127,6 +128,26 @@ def _number(run: FlowRun) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def _follow_or_start(
+    exposure: Exposure, earlier: list[FlowRun], work: str, stuck_after: timedelta,
+    start: Callable[[Exposure, str, str], str],
+) -> None:
+    """Follow the run of this work that an earlier batch left in flight, or start the next one."""
+    in_flight = sorted((run for run in earlier if _can_progress(run, stuck_after)), key=lambda run: run.created)
+    exposure.attempts += 1
+    exposure.reattached = bool(in_flight)
+    if in_flight:
+        run = in_flight[-1]
+        exposure.flow_run_id = str(run.id)
+        get_run_logger().info("%s: re-attached to run %s (%s), in flight from an earlier batch",
+                              exposure.id, run.name, run.state.type.value)
+    else:
+        exposure.started += 1
+        name = exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})"
+        exposure.flow_run_id = start(exposure, f"{work}:{max(map(_number, earlier), default=0) + 1}", name)
+    exposure.status = "running"
+
+
 def _is_permanent(state) -> bool:
     return "PermanentFailure" in (state.message or "")
 
@@ -175,34 +196,25 @@ def catalogue_batch(
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force}
     stuck_after = timedelta(seconds=stuck_pending_seconds)
     deployment_id = None
+
+    def start(exposure: Exposure, key: str, name: str) -> str:
+        child = run_deployment(
+            exposure_deployment,
+            parameters={"observation_id": exposure.id, **parameters},
+            job_variables=job_variables or None,
+            idempotency_key=key,
+            flow_run_name=name,
+            timeout=0,
+            as_subflow=True,
+        )
+        return str(child.id)
+
     while todo or running:
         while todo and len(running) < max_in_flight:
             exposure = todo.popleft()
-            if deployment_id is None:
-                deployment_id = _deployment_id(exposure_deployment)
+            deployment_id = deployment_id or _deployment_id(exposure_deployment)
             work = _work_key(exposure, config_hash, destination, force)
-            earlier = _runs_of(deployment_id, exposure, work)
-            in_flight = sorted((r for r in earlier if _can_progress(r, stuck_after)), key=lambda r: r.created)
-            exposure.attempts += 1
-            if in_flight:
-                run = in_flight[-1]
-                exposure.flow_run_id, exposure.reattached = str(run.id), True
-                logger.info("%s: re-attached to run %s (%s), in flight from an earlier batch",
-                            exposure.id, run.name, run.state.type.value)
-            else:
-                exposure.started += 1
-                exposure.reattached = False
-                child = run_deployment(
-                    exposure_deployment,
-                    parameters={"observation_id": exposure.id, **parameters},
-                    job_variables=job_variables or None,
-                    idempotency_key=f"{work}:{max(map(_number, earlier), default=0) + 1}",
-                    flow_run_name=exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})",
-                    timeout=0,
-                    as_subflow=True,
-                )
-                exposure.flow_run_id = str(child.id)
-            exposure.status = "running"
+            _follow_or_start(exposure, _runs_of(deployment_id, exposure, work), work, stuck_after, start)
             running[exposure.flow_run_id] = exposure
         if not running:
             break
