@@ -38,6 +38,8 @@ class Provenance:
     archive: str = ""
     software: dict[str, str] = field(default_factory=dict)
     flow_run_id: str | None = None
+    #: The exposure's quality numbers (:meth:`..science.qa.ExposureQuality.to_dict`); older records have none.
+    qa: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema: int = SCHEMA
 

@@ -90,6 +90,14 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
         return EXIT_BAD_INPUT
     for ccd in result.failed:
         print(f"canfar-catalogue: {args.image}, {ccd.label}: skipped: {ccd.error}", file=sys.stderr)
+    if args.qa:
+        try:
+            _write_qa(args.qa, result, config.mag_zeropoint)
+            if not args.quiet:
+                print(f"canfar-catalogue: quality figure -> {args.qa}", file=sys.stderr)
+        except OSError as exc:
+            print(f"canfar-catalogue: cannot write the QA figure {args.qa}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     if not args.quiet:
         print(
             f"canfar-catalogue: {result.count} sources from {len(result.ccds) - len(result.failed)} CCDs "
@@ -97,6 +105,18 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
             file=sys.stderr,
         )
     return EXIT_SOME_CCDS_SKIPPED if result.failed else EXIT_OK
+
+
+def _write_qa(target: Path, result, zeropoint: float) -> None:
+    """The quality figure, written under a temporary name and then moved, like the catalogue."""
+    from ..science.qa import assess
+    from ..science.qa_figure import exposure_figure, exposure_title
+
+    quality = assess(result, zeropoint)
+    png = exposure_figure(quality, result.layout, exposure_title(Path(result.path).name, quality))
+    partial = target.with_name(f".{target.name}.part")
+    partial.write_bytes(png)
+    partial.replace(target)
 
 
 def _synth(args: argparse.Namespace, _: list[str]) -> int:
@@ -194,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, metavar="N", help="processes measuring CCDs (default: one per core)"
     )
     detect.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    detect.add_argument(
+        "--qa", type=Path, metavar="PNG",
+        help="also write the exposure's quality figure (focal plane, magnitudes, seeing, background), "
+        "the one the Prefect UI shows, e.g. --qa qa.png",
+    )
     detect.set_defaults(run=_detect)
 
     synth = commands.add_parser(

@@ -44,8 +44,11 @@ from ..boundaries.provenance import is_done
 from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
 from ..tasks.policy import task_options
+from . import qa_view
 
 SETTINGS = config.settings()["batch"]
+#: Each exposure's key quality numbers, in the batch's table (from its provenance record).
+QA_COLUMNS = ("fwhm", "ellipticity", "limiting_magnitude")
 DOWNLOAD = config.settings()["download"]
 
 
@@ -66,6 +69,8 @@ class Exposure:
     reattached: bool = False  # the run followed now was in flight from an earlier batch
     message: str = ""
     sources: int | None = None
+    qa: dict | None = None  # the quality numbers stored with its catalogue
+    made_by: str | None = None  # the run that made the catalogue this batch skipped
 
 
 @task(name="plan", **task_options(DOWNLOAD))
@@ -88,6 +93,7 @@ def plan(observation_ids: list[str], archive: str, destination: str, config_hash
         record = None if force else is_done(target, observation_id, exposure.input_md5, config_hash)
         if record:
             exposure.status, exposure.sources, exposure.message = "skipped", record.sources, "already catalogued"
+            exposure.qa, exposure.made_by = record.qa, record.flow_run_id
         return exposure
 
     with ThreadPoolExecutor(max_workers=int(SETTINGS["lookup_threads"])) as pool:
@@ -229,7 +235,7 @@ def catalogue_batch(
                 if record and state.is_cancelled() and record.flow_run_id != run_id:
                     record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
-                exposure.status, exposure.sources = "completed", record.sources
+                exposure.status, exposure.sources, exposure.qa = "completed", record.sources, record.qa
                 exposure.message = (
                     "cancelled after its catalogue was stored" if state.is_cancelled()
                     else "re-attached to a run in flight from an earlier batch" if exposure.reattached else ""
@@ -282,6 +288,7 @@ def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
             "run_origin": ("re-attached" if exposure.reattached else "started") if exposure.flow_run_id else "",
             "catalogue": target.location(f"{exposure.id}.cat") if exposure.status in ("completed", "skipped") else "",
             "message": exposure.message,
+            **{key: (exposure.qa or {}).get(key) for key in QA_COLUMNS},
         })
     create_table_artifact(key="catalogue-batch", table=rows, description="one row per exposure")
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "skipped", "failed", "cancelled")}
@@ -290,6 +297,9 @@ def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
     failed = [r for r in rows if r["status"] in ("failed", "cancelled")]
     if failed:
         lines += ["", "#### Without a catalogue", ""] + [f"- `{r['id']}`: {r['message']}" for r in failed]
+    lines += qa_view.batch_section(
+        [{**row, "qa": exposure.qa, "made_by": exposure.made_by} for row, exposure in zip(rows, exposures)]
+    )
     create_markdown_artifact(key="catalogue-batch-summary", markdown="\n".join(lines) + "\n")
     if failed:
         names = ", ".join(f"{r['id']} ({r['message']})" for r in failed[:20])

@@ -18,9 +18,12 @@ from ..boundaries.errors import PermanentError
 from ..boundaries.provenance import Provenance, catalogue_name, is_done, software_versions
 from ..boundaries.storage import open_destination
 from ..science import ExtractionConfig, InputError, load_config
+from ..science.qa import assess
+from ..science.qa_figure import exposure_title
 from ..tasks.detect import detect
 from ..tasks.download import archive_checksum, download
 from ..tasks.upload import upload
+from . import qa_view
 from .scratch import scratch_root
 
 
@@ -50,6 +53,7 @@ def catalogue_exposure(
     the same input md5 and configuration, unless ``force``.
     """
     logger = get_run_logger()
+    qa_view.preload()
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
@@ -68,6 +72,8 @@ def catalogue_exposure(
             return {"id": observation_id, "status": "skipped", "sources": done.sources}
         fetched = download(observation_id, archive, workdir)
         result = detect(fetched.path, extraction.to_json(), catalogue)
+        quality = assess(result, extraction.mag_zeropoint)
+        figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))
         record = Provenance(
             observation_id=observation_id,
             input_md5=fetched.md5,
@@ -79,6 +85,7 @@ def catalogue_exposure(
             archive=archive,
             software=software_versions(),
             flow_run_id=flow_run.get_id(),
+            qa=quality.to_dict(),
         )
         location = upload(catalogue, record, destination)
     except (ids.InvalidID, InputError, PermanentError) as exc:
@@ -93,6 +100,12 @@ def catalogue_exposure(
         for c in result.ccds
     ]
     _publish(observation_id, "completed", result.count, rows, location)
+    try:
+        png = figure.result()
+    except Exception as exc:  # the numbers are published all the same
+        logger.warning("%s: the QA figure could not be drawn: %s", observation_id, exc)
+        png = None
+    qa_view.publish_exposure(observation_id, quality, png)
     logger.info("%s: %d sources -> %s", observation_id, result.count, location)
     return {"id": observation_id, "status": "completed", "sources": result.count, "catalogue": location}
 

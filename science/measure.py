@@ -22,6 +22,7 @@ from .photometry import (
     FLAG_TRUNCATED,
     auto_photometry,
 )
+from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 
 # sep touches its whole pixel stack on every call, so start from
@@ -44,12 +45,20 @@ class EmptyCCD(ValueError):
 
 @dataclass
 class CCDMeasurement:
-    """A CCD's catalogue rows plus what a progress line or artifact wants to show."""
+    """A CCD's catalogue rows plus what a progress line or the QA view wants to show.
+
+    The QA numbers come from the internal measurement, whatever columns the
+    user's ``.param`` asks for: ``magnitudes`` are every source's MAG_AUTO at
+    MAG_ZEROPOINT, ``saturated`` counts sources flagged saturated.
+    """
 
     sources: np.ndarray
     background: float
     rms: float
     threshold: float
+    seeing: Seeing
+    magnitudes: np.ndarray
+    saturated: int
 
 
 def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -299,6 +308,8 @@ def measure_ccd(
     iy = np.clip((objects["y"] + 0.5).astype(np.int64), 0, data.shape[0] - 1)
     under = background_map[iy, ix] if background_map is not None else global_back
     flags[objects["peak"] + under >= satur] |= FLAG_SATURATED
+    seeing = measure_seeing(data, segmap, objects, phot.flux, phot.fluxerr, flags)
+    mag, magerr = phot.magnitudes(config.mag_zeropoint)
 
     rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
     names = set(config.parameters)
@@ -321,7 +332,6 @@ def measure_ccd(
         if name in names:
             rows[name] = compute()
     if names & {"MAG_AUTO", "MAGERR_AUTO"}:
-        mag, magerr = phot.magnitudes(config.mag_zeropoint)
         if "MAG_AUTO" in names:
             rows["MAG_AUTO"] = mag
         if "MAGERR_AUTO" in names:
@@ -332,4 +342,7 @@ def measure_ccd(
             rows["ALPHA_J2000"] = alpha
         if "DELTA_J2000" in names:
             rows["DELTA_J2000"] = delta
-    return CCDMeasurement(rows, global_back, rms, float(threshold))
+    saturated = int(np.count_nonzero(flags & FLAG_SATURATED))
+    return CCDMeasurement(
+        rows, global_back, rms, float(threshold), seeing, mag[np.isfinite(mag)].astype(np.float32), saturated
+    )

@@ -22,9 +22,11 @@ import numpy as np
 from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd
+from .focal_plane import Box, layout
 from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
+from .seeing import Seeing
 from .sexconfig import ExtractionConfig
 
 
@@ -39,6 +41,9 @@ class CCDResult:
     background: float = float("nan")
     rms: float = float("nan")
     error: str | None = None
+    seeing: Seeing | None = None
+    magnitudes: np.ndarray | None = field(default=None, repr=False)
+    saturated: int = 0
 
     @property
     def count(self) -> int:
@@ -55,6 +60,8 @@ class ExposureResult:
     ccds: list[CCDResult] = field(default_factory=list)
     seconds: float = 0.0
     catalogue: Path | None = None
+    #: Where each CCD sits on the focal plane, by label (:func:`.focal_plane.layout`).
+    layout: dict[str, Box] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[CCDResult]:
@@ -84,6 +91,9 @@ def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
         sources=measured.sources,
         background=measured.background,
         rms=measured.rms,
+        seeing=measured.seeing,
+        magnitudes=measured.magnitudes,
+        saturated=measured.saturated,
     )
 
 
@@ -139,7 +149,7 @@ def measure_exposure(
     start = time.perf_counter()
     ccds = list_ccds(path)
     workers = min(workers or default_workers(), len(ccds))
-    result = ExposureResult(path)
+    result = ExposureResult(path, layout=layout(ccds))
 
     def finished(ccd_result: CCDResult) -> None:
         result.ccds.append(ccd_result)

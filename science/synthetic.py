@@ -55,6 +55,8 @@ def _ccd_header(spec: ExposureSpec, ext: int) -> fits.Header:
     column, row = (ext - 1) % 9, (ext - 1) // 9
     header = fits.Header()
     header["EXTNAME"] = (f"ccd{ext - 1:02d}", "CCD name")
+    x0, y0 = column * nx + 1, row * ny + 1  # the WCS below puts row 0 south, column 0 east
+    header["DETSEC"] = (f"[{x0}:{x0 + nx - 1},{y0}:{y0 + ny - 1}]", "the CCD's pixels on the mosaic")
     header["GAIN"] = (GAIN, "e-/ADU")
     header["SATURATE"] = (SATURATE, "saturation level (ADU)")
     header["CTYPE1"] = "RA---TAN"
