@@ -7,6 +7,7 @@ Each exposure is its own flow run, so a work pool (``process`` locally,
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -100,8 +101,10 @@ def catalogue_exposure(
         for c in result.ccds
     ]
     _publish(observation_id, "completed", result.count, rows, location)
+    waiting = time.perf_counter()
     try:
         png = figure.result()
+        logger.info("%s: QA picture ready (the run waited %.2f s for it)", observation_id, time.perf_counter() - waiting)
     except Exception as exc:  # the numbers are published all the same
         logger.warning("%s: the QA figure could not be drawn: %s", observation_id, exc)
         png = None
