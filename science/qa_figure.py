@@ -155,25 +155,33 @@ def exposure_figure(quality: ExposureQuality, layout: dict[str, Box], title: str
 
 def batch_figure(rows: Sequence[dict], zeropoint: float | None = None) -> bytes:
     """FWHM and limiting magnitude of every exposure of a batch, so that a bad one stands out.
-    ``rows`` have ``id``, ``fwhm`` and ``limiting_magnitude`` (None where unknown)."""
+    ``rows`` have ``id``, ``fwhm`` and ``limiting_magnitude`` (None where unknown).  An exposure
+    more than 10% off the batch's median FWHM, or 0.3 mag off its median depth, is drawn in red."""
     figure = _figure(BATCH_SIZE)
     seeing, depth = figure.subplots(2, 1, sharex=True)
     names = [row["id"] for row in rows]
     positions = np.arange(len(rows))
-    for axes, key, label, colour in (
-        (seeing, "fwhm", "median FWHM (px)", "#4c72b0"),
-        (depth, "limiting_magnitude", f"5σ limit, {_magnitude_label(zeropoint or 0)}", "#55a868"),
-    ):
+    panels = (
+        (seeing, "fwhm", "median FWHM (px)", "#4c72b0", lambda v, m: abs(v - m) > 0.1 * abs(m)),
+        (depth, "limiting_magnitude", f"5σ limit, {_magnitude_label(zeropoint or 0)}", "#55a868",
+         lambda v, m: abs(v - m) > 0.3),
+    )
+    for axes, key, label, colour, odd in panels:
         values = np.array([row.get(key) if row.get(key) is not None else np.nan for row in rows], dtype=float)
-        axes.bar(positions, np.nan_to_num(values, nan=0.0), color=colour)
         finite = values[np.isfinite(values)]
+        median = float(np.median(finite)) if finite.size else float("nan")
+        colours = [SKIPPED_COLOUR if np.isfinite(v) and odd(v, median) else colour for v in values]
+        axes.scatter(positions, values, c=colours, s=60, zorder=3)
         if finite.size:
-            median = float(np.median(finite))
             axes.axhline(median, color="black", linestyle=":", label=f"batch median {median:.2f}")
             spread = max(float(np.ptp(finite)), 0.05 * abs(median), 0.1)
             axes.set_ylim(finite.min() - spread, finite.max() + spread)
             axes.legend(loc="upper right", fontsize=8)
         axes.set_ylabel(label)
-    seeing.set_title(f"Seeing and depth of {len(rows)} exposures")
+        axes.grid(axis="y", alpha=0.3)
+    seeing.set_title(f"Seeing and depth of {len(rows)} exposures (red: off the batch's median)")
     depth.set_xticks(positions, names, rotation=45 if len(rows) > 8 else 0, ha="right" if len(rows) > 8 else "center")
+    depth.set_xlim(-0.5, len(rows) - 0.5)
+    if len(rows) > 8:  # room for the slanted names
+        figure.subplots_adjust(bottom=0.16)
     return _png(figure)
