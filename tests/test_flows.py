@@ -107,6 +107,15 @@ def test_batch_catalogues_exposures_then_skips_them(local_site, tmp_path):
     assert [r["status"] for r in again] == ["skipped", "skipped"]
     assert len(_exposure_runs()) == runs_before  # nothing dispatched, nothing downloaded
     assert (tmp_path / "vospace" / "1056213p.cat").stat().st_mtime_ns == created
+    # the quality of skipped exposures comes from their records, and the summary shows it
+    for first, second in zip(rows, again):
+        assert first["fwhm"] > 0 and (second["fwhm"], second["limiting_magnitude"]) == (first["fwhm"], first["limiting_magnitude"])
+    with get_client(sync_client=True) as client:
+        summary = client.read_latest_artifacts(
+            artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["catalogue-batch-summary"]))
+        )[0]
+    assert "Quality across the batch" in summary.data and "](data:image/png;base64," in summary.data
+    assert all(f"| {r['id']} | skipped | {r['fwhm']:.2f} |" in summary.data for r in again)
 
 
 def test_missing_and_corrupt_exposures_fail_clearly_and_the_rest_finish(local_site, tmp_path):
