@@ -51,8 +51,7 @@ def _png(figure) -> bytes:
     return out.getvalue()
 
 
-def _magnitude_label(quality_or_zeropoint) -> str:
-    zeropoint = getattr(quality_or_zeropoint, "zeropoint", quality_or_zeropoint)
+def _magnitude_label(zeropoint: float) -> str:
     return "instrumental mag (MAG_ZEROPOINT 0)" if zeropoint == 0 else f"mag (MAG_ZEROPOINT {zeropoint:g})"
 
 
@@ -60,6 +59,7 @@ def draw_focal_plane(axes, quality: ExposureQuality, layout: dict[str, Box]) -> 
     """The CCDs as on the camera, coloured by median FWHM; skipped CCDs crossed out in red.
     Returns each CCD's rectangle, by label."""
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
 
@@ -97,8 +97,6 @@ def draw_focal_plane(axes, quality: ExposureQuality, layout: dict[str, Box]) -> 
     axes.set_title("Focal plane: median FWHM (px) per CCD" + (f", {skipped} skipped (red)" if skipped else "")
                    + ("; grey: too few stars" if any(c.stars < 3 and not c.skipped for c in quality.ccds) else ""),
                    fontsize=10)
-    from matplotlib.cm import ScalarMappable
-
     axes.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.8, label="FWHM (px)")
     return patches
 
@@ -123,7 +121,7 @@ def exposure_figure(quality: ExposureQuality, layout: dict[str, Box], title: str
         histogram.axvline(peak, color=SKIPPED_COLOUR, linestyle="--")
         histogram.annotate(f"turnover (peak)\n{peak:.2f}", (peak, counts.max()), xytext=(6, -24),
                            textcoords="offset points", color=SKIPPED_COLOUR, fontsize=9)
-    histogram.set_xlabel(f"MAG_AUTO, {_magnitude_label(quality)}")
+    histogram.set_xlabel(f"MAG_AUTO, {_magnitude_label(quality.zeropoint)}")
     histogram.set_ylabel("sources per 0.25 mag")
     histogram.set_title(f"Magnitudes of {quality.sources} sources")
 
