@@ -1,7 +1,8 @@
 """The small record stored beside each catalogue, and the "already done" rule.
 
-``<id>.cat`` is stored first and ``<id>.provenance.json`` second, so the
-record's presence means the catalogue is complete.  An exposure is done when
+The catalogue (``<id>.cat``, or ``<id>.ldac.fits`` for FITS_LDAC) is stored
+first and ``<id>.provenance.json`` second, so the record's presence means the
+catalogue is complete; the record names the catalogue's file.  An exposure is done when
 the record names the same input md5 and configuration hash as the run that
 would redo it, and the catalogue's md5 is the one the record names.
 """
@@ -18,8 +19,9 @@ from .storage import Destination
 SCHEMA = 1
 
 
-def catalogue_name(observation_id: str) -> str:
-    return f"{observation_id}.cat"
+def catalogue_name(observation_id: str, catalog_type: str = "ASCII_HEAD") -> str:
+    """The catalogue's file name: ``<id>.cat`` (ASCII_HEAD, ASCII) or ``<id>.ldac.fits`` (FITS_LDAC)."""
+    return f"{observation_id}.ldac.fits" if catalog_type == "FITS_LDAC" else f"{observation_id}.cat"
 
 
 def record_name(observation_id: str) -> str:
@@ -38,6 +40,8 @@ class Provenance:
     archive: str = ""
     software: dict[str, str] = field(default_factory=dict)
     flow_run_id: str | None = None
+    #: The catalogue's file name beside the record; older records mean ``<id>.cat``.
+    catalogue: str = ""
     #: The exposure's quality numbers (:meth:`..science.qa.ExposureQuality.to_dict`); older records have none.
     qa: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -61,7 +65,7 @@ def stored(destination: Destination, observation_id: str) -> Provenance | None:
         record = Provenance.from_json(destination.read(record_name(observation_id)))
     except (BoundaryError, ValueError, TypeError):
         return None
-    if destination.stat(catalogue_name(observation_id)) != record.catalogue_md5:
+    if destination.stat(record.catalogue or catalogue_name(observation_id)) != record.catalogue_md5:
         return None
     return record
 

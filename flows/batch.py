@@ -40,7 +40,7 @@ from ..boundaries import ids
 from ..boundaries.archive import open_archive
 from ..boundaries.credentials import require_lifetime
 from ..boundaries.errors import NotFound
-from ..boundaries.provenance import is_done
+from ..boundaries.provenance import catalogue_name, is_done
 from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
 from ..tasks.policy import task_options
@@ -255,7 +255,7 @@ def catalogue_batch(
                     todo.append(exposure)
                 else:
                     exposure.status, exposure.message = "failed", reason
-    return _report(exposures, target)
+    return _report(exposures, target, extraction.catalog_type)
 
 
 def _names(observation_ids: list[str], limit: int) -> list[str]:
@@ -276,7 +276,7 @@ def _states(run_ids: list[str]) -> dict:
     return {str(run.id): run.state for run in runs if run.state is not None}
 
 
-def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
+def _report(exposures: list[Exposure], target: Destination, catalog_type: str) -> list[dict]:
     rows = []
     for exposure in exposures:
         rows.append({
@@ -286,7 +286,8 @@ def _report(exposures: list[Exposure], target: Destination) -> list[dict]:
             "runs": exposure.started,
             "flow_run": exposure.flow_run_id or "",
             "run_origin": ("re-attached" if exposure.reattached else "started") if exposure.flow_run_id else "",
-            "catalogue": target.location(f"{exposure.id}.cat") if exposure.status in ("completed", "skipped") else "",
+            "catalogue": target.location(catalogue_name(exposure.id, catalog_type))
+            if exposure.status in ("completed", "skipped") else "",
             "message": exposure.message,
             **{key: (exposure.qa or {}).get(key) for key in QA_COLUMNS},
         })

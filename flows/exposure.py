@@ -48,7 +48,8 @@ def catalogue_exposure(
     force: bool = False,
     scratch: str | None = None,
 ) -> dict:
-    """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat``.
+    """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
+    for CATALOG_TYPE FITS_LDAC).
 
     Skips the exposure when the destination already holds its catalogue for
     the same input md5 and configuration, unless ``force``.
@@ -63,7 +64,7 @@ def catalogue_exposure(
         raise PermanentFailure(str(exc)) from None
     config_hash = extraction.fingerprint()
     workdir = scratch_root(scratch) / str(flow_run.get_id() or observation_id)
-    catalogue = workdir / catalogue_name(observation_id)
+    catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
     try:
         input_md5 = archive_checksum(observation_id, archive)
         done = None if force else is_done(target, observation_id, input_md5, config_hash)

@@ -1,6 +1,6 @@
-"""Write catalogues in source-extractor's ASCII_HEAD (or ASCII) format, atomically.
+"""Write catalogues in source-extractor's ASCII_HEAD, ASCII or FITS_LDAC format, atomically.
 
-A reader never sees a half-written catalogue: rows go to a temporary file in
+A reader never sees a half-written catalogue: it goes to a temporary file in
 the same directory, which is flushed to disk and then renamed into place.
 """
 
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .columns import COLUMNS, header_line
+from .ldac import ldac_hdus
 
 
 def format_header(parameters: tuple[str, ...]) -> str:
@@ -30,24 +32,16 @@ def format_rows(sources: np.ndarray) -> str:
     return "".join(fmt % row for row in zip(*columns))
 
 
-def write_catalogue(
-    path: str | Path,
-    blocks: Iterable[np.ndarray],
-    parameters: tuple[str, ...],
-    catalog_type: str = "ASCII_HEAD",
-) -> Path:
-    """Write ``blocks`` (one structured array per CCD, in order) to ``path`` atomically."""
-    path = Path(path)
+@contextmanager
+def _atomically(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; flushed to disk and renamed to ``path`` on success."""
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as out:
-            if catalog_type == "ASCII_HEAD":
-                out.write(format_header(parameters))
-            for block in blocks:
-                out.write(format_rows(block))
-            out.flush()
-            os.fsync(out.fileno())
+        yield Path(tmp)
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
@@ -56,4 +50,31 @@ def write_catalogue(
         except FileNotFoundError:
             pass
         raise
+
+
+def write_catalogue(
+    path: str | Path,
+    blocks: Iterable[np.ndarray],
+    parameters: tuple[str, ...],
+    catalog_type: str = "ASCII_HEAD",
+    headers: Sequence[tuple[str, dict]] | None = None,
+) -> Path:
+    """Write ``blocks`` (one structured array per CCD, in order) to ``path`` atomically.
+
+    FITS_LDAC also needs, per block, the CCD's header text and the extraction's
+    extra cards (:func:`.ldac.extraction_cards`)."""
+    path = Path(path)
+    blocks = list(blocks)
+    with _atomically(path) as tmp:
+        if catalog_type == "FITS_LDAC":
+            if headers is None or len(headers) != len(blocks):
+                raise ValueError("a FITS_LDAC catalogue needs each CCD's header")
+            tables = [(text, extra, block) for (text, extra), block in zip(headers, blocks)]
+            ldac_hdus(tables, parameters).writeto(tmp, overwrite=True)
+        else:
+            with open(tmp, "w") as out:
+                if catalog_type == "ASCII_HEAD":
+                    out.write(format_header(parameters))
+                for block in blocks:
+                    out.write(format_rows(block))
     return path

@@ -2,7 +2,9 @@
 
 Descriptions, units and printf formats are those of source-extractor's own
 ASCII_HEAD output, so that ``astropy.io.ascii`` (format ``sextractor``) and
-users' existing scripts read our catalogues unchanged.
+users' existing scripts read our catalogues unchanged; binary formats are
+those of its FITS_LDAC output (positions and fluxes are single precision
+there, celestial coordinates double).
 """
 
 from typing import NamedTuple
@@ -13,26 +15,27 @@ import numpy as np
 class Column(NamedTuple):
     description: str
     unit: str
-    fmt: str
-    dtype: type
+    fmt: str  # printf format in ASCII catalogues (and TDISP in FITS_LDAC)
+    dtype: type  # in memory
+    ldac: str  # binary TFORM in FITS_LDAC, as source-extractor 2.25 writes it
 
 
 COLUMNS: dict[str, Column] = {
-    "NUMBER": Column("Running object number", "", "%10d", np.int64),
-    "EXT_NUMBER": Column("FITS extension number", "", "%3d", np.int16),
-    "X_IMAGE": Column("Object position along x", "pixel", "%11.4f", np.float64),
-    "Y_IMAGE": Column("Object position along y", "pixel", "%11.4f", np.float64),
-    "MAG_AUTO": Column("Kron-like elliptical aperture magnitude", "mag", "%8.4f", np.float32),
-    "MAGERR_AUTO": Column("RMS error for AUTO magnitude", "mag", "%8.4f", np.float32),
-    "FLUX_AUTO": Column("Flux within a Kron-like elliptical aperture", "count", "%12.7g", np.float64),
-    "FLUXERR_AUTO": Column("RMS error for AUTO flux", "count", "%12.7g", np.float64),
-    "KRON_RADIUS": Column("Kron apertures in units of A or B", "", "%5.2f", np.float32),
-    "A_IMAGE": Column("Profile RMS along major axis", "pixel", "%9.3f", np.float32),
-    "B_IMAGE": Column("Profile RMS along minor axis", "pixel", "%9.3f", np.float32),
-    "THETA_IMAGE": Column("Position angle (CCW/x)", "deg", "%6.2f", np.float32),
-    "FLAGS": Column("Extraction flags", "", "%3d", np.int16),
-    "ALPHA_J2000": Column("Right ascension of barycenter (J2000)", "deg", "%11.7f", np.float64),
-    "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+11.7f", np.float64),
+    "NUMBER": Column("Running object number", "", "%10d", np.int64, "1J"),
+    "EXT_NUMBER": Column("FITS extension number", "", "%3d", np.int16, "1I"),
+    "X_IMAGE": Column("Object position along x", "pixel", "%11.4f", np.float64, "1E"),
+    "Y_IMAGE": Column("Object position along y", "pixel", "%11.4f", np.float64, "1E"),
+    "MAG_AUTO": Column("Kron-like elliptical aperture magnitude", "mag", "%8.4f", np.float32, "1E"),
+    "MAGERR_AUTO": Column("RMS error for AUTO magnitude", "mag", "%8.4f", np.float32, "1E"),
+    "FLUX_AUTO": Column("Flux within a Kron-like elliptical aperture", "count", "%12.7g", np.float64, "1E"),
+    "FLUXERR_AUTO": Column("RMS error for AUTO flux", "count", "%12.7g", np.float64, "1E"),
+    "KRON_RADIUS": Column("Kron apertures in units of A or B", "", "%5.2f", np.float32, "1E"),
+    "A_IMAGE": Column("Profile RMS along major axis", "pixel", "%9.3f", np.float32, "1E"),
+    "B_IMAGE": Column("Profile RMS along minor axis", "pixel", "%9.3f", np.float32, "1E"),
+    "THETA_IMAGE": Column("Position angle (CCW/x)", "deg", "%6.2f", np.float32, "1E"),
+    "FLAGS": Column("Extraction flags", "", "%3d", np.int16, "1I"),
+    "ALPHA_J2000": Column("Right ascension of barycenter (J2000)", "deg", "%11.7f", np.float64, "1D"),
+    "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+11.7f", np.float64, "1D"),
 }
 
 

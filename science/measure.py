@@ -74,7 +74,8 @@ def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.asarray(alpha, dtype=np.float64), np.asarray(delta, dtype=np.float64)
 
 
-def _header_float(header, key: str, default: float) -> float:
+def header_float(header, key: str, default: float) -> float:
+    """``header[key]`` as a float, or ``default`` when there is no key, no card or no number."""
     value = header.get(key) if key else None
     try:
         return float(value) if value is not None else default
@@ -280,8 +281,8 @@ def measure_ccd(
             segmap = lookup[segmap]
             objects = objects[keep]
 
-    gain = _header_float(header, config.gain_key, config.gain)
-    satur = _header_float(header, config.satur_key, config.satur_level)
+    gain = header_float(header, config.gain_key, config.gain)
+    satur = header_float(header, config.satur_key, config.satur_level)
     correct = config.mask_type == "CORRECT"
     masking = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if correct else None
     phot = auto_photometry(

@@ -23,6 +23,7 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd
 from .focal_plane import Box, layout
+from .ldac import extraction_cards
 from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
@@ -40,6 +41,7 @@ class CCDResult:
     sources: np.ndarray | None = None
     background: float = float("nan")
     rms: float = float("nan")
+    threshold: float = float("nan")
     error: str | None = None
     seeing: Seeing | None = None
     magnitudes: np.ndarray | None = field(default=None, repr=False)
@@ -62,6 +64,8 @@ class ExposureResult:
     catalogue: Path | None = None
     #: Where each CCD sits on the focal plane, by label (:func:`.focal_plane.layout`).
     layout: dict[str, Box] = field(default_factory=dict)
+    #: Each CCD's header text, by extension number (what a FITS_LDAC catalogue carries).
+    headers: dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
     def failed(self) -> list[CCDResult]:
@@ -71,8 +75,12 @@ class ExposureResult:
     def count(self) -> int:
         return sum(c.count for c in self.ccds)
 
+    def measured(self) -> list[CCDResult]:
+        """The CCDs that were measured (not skipped), in extension order."""
+        return [c for c in sorted(self.ccds, key=lambda c: c.ext_number) if c.sources is not None]
+
     def blocks(self) -> list[np.ndarray]:
-        return [c.sources for c in sorted(self.ccds, key=lambda c: c.ext_number) if c.sources is not None]
+        return [c.sources for c in self.measured()]
 
 
 def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
@@ -91,6 +99,7 @@ def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
         sources=measured.sources,
         background=measured.background,
         rms=measured.rms,
+        threshold=measured.threshold,
         seeing=measured.seeing,
         magnitudes=measured.magnitudes,
         saturated=measured.saturated,
@@ -149,7 +158,7 @@ def measure_exposure(
     start = time.perf_counter()
     ccds = list_ccds(path)
     workers = min(workers or default_workers(), len(ccds))
-    result = ExposureResult(path, layout=layout(ccds))
+    result = ExposureResult(path, layout=layout(ccds), headers={c.ext_number: c.header or "" for c in ccds})
 
     def finished(ccd_result: CCDResult) -> None:
         result.ccds.append(ccd_result)
@@ -186,5 +195,12 @@ def run_exposure(
     """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default)."""
     result = measure_exposure(path, config, workers=workers, progress=progress)
     target = Path(catalogue if catalogue is not None else config.catalog_name)
-    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type)
+    headers = None
+    if config.catalog_type == "FITS_LDAC":
+        name, extensions = Path(path).name, len(result.ccds)
+        headers = [
+            (text, extraction_cards(config, c, text, name, extensions))
+            for c, text in ((c, result.headers[c.ext_number]) for c in result.measured())
+        ]
+    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, headers)
     return result

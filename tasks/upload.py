@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import task
 
 from .. import config
-from ..boundaries.provenance import Provenance, catalogue_name, record_name
+from ..boundaries.provenance import Provenance, record_name
 from ..boundaries.storage import open_destination
 from .policy import task_options
 
@@ -16,14 +16,16 @@ SETTINGS = config.settings()["upload"]
 
 @task(name="upload", **task_options(SETTINGS))
 def upload(catalogue: Path, record: Provenance, destination: str) -> str:
-    """Put ``<id>.cat`` then ``<id>.provenance.json``: the record marks the catalogue complete.
+    """Put the catalogue (under its own file name) then ``<id>.provenance.json``: the record marks
+    the catalogue complete, and names it.
 
     Returns where the catalogue is.  The local copy is left in place; the
     flow removes the scratch directory only after this succeeds.
     """
     target = open_destination(destination)
-    record.catalogue_md5 = target.put(catalogue, catalogue_name(record.observation_id))
+    record.catalogue = catalogue.name
+    record.catalogue_md5 = target.put(catalogue, catalogue.name)
     sidecar = catalogue.with_name(record_name(record.observation_id))
     sidecar.write_text(record.to_json())
     target.put(sidecar, record_name(record.observation_id))
-    return target.location(catalogue_name(record.observation_id))
+    return target.location(catalogue.name)

@@ -1,0 +1,121 @@
+"""FITS_LDAC catalogues, laid out as source-extractor writes them: what SCAMP and PSFEx read.
+
+An empty primary HDU, then for each CCD two binary tables:
+
+* ``LDAC_IMHEAD``: one row, one column ``Field Header Card`` holding the CCD's
+  image header as 80-character cards (``TFORM1 = '<80 n>A'``,
+  ``TDIM1 = '(80, n)'``), followed by what source-extractor adds about the
+  extraction (``FITSFILE``, ``FITSEXT``, ``SEXBKGND``, ``SEXBKDEV``,
+  ``SEXTHLD``, ``SEXGAIN``, ...), then ``END``;
+* ``LDAC_OBJECTS``: the CCD's sources, one column per catalogue parameter,
+  with source-extractor's binary formats, units, ``TDISP`` and descriptions.
+
+The layout was read off Debian's source-extractor 2.25 output and is checked
+against it by the parity tests.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from astropy.io import fits
+
+from .columns import COLUMNS
+from .measure import header_float
+from .sexconfig import ExtractionConfig
+
+if TYPE_CHECKING:
+    from .pipeline import CCDResult
+
+#: "%11.4f" -> "F11.4", "%10d" -> "I10", "%12.7g" -> "G12.7", "%+11.7f" -> "F11.7"
+_PRINTF = re.compile(r"%\+?(\d+)(?:\.(\d+))?([dfgeE])")
+_TDISP_LETTER = {"d": "I", "f": "F", "g": "G", "e": "E", "E": "E"}
+
+
+def tdisp(fmt: str) -> str:
+    width, precision, kind = _PRINTF.fullmatch(fmt).groups()
+    return f"{_TDISP_LETTER[kind]}{width}" + (f".{precision}" if precision else "")
+
+
+def imhead(header_text: str, extra: dict[str, tuple[object, str]]) -> fits.BinTableHDU:
+    """The ``LDAC_IMHEAD`` table: the CCD's header cards, the ``extra`` (value, comment) cards, ``END``."""
+    header = fits.Header.fromstring(header_text)
+    for key, (value, comment) in extra.items():
+        header[key] = (value, comment)
+    cards = [str(card) for card in header.cards] + ["END".ljust(80)]
+    column = fits.Column(name="Field Header Card", format=f"{80 * len(cards)}A", dim=f"(80, {len(cards)})",
+                         array=np.array([cards], dtype="S80"))
+    hdu = fits.BinTableHDU.from_columns([column])
+    hdu.header["EXTNAME"] = ("LDAC_IMHEAD", "TABLE NAME")
+    return hdu
+
+
+def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:
+    """The ``LDAC_OBJECTS`` table of one CCD's sources."""
+    columns = []
+    for name in parameters:
+        spec = COLUMNS[name]
+        columns.append(fits.Column(name=name, format=spec.ldac, unit=spec.unit or None, disp=tdisp(spec.fmt),
+                                   array=sources[name]))
+    hdu = fits.BinTableHDU.from_columns(columns)
+    for index, name in enumerate(parameters, start=1):
+        hdu.header.comments[f"TTYPE{index}"] = COLUMNS[name].description
+    hdu.header["EXTNAME"] = ("LDAC_OBJECTS", "TABLE NAME")
+    return hdu
+
+
+def ldac_hdus(
+    tables: Sequence[tuple[str, dict[str, tuple[object, str]], np.ndarray]], parameters: Sequence[str]
+) -> fits.HDUList:
+    """The whole catalogue: ``tables`` holds, per CCD in order, its header text, extra cards and sources."""
+    hdus: list[fits.hdu.base.ExtensionHDU] = []
+    for header_text, extra, sources in tables:
+        hdus += [imhead(header_text, extra), objects(sources, parameters)]
+    return fits.HDUList([fits.PrimaryHDU(), *hdus])
+
+
+def extraction_cards(
+    config: ExtractionConfig, ccd: "CCDResult", header_text: str, file_name: str, extensions: int
+) -> dict[str, tuple[object, str]]:
+    """What source-extractor writes about the extraction after a CCD's header cards (those it
+    has a value for here): SCAMP and PSFEx read the background noise, gain and saturation."""
+    header = fits.Header.fromstring(header_text)
+    try:
+        software = f"canfar-catalogue {version('canfar-catalogue')}"
+    except PackageNotFoundError:
+        software = "canfar-catalogue"
+    now = datetime.now(timezone.utc)
+    return {
+        "FITSFILE": (file_name, "File name of the analysed image"),
+        "FITSEXT": (ccd.ext_number, "FITS Extension number"),
+        "FITSNEXT": (extensions, "Number of FITS image extensions in file"),
+        "SEXVERS": (software, "Extraction software"),
+        "SEXDATE": (now.strftime("%d/%m/%Y"), "Extraction date"),
+        "SEXTIME": (now.strftime("%H:%M:%S"), "Extraction time"),
+        "SEXELAPS": (round(ccd.seconds, 3), "Elapsed time during extraction (s)"),
+        "SEXBKGND": (ccd.background, "Median background level (ADU)"),
+        "SEXBKDEV": (ccd.rms, "Median background RMS (ADU)"),
+        "SEXTHLD": (ccd.threshold, "Extraction threshold (ADU)"),
+        "SEXATHLD": (ccd.threshold, "Analysis threshold (ADU)"),
+        "SEXNFIN": (ccd.count, "Final number of extracted sources"),
+        "SEXNPARA": (len(config.parameters), "Number of parameters per source"),
+        "SEXGAIN": (header_float(header, config.gain_key, config.gain), "Gain used (e-/ADU)"),
+        "SEXFLTR": (config.filter_kernel is not None, "Detection filtering activated (flag)"),
+        "SEXMINAR": (config.detect_minarea, "Minimum area used for detection (pixels)"),
+        "SEXDBLDN": (config.deblend_nthresh, "Number of deblending thresholds"),
+        "SEXDBLDC": (config.deblend_mincont, "Minimum contrast used for deblending"),
+        "SEXCLN": (config.clean, "Cleaning activated (flag)"),
+        "SEXCLNPA": (config.clean_param, "Cleaning parameter"),
+        "SEXAUTP1": (config.phot_autoparams[0], "Parameter #1 used for automatic magnitudes"),
+        "SEXAUTP2": (config.phot_autoparams[1], "Parameter #2 used for automatic magnitudes"),
+        "SEXSATLV": (header_float(header, config.satur_key, config.satur_level), "Saturation level used for flagging (ADU)"),
+        "SEXMGZPT": (config.mag_zeropoint, "Zero-point used for magnitudes"),
+        "SEXBKGSX": (config.back_size[0], "Mesh width used for background mapping (pixels)"),
+        "SEXBKGSY": (config.back_size[1], "Mesh height used for background mapping (pixels"),
+        "SEXBKGFX": (config.back_filtersize[0], "Mask width used for background map filtering"),
+        "SEXBKGFY": (config.back_filtersize[1], "Mask height used for background map filtering"),
+    }
