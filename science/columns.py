@@ -36,6 +36,20 @@ COLUMNS: dict[str, Column] = {
     "FLAGS": Column("Extraction flags", "", "%3d", np.int16, "1I"),
     "ALPHA_J2000": Column("Right ascension of barycenter (J2000)", "deg", "%11.7f", np.float64, "1D"),
     "DELTA_J2000": Column("Declination of barycenter (J2000)", "deg", "%+11.7f", np.float64, "1D"),
+    "X_WORLD": Column("Barycenter position along world x axis", "deg", "%18.10e", np.float64, "1D"),
+    "Y_WORLD": Column("Barycenter position along world y axis", "deg", "%18.10e", np.float64, "1D"),
+    "ELONGATION": Column("A_IMAGE/B_IMAGE", "", "%8.3f", np.float32, "1E"),
+    "ELLIPTICITY": Column("1 - B_IMAGE/A_IMAGE", "", "%8.3f", np.float32, "1E"),
+    "BACKGROUND": Column("Background at centroid position", "count", "%12.7g", np.float32, "1E"),
+    "ISOAREA_IMAGE": Column("Isophotal area above Analysis threshold", "pixel**2", "%9d", np.int32, "1J"),
+    "FLUX_MAX": Column("Peak flux above background", "count", "%12.7g", np.float32, "1E"),
+    "FLUX_ISO": Column("Isophotal flux", "count", "%12.7g", np.float32, "1E"),
+    "FLUXERR_ISO": Column("RMS error for isophotal flux", "count", "%12.7g", np.float32, "1E"),
+    "MAG_ISO": Column("Isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
+    "MAGERR_ISO": Column("RMS error for isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
+    "FWHM_IMAGE": Column("FWHM assuming a gaussian core", "pixel", "%8.2f", np.float32, "1E"),
+    "FWHM_WORLD": Column("FWHM assuming a gaussian core", "deg", "%12.7g", np.float32, "1E"),
+    "MU_MAX": Column("Peak surface brightness above background", "mag * arcsec**(-2)", "%8.4f", np.float32, "1E"),
 }
 
 

@@ -22,6 +22,7 @@ from .photometry import (
     FLAG_TRUNCATED,
     auto_photometry,
 )
+from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux, magnitudes
 from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 
@@ -72,6 +73,26 @@ def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
         return np.zeros(len(x)), np.zeros(len(x))
     alpha, delta = wcs.celestial.all_pix2world(x, y, 1)
     return np.asarray(alpha, dtype=np.float64), np.asarray(delta, dtype=np.float64)
+
+
+def _pixel_scale(header, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Degrees per pixel at 1-based pixel positions: the square root of the WCS Jacobian's
+    determinant there, as source-extractor takes it when PIXEL_SCALE is 0 (0 without a WCS)."""
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header)
+    if not wcs.has_celestial or len(x) == 0:
+        return np.zeros(len(x))
+    celestial = wcs.celestial
+    lng, lat = celestial.all_pix2world(x, y, 1)
+    lng_x, lat_x = celestial.all_pix2world(x + 1.0, y, 1)
+    lng_y, lat_y = celestial.all_pix2world(x, y + 1.0, 1)
+    cos_lat = np.cos(np.radians(lat))
+    dlng_x = ((lng_x - lng + 180.0) % 360.0 - 180.0) * cos_lat
+    dlng_y = ((lng_y - lng + 180.0) % 360.0 - 180.0) * cos_lat
+    return np.sqrt(np.abs(dlng_x * (lat_y - lat) - dlng_y * (lat_x - lat)))
 
 
 def header_float(header, key: str, default: float) -> float:
@@ -316,6 +337,25 @@ def measure_ccd(
     names = set(config.parameters)
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
+    analysis = config.analysis_thresh * rms if config.thresh_type == "RELATIVE" else config.analysis_thresh
+    background_under = np.broadcast_to(np.asarray(under, dtype=np.float64), (len(objects),))
+
+    def fwhm_image() -> np.ndarray:
+        return gaussian_fwhm(data, segmap, objects, analysis, satur - background_under)
+
+    def scale() -> np.ndarray:  # degrees per pixel at each source
+        if config.pixel_scale:
+            return np.full(len(objects), config.pixel_scale / 3600.0)
+        return _pixel_scale(header, x_image, y_image)
+
+    def mu_max() -> np.ndarray:
+        area = (scale() * 3600.0) ** 2  # arcsec**2 per pixel
+        peak = objects["peak"].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = config.mag_zeropoint - 2.5 * np.log10(peak / area)
+        return np.where((peak > 0) & (area > 0), mu, 99.0)
+
+    iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
     values = {
         "NUMBER": lambda: np.arange(1, len(objects) + 1),
         "EXT_NUMBER": lambda: np.full(len(objects), ext_number),
@@ -328,6 +368,18 @@ def measure_ccd(
         "B_IMAGE": lambda: objects["b"],
         "THETA_IMAGE": lambda: np.degrees(objects["theta"]),
         "FLAGS": lambda: flags,
+        "ELONGATION": lambda: objects["a"] / objects["b"],
+        "ELLIPTICITY": lambda: 1.0 - objects["b"] / objects["a"],
+        "BACKGROUND": lambda: background_under,
+        "ISOAREA_IMAGE": lambda: isophotal_area(data, segmap, len(objects), analysis),
+        "FLUX_MAX": lambda: objects["peak"],
+        "FLUX_ISO": lambda: iso_flux,
+        "FLUXERR_ISO": lambda: iso_fluxerr,
+        "MAG_ISO": lambda: magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)[0],
+        "MAGERR_ISO": lambda: magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)[1],
+        "FWHM_IMAGE": fwhm_image,
+        "FWHM_WORLD": lambda: fwhm_image() * scale(),
+        "MU_MAX": mu_max,
     }
     for name, compute in values.items():
         if name in names:
@@ -337,12 +389,11 @@ def measure_ccd(
             rows["MAG_AUTO"] = mag
         if "MAGERR_AUTO" in names:
             rows["MAGERR_AUTO"] = magerr
-    if names & {"ALPHA_J2000", "DELTA_J2000"}:
-        alpha, delta = _celestial(header, x_image, y_image)
-        if "ALPHA_J2000" in names:
-            rows["ALPHA_J2000"] = alpha
-        if "DELTA_J2000" in names:
-            rows["DELTA_J2000"] = delta
+    if names & {"ALPHA_J2000", "DELTA_J2000", "X_WORLD", "Y_WORLD"}:
+        alpha, delta = _celestial(header, x_image, y_image)  # the world axes are RA and Dec
+        for name, value in (("ALPHA_J2000", alpha), ("DELTA_J2000", delta), ("X_WORLD", alpha), ("Y_WORLD", delta)):
+            if name in names:
+                rows[name] = value
     saturated = int(np.count_nonzero(flags & FLAG_SATURATED))
     return CCDMeasurement(
         rows, global_back, rms, float(threshold), seeing, mag[np.isfinite(mag)].astype(np.float32), saturated

@@ -47,6 +47,8 @@ DEFAULTS: dict[str, str] = {
     "DETECT_MAXAREA": "0",
     "THRESH_TYPE": "RELATIVE",
     "DETECT_THRESH": "1.5",
+    "ANALYSIS_THRESH": "1.5",
+    "PIXEL_SCALE": "0.0",
     "FILTER": "Y",
     "FILTER_NAME": "default.conv",
     "DEBLEND_NTHRESH": "32",
@@ -104,6 +106,9 @@ class ExtractionConfig:
     detect_maxarea: int = 0
     thresh_type: str = "RELATIVE"
     detect_thresh: float = 1.5
+    analysis_thresh: float = 1.5
+    #: arcsec per pixel; 0: from the WCS at each source
+    pixel_scale: float = 0.0
     filter_kernel: tuple[tuple[float, ...], ...] | None = None
     deblend_nthresh: int = 32
     deblend_mincont: float = 0.005
@@ -296,6 +301,13 @@ def _resolve(name: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _positive(key: str, value: str) -> float:
+    number = _floats(key, value.split(",")[0], 1)[0]
+    if number <= 0:
+        raise ConfigError(f"{key} must be positive, got {number}")
+    return number
+
+
 def load_config(
     sex_file: str | Path | None = None,
     overrides: Iterable[str] = (),
@@ -376,6 +388,10 @@ def load_config(
         raise ConfigError("DETECT_MINAREA must be at least 1")
     if thresh <= 0:
         raise ConfigError(f"DETECT_THRESH must be positive, got {thresh}")
+    if "," in values["ANALYSIS_THRESH"]:
+        raise ConfigError(
+            "ANALYSIS_THRESH in <threshold>,<ZP> (surface brightness) form is not implemented; give one number"
+        )
 
     return ExtractionConfig(
         parameters=parameters,
@@ -385,6 +401,8 @@ def load_config(
         detect_maxarea=_int("DETECT_MAXAREA", values["DETECT_MAXAREA"]),
         thresh_type=values["THRESH_TYPE"].upper(),
         detect_thresh=thresh,
+        analysis_thresh=_positive("ANALYSIS_THRESH", values["ANALYSIS_THRESH"]),
+        pixel_scale=_floats("PIXEL_SCALE", values["PIXEL_SCALE"], 1)[0],
         filter_kernel=kernel,
         deblend_nthresh=_int("DEBLEND_NTHRESH", values["DEBLEND_NTHRESH"]),
         deblend_mincont=_floats("DEBLEND_MINCONT", values["DEBLEND_MINCONT"], 1)[0],

@@ -54,11 +54,18 @@ def test_the_header_is_byte_for_byte_source_extractors(workdir, small_exposure):
     run_exposure(small_exposure, ALL, workdir / "ours.cat", workers=1)
     # NUMBER counts in a different order; the rest of each row has the same layout, and most
     # rows match to the last digit (others differ by 1 in the last digit of Y_IMAGE or an error).
+    # BACKGROUND is left out of that: sep's background map and source-extractor's back() interpolate
+    # the same mesh differently, 0.02% apart (docs/parity.md).
     ours_rows = [l[10:] for l in (workdir / "ours.cat").read_text().splitlines() if not l.startswith("#")]
     their_rows = [l[10:] for l in theirs.read_text().splitlines() if not l.startswith("#")]
     assert len(ours_rows) == len(their_rows)
     assert {len(r) for r in ours_rows} == {len(r) for r in their_rows}
-    assert len(set(ours_rows) & set(their_rows)) > 0.5 * len(their_rows)
+    background = reference.ALL_COLUMNS.index("BACKGROUND") - 1  # NUMBER is cut off
+
+    def without_background(rows: list[str]) -> set[tuple[str, ...]]:
+        return {tuple(f for i, f in enumerate(row.split()) if i != background) for row in rows}
+
+    assert len(without_background(ours_rows) & without_background(their_rows)) > 0.5 * len(their_rows)
 
 
 def test_catalogue_reads_back_with_astropy_and_numbers_restart_per_extension(workdir, small_exposure):

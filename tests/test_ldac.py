@@ -53,9 +53,9 @@ def test_ldac_holds_each_ccds_header_and_the_same_rows_as_ascii_head(exposure, t
     assert len(objects) == len(rows) > 1000
     for name in ALL:  # equal to the printed precision of ASCII_HEAD, and to LDAC's single precision
         ours, printed = np.asarray(objects[name], dtype=float), np.asarray(rows[name], dtype=float)
-        decimals = re.fullmatch(r"%\+?\d+(?:\.(\d+))?[dfg]", COLUMNS[name].fmt).group(1)
+        decimals = re.fullmatch(r"%\+?\d+(?:\.(\d+))?[dfge]", COLUMNS[name].fmt).group(1)
         places = 0.5 * 10.0 ** -int(decimals) if decimals and COLUMNS[name].fmt.endswith("f") else 0.0
-        relative = 1e-6 if COLUMNS[name].fmt.endswith("g") else 0.0
+        relative = 0.5 * 10.0 ** (1 - int(decimals)) if COLUMNS[name].fmt[-1] in "ge" else 0.0
         single = 1.2e-7 if COLUMNS[name].ldac == "1E" else 0.0
         assert np.all(np.abs(ours - printed) <= places + (relative + single) * np.abs(printed) + 1e-12), name
 

@@ -123,3 +123,38 @@ def test_dithered_float_ccds_decompress_to_funpacks_pixels(tmp_path):
         for ccd in list_ccds(fz):
             ours, _ = read_ccd(fz, ccd)
             assert np.array_equal(ours, theirs[ccd.hdu].data, equal_nan=True), ccd.extname
+
+
+#: Survey columns: p95 of the difference on matched, unblended (FLAGS 0) bright sources.
+SURVEY_TOLERANCES = {
+    # column: (kind, tolerance) - "rel": |ours - theirs| / |theirs|, "abs": |ours - theirs|
+    "X_WORLD": ("abs", 1e-6), "Y_WORLD": ("abs", 1e-6),
+    "ELONGATION": ("rel", 0.01), "ELLIPTICITY": ("abs", 0.01),
+    "BACKGROUND": ("rel", 0.001), "FLUX_MAX": ("rel", 0.001),
+    "ISOAREA_IMAGE": ("abs", 0),
+    "FLUX_ISO": ("rel", 0.01), "FLUXERR_ISO": ("rel", 0.01), "MAG_ISO": ("abs", 0.005), "MAGERR_ISO": ("rel", 0.01),
+    "FWHM_IMAGE": ("rel", 0.02), "FWHM_WORLD": ("rel", 0.02), "MU_MAX": ("abs", 0.005),
+}
+
+
+def test_survey_columns_match_source_extractor(run):
+    root, fz, param = run
+    theirs = reference.read(reference.run_classic(fz, root / "classic", param, name="survey.cat"))
+    config = load_config(overrides=["-PARAMETERS_NAME", str(param)])
+    ours = reference.read(run_exposure(fz, config, root / "ours-survey.cat", workers=2).catalogue)
+    matched = reference.match(ours, theirs)
+    bright = np.asarray(matched.theirs["MAG_AUTO"]) < BRIGHT
+    clean = bright & (np.asarray(matched.theirs["FLAGS"]) == 0)
+    blended = bright & ((np.asarray(matched.theirs["FLAGS"]) & 2) > 0)
+    lines, failures = [], []
+    for name, (kind, tolerance) in SURVEY_TOLERANCES.items():
+        a, b = np.asarray(matched.ours[name], float), np.asarray(matched.theirs[name], float)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a blended source with no flux
+            difference = np.abs(a - b) / (np.abs(b) if kind == "rel" else 1.0)
+        p95, p95_blended = np.percentile(difference[clean], 95), np.percentile(difference[blended], 95)
+        lines.append(f"{name:14s} {kind} p95 unblended {p95:.3g} (<= {tolerance:g}), blended {p95_blended:.3g}")
+        if not p95 <= tolerance:
+            failures.append(lines[-1])
+    print(f"\nsurvey columns, {clean.sum()} unblended and {blended.sum()} blended bright sources:\n" + "\n".join(lines))
+    assert clean.sum() >= 500
+    assert not failures, failures

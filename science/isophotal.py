@@ -1,0 +1,92 @@
+"""Isophotal measurements: each source's own pixels, as source-extractor's ``examineiso`` reads them.
+
+A source's pixels are those the segmentation map gives it (detection on the
+filtered image, after deblending); the values are those of the unfiltered,
+background-subtracted CCD.  Every function works on all sources at once with
+``np.bincount`` over the map's labels (source ``i`` is label ``i + 1``).
+
+* ISOAREA_IMAGE counts the pixels above the analysis threshold;
+* FLUX_ISO sums all the pixels; its variance is the background's per pixel
+  plus FLUX_ISO / GAIN (source-extractor 2.25's ``examineiso``);
+* FWHM_IMAGE fits ``log(pixel)`` against the squared distance to the
+  barycentre, weighted by ``pixel**2``, over the pixels between
+  max(peak / 5, analysis threshold) and saturation; the slope is kept at
+  least 1 / (13 A B), so that the FWHM is at most about 6 sigma, and the
+  result loses 1 / (4 FWHM) for undersampling, as source-extractor does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAG_ERROR = 1.086  # source-extractor's 2.5 / ln(10), to its printed precision
+
+
+def _labelled(segmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the pixels that belong to a source, and the source index of each."""
+    flat = segmap.ravel()
+    where = np.flatnonzero(flat)
+    return where, flat[where].astype(np.int64) - 1
+
+
+def isophotal_area(data: np.ndarray, segmap: np.ndarray, count: int, threshold: float) -> np.ndarray:
+    """ISOAREA_IMAGE: each source's pixels above ``threshold``."""
+    where, source = _labelled(segmap)
+    above = data.ravel()[where] > threshold
+    return np.bincount(source[above], minlength=count).astype(np.int32)
+
+
+def isophotal_flux(objects: np.ndarray, rms: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """FLUX_ISO and FLUXERR_ISO from sep's sums over each source's pixels.
+
+    source-extractor keeps the flux and its variance in single precision before
+    the square root, so the printed digits follow only if we do the same."""
+    flux = objects["flux"].astype(np.float32)
+    variance = objects["npix"] * float(rms) ** 2
+    if gain > 0:
+        variance = variance + np.where(flux > 0, flux / gain, 0.0)
+    return flux, np.sqrt(variance.astype(np.float32).astype(np.float64)).astype(np.float32)
+
+
+def magnitudes(flux: np.ndarray, fluxerr: np.ndarray, zeropoint: float) -> tuple[np.ndarray, np.ndarray]:
+    """MAG and MAGERR as source-extractor's ``computemags`` writes them (99 for no flux)."""
+    positive = flux > 0
+    safe = np.where(positive, flux, 1.0)
+    mag = np.where(positive, zeropoint - 2.5 * np.log10(safe), 99.0)
+    magerr = np.where(positive, MAG_ERROR * fluxerr / safe, 99.0)
+    return mag, magerr
+
+
+def gaussian_fwhm(
+    data: np.ndarray,
+    segmap: np.ndarray,
+    objects: np.ndarray,
+    threshold: float,
+    saturation: np.ndarray,
+) -> np.ndarray:
+    """FWHM_IMAGE of every source; ``saturation`` is the level above the background under each."""
+    count = len(objects)
+    where, source = _labelled(segmap)
+    pixel = data.ravel()[where].astype(np.float64)
+    floor = np.maximum(objects["peak"].astype(np.float64) / 5.0, threshold)
+    use = (pixel > floor[source]) & (pixel < saturation[source])
+    where, source, pixel = where[use], source[use], pixel[use]
+    y, x = np.divmod(where, data.shape[1])
+    d2 = (x - objects["x"][source]) ** 2 + (y - objects["y"][source]) ** 2
+    weight = pixel * pixel
+    log_pixel = np.log(pixel)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(source, weights=values, minlength=count)
+
+    s, sx, sxx = total(weight), total(d2 * weight), total(d2 * d2 * weight)
+    sy, sxy = total(log_pixel * weight), total(log_pixel * d2 * weight)
+    determinant = s * sxx - sx * sx
+    fitted = np.abs(determinant) > 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(fitted, -(s * sxy - sx * sy) / np.where(fitted, determinant, 1.0), 0.0)
+        steepest = 1.0 / (13.0 * objects["a"].astype(np.float64) * objects["b"].astype(np.float64))
+        slope = np.where(slope < steepest, steepest, slope)
+        fwhm = (1.6651 / np.sqrt(slope)).astype(np.float32)  # single precision from here, as there
+    fwhm = np.where(fwhm > 0, fwhm - np.float32(1) / (np.float32(4) * fwhm), fwhm)
+    return np.where(fitted & (floor > 0), fwhm, np.float32(0)).astype(np.float32)
