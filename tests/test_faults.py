@@ -226,8 +226,8 @@ def test_a_batch_killed_midway_and_run_again_finishes_the_rest_and_redoes_nothin
     out = tmp_path / "out"
     parameters = ["--param", f"ids={json.dumps(ids)}", "--param", f"archive=file://{archive}", "--param", f"destination=file://{out}"]
 
-    def finished() -> list[str]:
-        return sorted(p.name[:-4] for p in out.glob("*.cat")) if out.exists() else []
+    def finished() -> list[str]:  # the record, stored after the catalogue, marks it finished
+        return sorted(p.name.removesuffix(".provenance.json") for p in out.glob("*.provenance.json")) if out.exists() else []
 
     started = subprocess.run([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", *parameters],
                              env=local_site["env"], capture_output=True, text=True, timeout=120)

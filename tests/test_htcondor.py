@@ -267,8 +267,14 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
         assert len(jobs) == 1
         assert condor_site["schedd"].wait_for(jobs[0]["ClusterId"], COMPLETED, timeout=60)["ExitCode"] == 0
         assert jobs[0]["VMType"] == "megapipe:canfar-catalogue-test" and jobs[0]["VMInstanceType"] == "c2-7.5gb-30"
+        # the engine reports the run Completed before the worker reads the job's end and labels it again
+        deadline = time.monotonic() + 60
         with get_client(sync_client=True) as client:
-            run = client.read_flow_run(result["flow_run"])
+            while True:
+                run = client.read_flow_run(result["flow_run"])
+                if run.labels.get("htcondor.cluster-id") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
         assert run.labels.get("htcondor.cluster-id") == str(jobs[0]["ClusterId"]), run.labels
         assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
 
