@@ -8,6 +8,7 @@ structured array with one field per requested catalogue column.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -62,30 +63,31 @@ class CCDMeasurement:
     saturated: int
 
 
-def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ALPHA_J2000/DELTA_J2000 of 1-based pixel positions; zeros without a celestial WCS."""
+def _celestial_wcs(header):
+    """The header's celestial WCS, or None."""
     from astropy.wcs import WCS, FITSFixedWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(header)
-    if not wcs.has_celestial or len(x) == 0:
+    return wcs.celestial if wcs.has_celestial else None
+
+
+def _celestial(header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ALPHA_J2000/DELTA_J2000 of 1-based pixel positions; zeros without a celestial WCS."""
+    celestial = _celestial_wcs(header)
+    if celestial is None or len(x) == 0:
         return np.zeros(len(x)), np.zeros(len(x))
-    alpha, delta = wcs.celestial.all_pix2world(x, y, 1)
+    alpha, delta = celestial.all_pix2world(x, y, 1)
     return np.asarray(alpha, dtype=np.float64), np.asarray(delta, dtype=np.float64)
 
 
 def _pixel_scale(header, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Degrees per pixel at 1-based pixel positions: the square root of the WCS Jacobian's
     determinant there, as source-extractor takes it when PIXEL_SCALE is 0 (0 without a WCS)."""
-    from astropy.wcs import WCS, FITSFixedWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(header)
-    if not wcs.has_celestial or len(x) == 0:
+    celestial = _celestial_wcs(header)
+    if celestial is None or len(x) == 0:
         return np.zeros(len(x))
-    celestial = wcs.celestial
     lng, lat = celestial.all_pix2world(x, y, 1)
     lng_x, lat_x = celestial.all_pix2world(x + 1.0, y, 1)
     lng_y, lat_y = celestial.all_pix2world(x, y + 1.0, 1)
@@ -340,9 +342,11 @@ def measure_ccd(
     analysis = config.analysis_thresh * rms if config.thresh_type == "RELATIVE" else config.analysis_thresh
     background_under = np.broadcast_to(np.asarray(under, dtype=np.float64), (len(objects),))
 
+    @functools.cache
     def fwhm_image() -> np.ndarray:
         return gaussian_fwhm(data, segmap, objects, analysis, satur - background_under)
 
+    @functools.cache
     def scale() -> np.ndarray:  # degrees per pixel at each source
         if config.pixel_scale:
             return np.full(len(objects), config.pixel_scale / 3600.0)
@@ -356,6 +360,7 @@ def measure_ccd(
         return np.where((peak > 0) & (area > 0), mu, 99.0)
 
     iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
+    iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)
     values = {
         "NUMBER": lambda: np.arange(1, len(objects) + 1),
         "EXT_NUMBER": lambda: np.full(len(objects), ext_number),
@@ -375,8 +380,8 @@ def measure_ccd(
         "FLUX_MAX": lambda: objects["peak"],
         "FLUX_ISO": lambda: iso_flux,
         "FLUXERR_ISO": lambda: iso_fluxerr,
-        "MAG_ISO": lambda: magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)[0],
-        "MAGERR_ISO": lambda: magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)[1],
+        "MAG_ISO": lambda: iso_mag,
+        "MAGERR_ISO": lambda: iso_magerr,
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,
