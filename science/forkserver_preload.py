@@ -9,6 +9,8 @@ modules once, so that each worker starts in milliseconds.
 import os
 
 from . import pipeline  # noqa: F401  (imported for the workers)
-from .lifetime import PARENT_ENV, die_with_parent
+from .lifetime import PARENT_ENV, die_with_parent, watch_parent
 
-die_with_parent(int(os.environ[PARENT_ENV]) if os.environ.get(PARENT_ENV) else None)
+_parent = int(os.environ[PARENT_ENV]) if os.environ.get(PARENT_ENV) else os.getppid()
+die_with_parent(_parent)
+watch_parent(_parent)

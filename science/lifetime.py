@@ -35,3 +35,23 @@ def die_with_parent(expected: int | None = None) -> None:
         return
     if os.getppid() != parent:
         os._exit(1)
+
+
+def watch_parent(expected: int, interval: float = 0.5) -> None:
+    """Exit as soon as the parent is no longer ``expected``, checked every ``interval`` seconds.
+
+    The kernel's parent-death signal belongs to the *thread* that started this
+    process, and a CI run once left the CCD workers' fork server alive (with
+    the flow run's output pipes open) after its flow run was killed; this
+    check does not depend on which thread started us.  Only for a process
+    that does nothing but wait, as the fork server does.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
