@@ -47,6 +47,7 @@ COLUMNS: dict[str, Column] = {
     "FLUXERR_ISO": Column("RMS error for isophotal flux", "count", "%12.7g", np.float32, "1E"),
     "MAG_ISO": Column("Isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
     "MAGERR_ISO": Column("RMS error for isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
+    "FLUX_RADIUS": Column("Fraction-of-light radii", "pixel", "%10.3f", np.float32, "1E"),
     "FWHM_IMAGE": Column("FWHM assuming a gaussian core", "pixel", "%8.2f", np.float32, "1E"),
     "FWHM_WORLD": Column("FWHM assuming a gaussian core", "deg", "%12.7g", np.float32, "1E"),
     "MU_MAX": Column("Peak surface brightness above background", "mag * arcsec**(-2)", "%8.4f", np.float32, "1E"),

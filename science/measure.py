@@ -24,7 +24,7 @@ from .photometry import (
     auto_photometry,
 )
 from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux, magnitudes
-from .seeing import Seeing, measure_seeing
+from .seeing import Seeing, flux_radius, measure_seeing
 from .sexconfig import ExtractionConfig
 
 # sep touches its whole pixel stack on every call, so start from
@@ -382,6 +382,9 @@ def measure_ccd(
         "FLUXERR_ISO": lambda: iso_fluxerr,
         "MAG_ISO": lambda: iso_mag,
         "MAGERR_ISO": lambda: iso_magerr,
+        "FLUX_RADIUS": lambda: flux_radius(
+            data, segmap, objects, np.arange(len(objects)), phot.flux, config.phot_fluxfrac[0], 6.0 * objects["a"]
+        ),
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,

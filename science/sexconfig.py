@@ -59,6 +59,7 @@ DEFAULTS: dict[str, str] = {
     "WEIGHT_TYPE": "NONE",
     "PHOT_AUTOPARAMS": "2.5,3.5",
     "PHOT_AUTOAPERS": "0.0,0.0",
+    "PHOT_FLUXFRAC": "0.5",
     "SATUR_LEVEL": "50000.0",
     "SATUR_KEY": "SATURATE",
     "MAG_ZEROPOINT": "0.0",
@@ -117,6 +118,8 @@ class ExtractionConfig:
     mask_type: str = "CORRECT"
     phot_autoparams: tuple[float, float] = (2.5, 3.5)
     phot_autoapers: tuple[float, float] = (0.0, 0.0)
+    #: light fractions for FLUX_RADIUS (the scalar column uses the first)
+    phot_fluxfrac: tuple[float, ...] = (0.5,)
     satur_level: float = 50000.0
     satur_key: str = "SATURATE"
     mag_zeropoint: float = 0.0
@@ -155,7 +158,7 @@ class ExtractionConfig:
     @classmethod
     def from_json(cls, text: str) -> "ExtractionConfig":
         raw = json.loads(text)
-        for key in ("parameters", "phot_autoparams", "phot_autoapers", "back_size", "back_filtersize", "notes"):
+        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "back_size", "back_filtersize", "notes"):
             raw[key] = tuple(raw[key])
         if raw["filter_kernel"] is not None:
             raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
@@ -301,6 +304,17 @@ def _resolve(name: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def _fractions(key: str, value: str) -> tuple[float, ...]:
+    parts = [p for p in value.replace(",", " ").split() if p]
+    try:
+        fractions = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{key}: expected numbers between 0 and 1, got {value!r}") from None
+    if not fractions or not all(0 < f < 1 for f in fractions):
+        raise ConfigError(f"{key}: expected numbers between 0 and 1, got {value!r}")
+    return fractions
+
+
 def _positive(key: str, value: str) -> float:
     number = _floats(key, value.split(",")[0], 1)[0]
     if number <= 0:
@@ -411,6 +425,7 @@ def load_config(
         mask_type=values["MASK_TYPE"].upper(),
         phot_autoparams=_floats("PHOT_AUTOPARAMS", values["PHOT_AUTOPARAMS"], 2),
         phot_autoapers=_floats("PHOT_AUTOAPERS", values["PHOT_AUTOAPERS"], 2),
+        phot_fluxfrac=_fractions("PHOT_FLUXFRAC", values["PHOT_FLUXFRAC"]),
         satur_level=_floats("SATUR_LEVEL", values["SATUR_LEVEL"], 1)[0],
         satur_key=values["SATUR_KEY"].upper(),
         mag_zeropoint=_floats("MAG_ZEROPOINT", values["MAG_ZEROPOINT"], 1)[0],

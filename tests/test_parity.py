@@ -134,6 +134,7 @@ SURVEY_TOLERANCES = {
     "ISOAREA_IMAGE": ("abs", 0),
     "FLUX_ISO": ("rel", 0.01), "FLUXERR_ISO": ("rel", 0.01), "MAG_ISO": ("abs", 0.005), "MAGERR_ISO": ("rel", 0.01),
     "FWHM_IMAGE": ("rel", 0.02), "FWHM_WORLD": ("rel", 0.02), "MU_MAX": ("abs", 0.005),
+    "FLUX_RADIUS": ("rel", 0.01),
 }
 
 
