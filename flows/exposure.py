@@ -55,7 +55,6 @@ def catalogue_exposure(
     the same input md5 and configuration, unless ``force``.
     """
     logger = get_run_logger()
-    qa_view.preload()
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
@@ -72,6 +71,7 @@ def catalogue_exposure(
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
             _publish(observation_id, "skipped", done.sources, [], target.location(catalogue.name))
             return {"id": observation_id, "status": "skipped", "sources": done.sources}
+        qa_view.preload()  # while the exposure downloads; a skipped exposure draws nothing
         fetched = download(observation_id, archive, workdir)
         result = detect(fetched.path, extraction.to_json(), catalogue)
         quality = assess(result, extraction.mag_zeropoint)
