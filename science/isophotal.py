@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 
-MAG_ERROR = 1.086  # source-extractor's 2.5 / ln(10), to its printed precision
-
-
 def _labelled(segmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the pixels that belong to a source, and the source index of each."""
     flat = segmap.ravel()
@@ -46,15 +43,6 @@ def isophotal_flux(objects: np.ndarray, rms: float, gain: float) -> tuple[np.nda
     if gain > 0:
         variance = variance + np.where(flux > 0, flux / gain, 0.0)
     return flux, np.sqrt(variance.astype(np.float32).astype(np.float64)).astype(np.float32)
-
-
-def magnitudes(flux: np.ndarray, fluxerr: np.ndarray, zeropoint: float) -> tuple[np.ndarray, np.ndarray]:
-    """MAG and MAGERR as source-extractor's ``computemags`` writes them (99 for no flux)."""
-    positive = flux > 0
-    safe = np.where(positive, flux, 1.0)
-    mag = np.where(positive, zeropoint - 2.5 * np.log10(safe), 99.0)
-    magerr = np.where(positive, MAG_ERROR * fluxerr / safe, 99.0)
-    return mag, magerr
 
 
 def gaussian_fwhm(

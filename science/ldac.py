@@ -100,7 +100,7 @@ def extraction_cards(
         "SEXBKGND": (ccd.background, "Median background level (ADU)"),
         "SEXBKDEV": (ccd.rms, "Median background RMS (ADU)"),
         "SEXTHLD": (ccd.threshold, "Extraction threshold (ADU)"),
-        "SEXATHLD": (ccd.threshold, "Analysis threshold (ADU)"),
+        "SEXATHLD": (config.analysis_threshold(ccd.rms), "Analysis threshold (ADU)"),
         "SEXNFIN": (ccd.count, "Final number of extracted sources"),
         "SEXNPARA": (len(config.parameters), "Number of parameters per source"),
         "SEXGAIN": (header_float(header, config.gain_key, config.gain), "Gain used (e-/ADU)"),

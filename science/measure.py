@@ -22,8 +22,9 @@ from .photometry import (
     FLAG_SATURATED,
     FLAG_TRUNCATED,
     auto_photometry,
+    magnitudes,
 )
-from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux, magnitudes
+from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
 from .seeing import Seeing, flux_radius, measure_seeing
 from .sexconfig import ExtractionConfig
 
@@ -339,7 +340,7 @@ def measure_ccd(
     names = set(config.parameters)
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
-    analysis = config.analysis_thresh * rms if config.thresh_type == "RELATIVE" else config.analysis_thresh
+    analysis = config.analysis_threshold(rms)
     background_under = np.broadcast_to(np.asarray(under, dtype=np.float64), (len(objects),))
 
     @functools.cache

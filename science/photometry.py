@@ -50,12 +50,18 @@ class AutoPhotometry:
     flags: np.ndarray
 
     def magnitudes(self, zeropoint: float) -> tuple[np.ndarray, np.ndarray]:
-        """MAG_AUTO and MAGERR_AUTO, 99 where the flux is not positive (as source-extractor)."""
-        positive = self.flux > 0
-        safe = np.where(positive, self.flux, 1.0)
-        mag = np.where(positive, -2.5 * np.log10(safe) + zeropoint, 99.0)
-        magerr = np.where(positive, 1.086 * self.fluxerr / safe, 99.0)
-        return mag, magerr
+        """MAG_AUTO and MAGERR_AUTO."""
+        return magnitudes(self.flux, self.fluxerr, zeropoint)
+
+
+def magnitudes(flux: np.ndarray, fluxerr: np.ndarray, zeropoint: float) -> tuple[np.ndarray, np.ndarray]:
+    """MAG and MAGERR as source-extractor's ``computemags`` writes them: 99 where the flux is not
+    positive, and 1.086 (2.5 / ln 10 to its printed precision) for the error."""
+    positive = flux > 0
+    safe = np.where(positive, flux, 1.0)
+    mag = np.where(positive, -2.5 * np.log10(safe) + zeropoint, 99.0)
+    magerr = np.where(positive, 1.086 * fluxerr / safe, 99.0)
+    return mag, magerr
 
 
 def _rint(values: np.ndarray) -> np.ndarray:

@@ -133,6 +133,10 @@ class ExtractionConfig:
     #: Keywords read but not implemented, reported to the user; not part of the fingerprint.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
+    def analysis_threshold(self, rms: float) -> float:
+        """ANALYSIS_THRESH in ADU above the background, for a CCD whose background RMS is ``rms``."""
+        return self.analysis_thresh * rms if self.thresh_type == "RELATIVE" else self.analysis_thresh
+
     def kernel(self) -> np.ndarray | None:
         """The (already normalised) detection filter as a float32 array, or None."""
         if self.filter_kernel is None:

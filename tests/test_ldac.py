@@ -32,7 +32,8 @@ def exposure(tmp_path_factory) -> Path:
 def _config(tmp_path: Path, catalog_type: str):
     param = tmp_path / "all.param"
     param.write_text("\n".join(ALL) + "\n")
-    return load_config(overrides=["-PARAMETERS_NAME", str(param), "-CATALOG_TYPE", catalog_type])
+    return load_config(overrides=["-PARAMETERS_NAME", str(param), "-CATALOG_TYPE", catalog_type,
+                                  "-ANALYSIS_THRESH", "2.5"])
 
 
 def test_ldac_holds_each_ccds_header_and_the_same_rows_as_ascii_head(exposure, tmp_path):
@@ -50,6 +51,7 @@ def test_ldac_holds_each_ccds_header_and_the_same_rows_as_ascii_head(exposure, t
             assert header["EXTNAME"] == ccd.extname and header["CRVAL1"] == 150.0 and cards[-1].strip() == "END"
             assert header["FITSEXT"] == ccd.ext_number and header["SEXNFIN"] == ccd.count
             assert header["SEXBKDEV"] == pytest.approx(ccd.rms) and header["SEXGAIN"] == 1.6
+            assert header["SEXTHLD"] == pytest.approx(1.5 * ccd.rms) and header["SEXATHLD"] == pytest.approx(2.5 * ccd.rms)
     assert len(objects) == len(rows) > 1000
     for name in ALL:  # equal to the printed precision of ASCII_HEAD, and to LDAC's single precision
         ours, printed = np.asarray(objects[name], dtype=float), np.asarray(rows[name], dtype=float)
