@@ -21,6 +21,7 @@ from .photometry import (
     FLAG_MERGED,
     FLAG_SATURATED,
     FLAG_TRUNCATED,
+    NeighbourMask,
     auto_photometry,
     magnitudes,
 )
@@ -309,18 +310,15 @@ def measure_ccd(
     satur = header_float(header, config.satur_key, config.satur_level)
     correct = config.mask_type == "CORRECT"
     masking = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if correct else None
+    mask = NeighbourMask(data, segmap, masking, blank, correct)
     phot = auto_photometry(
-        data,
-        segmap,
-        masking,
-        blank,
+        mask,
         objects,
         kron_fact=config.phot_autoparams[0],
         min_radius=config.phot_autoparams[1],
         autoapers=config.phot_autoapers,
         backsig=rms,
         gain=gain,
-        correct=correct,
     )
 
     flags = phot.flags.copy()

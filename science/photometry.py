@@ -128,7 +128,7 @@ def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     )
 
 
-def _ramp(counts: np.ndarray) -> np.ndarray:
+def ramp(counts: np.ndarray) -> np.ndarray:
     """0, 1, ..., n-1 for each n in ``counts``, concatenated."""
     return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
@@ -164,7 +164,7 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     """
     heights = np.maximum(ap.ymax[lo:hi] - ap.ymin[lo:hi], 0)
     row_owner = np.repeat(np.arange(lo, hi), heights)
-    row_y = ap.ymin[row_owner] + _ramp(heights)
+    row_y = ap.ymin[row_owner] + ramp(heights)
     # Each aperture's parameters, once per row of its box.
     cxx, cyy, cxy, k2, x0 = (v[row_owner] for v in (ap.cxx, ap.cyy, ap.cxy, ap.k2, mx))
     dy = row_y.astype(np.float32) - my[row_owner]
@@ -172,7 +172,7 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     counts = np.maximum(last - first + 1, 0)
 
     owner = np.repeat(row_owner, counts)
-    x = np.repeat(first, counts) + _ramp(counts)
+    x = np.repeat(first, counts) + ramp(counts)
     dx = x.astype(np.float32) - np.repeat(x0, counts)
     r2 = np.repeat(cxx, counts) * dx
     r2 *= dx
@@ -200,11 +200,59 @@ def _chunks(ap: _Apertures):
         yield start, len(npix)
 
 
+class NeighbourMask:
+    """Which pixels an object may not use, and what source-extractor measures in their place.
+
+    A pixel is masked for an object when it is blank (NaN), or, with
+    ``masking`` (MASK_TYPE CORRECT), when it lies above the detection threshold
+    and belongs to anything but that object.  With CORRECT a masked pixel takes
+    the value of its mirror through the object's centre, when the mirror lies in
+    the image and is not masked itself; otherwise it counts as 0.  AUTO,
+    aperture and windowed measurements all follow these rules.
+    """
+
+    def __init__(self, image: np.ndarray, segmap: np.ndarray, masking: np.ndarray | None,
+                 blank: np.ndarray | None, correct: bool):
+        self.height, self.width = image.shape
+        self.pixels = image.ravel()
+        self.seg = segmap.ravel()
+        self.masking = masking.ravel() if masking is not None else None
+        self.blank = blank.ravel() if blank is not None else None
+        self.correct = correct
+
+    def masked(self, owner: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """Whether each pixel ``flat`` is masked for the object ``owner`` (0-based) measuring it."""
+        masked = self.blank[flat] if self.blank is not None else np.zeros(flat.size, dtype=bool)
+        if self.masking is not None:
+            maybe = np.flatnonzero(self.masking[flat])
+            masked[maybe[self.seg[flat[maybe]] != owner[maybe] + 1]] = True
+        return masked
+
+    def values(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """The pixel values (float64) each object measures at ``flat``, and which were masked.
+
+        ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
+        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it."""
+        value = self.pixels[flat].astype(np.float64)
+        masked = self.masked(owner, flat)
+        if masked.any():
+            m_owner, m_flat = owner[masked], flat[masked]
+            replacement = np.zeros(m_owner.size)
+            if self.correct:
+                m_y, m_x = np.divmod(m_flat, self.width)
+                x2 = (2 * mx[m_owner] + np.float32(0.49999) - m_x).astype(np.int64)
+                y2 = (2 * my[m_owner] + np.float32(0.49999) - m_y).astype(np.int64)
+                inside = np.flatnonzero((x2 >= 0) & (x2 < self.width) & (y2 >= 0) & (y2 < self.height))
+                mirror = y2[inside] * self.width + x2[inside]
+                usable_mirror = ~self.masked(m_owner[inside], mirror)
+                replacement[inside[usable_mirror]] = self.pixels[mirror[usable_mirror]]
+            value[masked] = replacement
+        return value, masked
+
+
 def auto_photometry(
-    image: np.ndarray,
-    segmap: np.ndarray,
-    masking: np.ndarray | None,
-    blank: np.ndarray | None,
+    mask: NeighbourMask,
     objects: np.ndarray,
     *,
     kron_fact: float,
@@ -212,44 +260,27 @@ def auto_photometry(
     autoapers: tuple[float, float],
     backsig: float,
     gain: float,
-    correct: bool,
 ) -> AutoPhotometry:
-    """Measure FLUX_AUTO, FLUXERR_AUTO and KRON_RADIUS for sep's ``objects``.
-
-    ``image`` is background-subtracted; ``segmap`` holds 1-based object ids;
-    ``masking`` marks the pixels that mask other objects (None with MASK_TYPE
-    NONE); ``blank`` marks NaN pixels or is None.
-    """
+    """Measure FLUX_AUTO, FLUXERR_AUTO and KRON_RADIUS for sep's ``objects`` on the
+    background-subtracted image that ``mask`` holds."""
     n = len(objects)
-    height, width = image.shape
     flags = np.zeros(n, dtype=np.int16)
     if n == 0:
         return AutoPhotometry(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.float32), flags)
-    pixels = image.ravel()
-    seg = segmap.ravel()
-    masking_flat = masking.ravel() if masking is not None else None
-    blank_flat = blank.ravel() if blank is not None else None
+    shape, width = (mask.height, mask.width), mask.width
     mx = objects["x"].astype(np.float32)
     my = objects["y"].astype(np.float32)
 
-    def masked_at(owner: np.ndarray, flat: np.ndarray) -> np.ndarray:
-        """Whether each pixel is masked for the object that owns the aperture."""
-        masked = blank_flat[flat] if blank_flat is not None else np.zeros(flat.size, dtype=bool)
-        if masking_flat is not None:
-            maybe = np.flatnonzero(masking_flat[flat])
-            masked[maybe[seg[flat[maybe]] != owner[maybe] + 1]] = True
-        return masked
-
     # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
-    ap = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], image.shape)
+    ap = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], shape)
     flags[ap.clipped] |= FLAG_APERTURE_INCOMPLETE
     r1, v1, area, areab = (np.zeros(n) for _ in range(4))
     for lo, hi in _chunks(ap):
         owner, flat, r2 = _pixels_inside(ap, mx, my, width, lo, hi)
-        masked = masked_at(owner, flat)
+        masked = mask.masked(owner, flat)
         good = ~masked
         owner_good = owner[good]
-        value = pixels[flat[good]].astype(np.float64)
+        value = mask.pixels[flat[good]].astype(np.float64)
         r1 += np.bincount(owner_good, weights=np.sqrt(r2[good]) * value, minlength=n)
         v1 += np.bincount(owner_good, weights=value, minlength=n)
         area += np.bincount(owner_good, minlength=n)
@@ -264,7 +295,7 @@ def auto_photometry(
     flags[crowded] |= FLAG_CROWDED
 
     # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
-    ap = _apertures(objects, mx, my, kfac, autoapers[1], image.shape)
+    ap = _apertures(objects, mx, my, kfac, autoapers[1], shape)
     kfac = np.where(ap.ellipse, kfac, np.float32(0.0))
     flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
     for box in (ap.xmin, ap.xmax, ap.ymin, ap.ymax):
@@ -272,20 +303,7 @@ def auto_photometry(
     tv, area2, areab2 = (np.zeros(n) for _ in range(3))
     for lo, hi in _chunks(ap):
         owner, flat, _ = _pixels_inside(ap, mx, my, width, lo, hi)
-        value = pixels[flat].astype(np.float64)
-        masked = masked_at(owner, flat)
-        if masked.any():
-            m_owner, m_flat = owner[masked], flat[masked]
-            replacement = np.zeros(m_owner.size)
-            if correct:
-                m_y, m_x = np.divmod(m_flat, width)
-                x2 = (np.float32(2.0) * mx[m_owner] + np.float32(0.49999) - m_x).astype(np.int64)
-                y2 = (np.float32(2.0) * my[m_owner] + np.float32(0.49999) - m_y).astype(np.int64)
-                inside = np.flatnonzero((x2 >= 0) & (x2 < width) & (y2 >= 0) & (y2 < height))
-                mirror = y2[inside] * width + x2[inside]
-                usable_mirror = ~masked_at(m_owner[inside], mirror)
-                replacement[inside[usable_mirror]] = pixels[mirror[usable_mirror]]
-            value[masked] = replacement
+        value, masked = mask.values(owner, flat, mx, my)
         tv += np.bincount(owner, weights=value, minlength=n)
         area2 += np.bincount(owner, minlength=n)
         areab2 += np.bincount(owner[masked], minlength=n)
