@@ -14,21 +14,32 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .columns import COLUMNS, header_line
+from .columns import COLUMNS, header_line, parameter
 from .ldac import ldac_hdus
 
 
 def format_header(parameters: tuple[str, ...]) -> str:
-    return "".join(header_line(i, name) for i, name in enumerate(parameters, start=1))
+    """The ``#   1 NAME ...`` lines; a vector column takes as many numbers as it has elements,
+    so the next column's number skips them, as in source-extractor's ASCII_HEAD."""
+    lines, index = [], 1
+    for name, size in map(parameter, parameters):
+        lines.append(header_line(index, name))
+        index += size
+    return "".join(lines)
 
 
 def format_rows(sources: np.ndarray) -> str:
-    """Format a structured array whose fields are catalogue columns, one line a source."""
+    """Format a structured array whose fields are catalogue columns, one line a source; a vector
+    column's elements follow one another."""
     if len(sources) == 0:
         return ""
-    names = sources.dtype.names
-    fmt = " ".join(COLUMNS[name].fmt for name in names) + "\n"
-    columns = [sources[name].tolist() for name in names]
+    formats, columns = [], []
+    for name in sources.dtype.names:
+        values = sources[name]
+        for element in values.T if values.ndim == 2 else (values,):
+            formats.append(COLUMNS[name].fmt)
+            columns.append(element.tolist())
+    fmt = " ".join(formats) + "\n"
     return "".join(fmt % row for row in zip(*columns))
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from astropy.io import fits
 
-from .columns import COLUMNS
+from .columns import COLUMNS, parameter
 from .measure import header_float
 from .sexconfig import ExtractionConfig
 
@@ -56,13 +56,14 @@ def imhead(header_text: str, extra: dict[str, tuple[object, str]]) -> fits.BinTa
 
 def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:
     """The ``LDAC_OBJECTS`` table of one CCD's sources."""
-    columns = []
-    for name in parameters:
+    columns, names = [], []
+    for name, size in map(parameter, parameters):
         spec = COLUMNS[name]
-        columns.append(fits.Column(name=name, format=spec.ldac, unit=spec.unit or None, disp=tdisp(spec.fmt),
-                                   array=sources[name]))
+        columns.append(fits.Column(name=name, format=f"{size}{spec.ldac[1:]}", unit=spec.unit or None,
+                                   disp=tdisp(spec.fmt), array=sources[name]))
+        names.append(name)
     hdu = fits.BinTableHDU.from_columns(columns)
-    for index, name in enumerate(parameters, start=1):
+    for index, name in enumerate(names, start=1):
         hdu.header.comments[f"TTYPE{index}"] = COLUMNS[name].description
     hdu.header["EXTNAME"] = ("LDAC_OBJECTS", "TABLE NAME")
     return hdu

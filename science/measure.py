@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 
-from .columns import dtype_for
+from .aperture import aperture_photometry
+from .columns import dtype_for, parameter
 from .photometry import (
+    FLAG_APERTURE_INCOMPLETE,
     FLAG_DEBLEND_OVERFLOW,
     FLAG_MERGED,
     FLAG_SATURATED,
@@ -28,6 +30,7 @@ from .photometry import (
 from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
 from .seeing import Seeing, flux_radius, measure_seeing
 from .sexconfig import ExtractionConfig
+from .windowed import windowed_positions
 
 # sep touches its whole pixel stack on every call, so start from
 # source-extractor's own MEMORY_PIXSTACK default and grow only on overflow.
@@ -248,6 +251,21 @@ def _extract(data: np.ndarray, threshold: float, **options):
             stack *= 4
 
 
+def _store(rows: np.ndarray, name: str, values: np.ndarray) -> None:
+    """Put a column's values in ``rows``.  ``values`` has one column per aperture or light
+    fraction for a vector column: the catalogue keeps as many as it asks for, and elements
+    with no aperture or fraction behind them stay 0, as in source-extractor."""
+    values = np.asarray(values)
+    target = rows[name]
+    if target.ndim == 1:
+        rows[name] = values[:, 0] if values.ndim == 2 else values
+    else:
+        if values.ndim == 1:
+            values = values[:, None]
+        width = min(values.shape[1], target.shape[1])
+        target[:, :width] = values[:, :width]
+
+
 def measure_ccd(
     data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
 ) -> CCDMeasurement:
@@ -335,7 +353,17 @@ def measure_ccd(
     mag, magerr = phot.magnitudes(config.mag_zeropoint)
 
     rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
-    names = set(config.parameters)
+    names = {parameter(spelling).name for spelling in config.parameters}
+    if config.phot_apertures:  # only when an _APER column asks for them: they may flag the source
+        aper_flux, aper_fluxerr, cut = aperture_photometry(
+            mask, objects, config.phot_apertures, backsig=rms, gain=gain
+        )
+        flags[cut] |= FLAG_APERTURE_INCOMPLETE
+        aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, config.mag_zeropoint)
+    if names & {"XWIN_IMAGE", "YWIN_IMAGE"}:
+        half_light = flux_radius(data, segmap, objects, np.arange(len(objects)), phot.flux, 0.5, 6.0 * objects["a"])
+        xwin, ywin, window_cut = windowed_positions(mask, objects, half_light)
+        flags[window_cut] |= FLAG_APERTURE_INCOMPLETE
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
     analysis = config.analysis_threshold(rms)
@@ -382,15 +410,21 @@ def measure_ccd(
         "MAG_ISO": lambda: iso_mag,
         "MAGERR_ISO": lambda: iso_magerr,
         "FLUX_RADIUS": lambda: flux_radius(
-            data, segmap, objects, np.arange(len(objects)), phot.flux, config.phot_fluxfrac[0], 6.0 * objects["a"]
+            data, segmap, objects, np.arange(len(objects)), phot.flux, config.phot_fluxfrac, 6.0 * objects["a"]
         ),
+        "FLUX_APER": lambda: aper_flux,
+        "FLUXERR_APER": lambda: aper_fluxerr,
+        "MAG_APER": lambda: aper_mag,
+        "MAGERR_APER": lambda: aper_magerr,
+        "XWIN_IMAGE": lambda: xwin,
+        "YWIN_IMAGE": lambda: ywin,
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,
     }
     for name, compute in values.items():
         if name in names:
-            rows[name] = compute()
+            _store(rows, name, compute())
     if names & {"MAG_AUTO", "MAGERR_AUTO"}:
         if "MAG_AUTO" in names:
             rows["MAG_AUTO"] = mag

@@ -187,17 +187,21 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     return owner[inside], flat[inside], r2[inside]
 
 
-def _chunks(ap: _Apertures):
-    """Runs of objects whose boxes hold about _CHUNK_PIXELS pixels together."""
-    npix = (ap.xmax - ap.xmin) * (ap.ymax - ap.ymin)
+def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):
+    """Runs ``(lo, hi)`` of consecutive objects whose boxes hold about ``limit`` pixels together,
+    so that per-pixel temporaries stay at tens of MB."""
     start = total = 0
     for i, n in enumerate(npix.tolist()):
         total += n
-        if total >= _CHUNK_PIXELS:
+        if total >= limit:
             yield start, i + 1
             start, total = i + 1, 0
     if start < len(npix):
         yield start, len(npix)
+
+
+def _chunks(ap: _Apertures):
+    return runs((ap.xmax - ap.xmin) * (ap.ymax - ap.ymin))
 
 
 class NeighbourMask:

@@ -64,12 +64,13 @@ def flux_radius(
     objects: np.ndarray,
     index: np.ndarray,
     flux: np.ndarray,
-    fraction: float,
+    fraction: float | tuple[float, ...],
     rmax: np.ndarray,
 ) -> np.ndarray:
     """FLUX_RADIUS of the sources ``index``: the radius of the circle holding ``fraction`` of their
     ``flux`` (FLUX_AUTO), looked for within ``rmax``, their neighbours masked by the segmentation
-    map.  Within 6 x A_IMAGE it is source-extractor's to 0.03% at p95 (docs/parity.md)."""
+    map.  Within 6 x A_IMAGE it is source-extractor's to 0.03% at p95 (docs/parity.md).  Several
+    fractions give one column per fraction."""
     radius, _ = sep.flux_radius(
         data, objects["x"][index].astype(np.float64), objects["y"][index].astype(np.float64),
         rmax.astype(np.float64), fraction, normflux=flux[index].astype(np.float64),

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .columns import COLUMNS
+from .columns import COLUMNS, parameter
 from .errors import ConfigError
 
 #: Every keyword source-extractor 2.25 knows (``source-extractor -dd``).
@@ -60,6 +60,7 @@ DEFAULTS: dict[str, str] = {
     "PHOT_AUTOPARAMS": "2.5,3.5",
     "PHOT_AUTOAPERS": "0.0,0.0",
     "PHOT_FLUXFRAC": "0.5",
+    "PHOT_APERTURES": "5",
     "SATUR_LEVEL": "50000.0",
     "SATUR_KEY": "SATURATE",
     "MAG_ZEROPOINT": "0.0",
@@ -120,6 +121,8 @@ class ExtractionConfig:
     phot_autoapers: tuple[float, float] = (0.0, 0.0)
     #: light fractions for FLUX_RADIUS (the scalar column uses the first)
     phot_fluxfrac: tuple[float, ...] = (0.5,)
+    #: aperture diameters (pixels) for FLUX_APER and its kin, as many as the columns ask for
+    phot_apertures: tuple[float, ...] = (5.0,)
     satur_level: float = 50000.0
     satur_key: str = "SATURATE"
     mag_zeropoint: float = 0.0
@@ -162,7 +165,7 @@ class ExtractionConfig:
     @classmethod
     def from_json(cls, text: str) -> "ExtractionConfig":
         raw = json.loads(text)
-        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "back_size", "back_filtersize", "notes"):
+        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "back_size", "back_filtersize", "notes"):
             raw[key] = tuple(raw[key])
         if raw["filter_kernel"] is not None:
             raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
@@ -215,24 +218,24 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
 
 
 def read_parameters(path: Path) -> tuple[str, ...]:
-    """Read a ``.param`` file: one column name a line, ``#`` comments."""
+    """Read a ``.param`` file: one column a line, ``NAME`` or ``NAME(n)`` for a vector, ``#`` comments."""
     lines = _read_lines(path, "parameter file (PARAMETERS_NAME)")
-    names = []
+    spellings, names = [], set()
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        name = line.split()[0].upper()
-        if name not in COLUMNS:
-            supported = ", ".join(COLUMNS)
-            raise ConfigError(
-                f"{path}, line {number}: parameter {name} is not supported; supported parameters: {supported}"
-            )
-        if name not in names:
-            names.append(name)
-    if not names:
+        try:
+            column = parameter(line.split()[0])
+        except ValueError as exc:
+            supported = ", ".join(f"{name}(n)" if spec.vector else name for name, spec in COLUMNS.items())
+            raise ConfigError(f"{path}, line {number}: {exc}; supported parameters: {supported}") from None
+        if column.name not in names:
+            names.add(column.name)
+            spellings.append(str(column))
+    if not spellings:
         raise ConfigError(f"{path}: no output parameters (every line is empty or commented out)")
-    return tuple(names)
+    return tuple(spellings)
 
 
 def read_filter(path: Path) -> tuple[tuple[tuple[float, ...], ...], str | None]:
@@ -317,6 +320,29 @@ def _fractions(key: str, value: str) -> tuple[float, ...]:
     if not fractions or not all(0 < f < 1 for f in fractions):
         raise ConfigError(f"{key}: expected numbers between 0 and 1, got {value!r}")
     return fractions
+
+
+def _diameters(key: str, value: str) -> tuple[float, ...]:
+    parts = [p for p in value.replace(",", " ").split() if p]
+    try:
+        diameters = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{key}: expected aperture diameters in pixels, got {value!r}") from None
+    if not diameters or not all(d > 0 for d in diameters):
+        raise ConfigError(f"{key}: expected positive aperture diameters in pixels, got {value!r}")
+    return diameters
+
+
+def _vector_notes(parameters: tuple[str, ...], apertures: int, fractions: int) -> list[str]:
+    """source-extractor's warning when a vector column asks for more elements than are configured
+    (the extra elements stay 0), and which columns only use part of the configuration."""
+    notes = []
+    for name, size in map(parameter, parameters):
+        available, key = (fractions, "PHOT_FLUXFRAC") if name == "FLUX_RADIUS" else (apertures, "PHOT_APERTURES")
+        if COLUMNS[name].vector and size > available:
+            notes.append(f"{name}({size}) asks for {size} values but {key} gives {available}: "
+                         f"the last {size - available} stay 0, as in source-extractor")
+    return notes
 
 
 def _positive(key: str, value: str) -> float:
@@ -411,6 +437,11 @@ def load_config(
             "ANALYSIS_THRESH in <threshold>,<ZP> (surface brightness) form is not implemented; give one number"
         )
 
+    phot_apertures = _diameters("PHOT_APERTURES", values["PHOT_APERTURES"])
+    phot_fluxfrac = _fractions("PHOT_FLUXFRAC", values["PHOT_FLUXFRAC"])
+    # Only the apertures some column asks for are measured (and can flag a source), as in source-extractor.
+    wanted = max((size for name, size in map(parameter, parameters) if name.endswith("_APER")), default=0)
+    notes += _vector_notes(parameters, len(phot_apertures), len(phot_fluxfrac))
     return ExtractionConfig(
         parameters=parameters,
         catalog_name=values["CATALOG_NAME"],
@@ -429,7 +460,8 @@ def load_config(
         mask_type=values["MASK_TYPE"].upper(),
         phot_autoparams=_floats("PHOT_AUTOPARAMS", values["PHOT_AUTOPARAMS"], 2),
         phot_autoapers=_floats("PHOT_AUTOAPERS", values["PHOT_AUTOAPERS"], 2),
-        phot_fluxfrac=_fractions("PHOT_FLUXFRAC", values["PHOT_FLUXFRAC"]),
+        phot_fluxfrac=phot_fluxfrac,
+        phot_apertures=phot_apertures[:wanted],
         satur_level=_floats("SATUR_LEVEL", values["SATUR_LEVEL"], 1)[0],
         satur_key=values["SATUR_KEY"].upper(),
         mag_zeropoint=_floats("MAG_ZEROPOINT", values["MAG_ZEROPOINT"], 1)[0],

@@ -187,7 +187,7 @@ def test_bad_input(local_site, tmp_path, record_property, observation_id, write,
     [
         pytest.param({"bad.conv": "CONV NORM\n1 2\n3\n"}, ["-FILTER_NAME", "bad.conv"], "bad.conv",
                      marks=fault("input", "malformed .conv", "the batch stops before any run, naming the file")),
-        pytest.param({"cols.param": "NUMBER\nFLUX_APER\n"}, ["-PARAMETERS_NAME", "cols.param"], "FLUX_APER",
+        pytest.param({"cols.param": "NUMBER\nFLUX_PETRO\n"}, ["-PARAMETERS_NAME", "cols.param"], "FLUX_PETRO",
                      marks=fault("input", "unsupported parameter", "the batch stops before any run, naming the column")),
     ],
 )

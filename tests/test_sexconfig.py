@@ -31,7 +31,7 @@ def test_debians_default_sex_loads_as_it_is_and_reports_unimplemented_keys(workd
     config = load_config(DEBIAN_SEX)
     assert config.parameters == ("NUMBER", "MAG_AUTO")
     notes = " ".join(config.notes)
-    for key in ("PHOT_APERTURES", "SEEING_FWHM", "STARNNW_NAME"):
+    for key in ("MEMORY_PIXSTACK", "VERBOSE_TYPE", "CHECKIMAGE_TYPE"):
         assert key in notes
 
 
@@ -60,10 +60,35 @@ def test_unknown_keyword_is_an_error_naming_it(workdir):
 
 
 def test_unsupported_parameter_is_named_with_the_supported_list(workdir):
-    (workdir / "p.param").write_text("NUMBER\nCLASS_STAR\n")
+    (workdir / "p.param").write_text("NUMBER\nFLUX_PETRO\n")
     with pytest.raises(ConfigError) as error:
         load_config(overrides=["-PARAMETERS_NAME", "p.param"])
-    assert "CLASS_STAR" in str(error.value) and "MAG_AUTO" in str(error.value)
+    assert "FLUX_PETRO" in str(error.value) and "MAG_AUTO" in str(error.value) and "FLUX_APER(n)" in str(error.value)
+
+
+def test_vector_parameters_take_a_size_and_scalars_refuse_one(workdir):
+    (workdir / "v.param").write_text("NUMBER\nflux_aper(3)\nMAG_APER(2)\nFLUX_RADIUS(1)\nFLUXERR_APER\n")
+    config = load_config(overrides=["-PARAMETERS_NAME", "v.param", "-PHOT_APERTURES", "4,8", "-PHOT_FLUXFRAC", "0.5"])
+    assert config.parameters == ("NUMBER", "FLUX_APER(3)", "MAG_APER(2)", "FLUX_RADIUS", "FLUXERR_APER")
+    assert config.phot_apertures == (4.0, 8.0)  # FLUX_APER(3) wants three; two are configured
+    assert any("FLUX_APER(3) asks for 3 values but PHOT_APERTURES gives 2" in note for note in config.notes)
+    (workdir / "s.param").write_text("NUMBER\nX_IMAGE(2)\n")
+    with pytest.raises(ConfigError, match=r"s.param, line 2: parameter X_IMAGE is a single value"):
+        load_config(overrides=["-PARAMETERS_NAME", "s.param"])
+    (workdir / "z.param").write_text("FLUX_APER(0)\n")
+    with pytest.raises(ConfigError, match="at least 1"):
+        load_config(overrides=["-PARAMETERS_NAME", "z.param"])
+
+
+def test_only_the_apertures_a_column_asks_for_are_measured(workdir):
+    (workdir / "one.param").write_text("NUMBER\nFLUX_APER\n")
+    (workdir / "none.param").write_text("NUMBER\nMAG_AUTO\n")
+    one = load_config(overrides=["-PARAMETERS_NAME", "one.param", "-PHOT_APERTURES", "4,8,16"])
+    none = load_config(overrides=["-PARAMETERS_NAME", "none.param", "-PHOT_APERTURES", "4,8,16"])
+    assert one.phot_apertures == (4.0,) and none.phot_apertures == ()
+    assert none.fingerprint() == load_config(overrides=["-PARAMETERS_NAME", "none.param"]).fingerprint()
+    with pytest.raises(ConfigError, match="PHOT_APERTURES"):
+        load_config(overrides=["-PARAMETERS_NAME", "one.param", "-PHOT_APERTURES", "4,-1"])
 
 
 def test_keys_that_would_change_columns_are_errors():
