@@ -1,7 +1,8 @@
 """SExtractor configuration files shipped with canfar-catalogue.
 
 ``pipeline.toml`` says how the pipeline runs (retries, time limits,
-concurrency).  ``default.sex`` and ``default.conv`` are the ones Debian's source-extractor 2.25
+concurrency).  ``default.sex``, ``default.conv`` and ``default.nnw`` (the
+CLASS_STAR neural network) are the ones Debian's source-extractor 2.25
 installs in ``/usr/share/source-extractor/``; ``default.param`` holds the columns
 of the CANFAR batch tutorial.  They are package data so that an execute node
 running the installed package finds them without a checkout.

@@ -54,6 +54,7 @@ COLUMNS: dict[str, Column] = {
     "FLUXERR_APER": Column("RMS error vector for aperture flux(es)", "count", "%12.7g", np.float32, "1E", vector=True),
     "MAG_APER": Column("Fixed aperture magnitude vector", "mag", "%8.4f", np.float32, "1E", vector=True),
     "MAGERR_APER": Column("RMS error vector for fixed aperture mag.", "mag", "%8.4f", np.float32, "1E", vector=True),
+    "CLASS_STAR": Column("S/G classifier output", "", "%6.3f", np.float32, "1E"),
     "XWIN_IMAGE": Column("Windowed position estimate along x", "pixel", "%11.4f", np.float64, "1D"),
     "YWIN_IMAGE": Column("Windowed position estimate along y", "pixel", "%11.4f", np.float64, "1D"),
     "FWHM_IMAGE": Column("FWHM assuming a gaussian core", "pixel", "%8.2f", np.float32, "1E"),

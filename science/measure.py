@@ -16,7 +16,9 @@ import numpy as np
 import sep
 
 from .aperture import aperture_photometry
+from .classifier import Network, class_star, isophotal_areas
 from .columns import dtype_for, parameter
+from .errors import ConfigError
 from .photometry import (
     FLAG_APERTURE_INCOMPLETE,
     FLAG_DEBLEND_OVERFLOW,
@@ -386,6 +388,16 @@ def measure_ccd(
             mu = config.mag_zeropoint - 2.5 * np.log10(peak / area)
         return np.where((peak > 0) & (area > 0), mu, 99.0)
 
+    def stellarity() -> np.ndarray:
+        pixel_scale = config.pixel_scale or float(
+            _pixel_scale(header, np.array([data.shape[1] / 2.0]), np.array([data.shape[0] / 2.0]))[0] * 3600.0
+        )
+        if pixel_scale <= 0:
+            raise ConfigError("CLASS_STAR needs the pixel scale: set PIXEL_SCALE, or give the CCDs a celestial WCS")
+        areas = isophotal_areas(data, segmap, objects, analysis)
+        network = Network.from_numbers(config.star_nnw)
+        return class_star(network, areas, objects["peak"], analysis, config.seeing_fwhm, pixel_scale)
+
     iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
     iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)
     values = {
@@ -421,6 +433,7 @@ def measure_ccd(
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,
+        "CLASS_STAR": stellarity,
     }
     for name, compute in values.items():
         if name in names:

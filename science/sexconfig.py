@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .columns import COLUMNS, parameter
+from .classifier import read_nnw
 from .errors import ConfigError
 
 #: Every keyword source-extractor 2.25 knows (``source-extractor -dd``).
@@ -61,6 +62,8 @@ DEFAULTS: dict[str, str] = {
     "PHOT_AUTOAPERS": "0.0,0.0",
     "PHOT_FLUXFRAC": "0.5",
     "PHOT_APERTURES": "5",
+    "SEEING_FWHM": "1.2",
+    "STARNNW_NAME": "default.nnw",
     "SATUR_LEVEL": "50000.0",
     "SATUR_KEY": "SATURATE",
     "MAG_ZEROPOINT": "0.0",
@@ -122,7 +125,10 @@ class ExtractionConfig:
     #: light fractions for FLUX_RADIUS (the scalar column uses the first)
     phot_fluxfrac: tuple[float, ...] = (0.5,)
     #: aperture diameters (pixels) for FLUX_APER and its kin, as many as the columns ask for
-    phot_apertures: tuple[float, ...] = (5.0,)
+    phot_apertures: tuple[float, ...] = ()
+    #: CLASS_STAR's seeing (arcsec) and network (the .nnw file's numbers); unset without CLASS_STAR
+    seeing_fwhm: float = 0.0
+    star_nnw: tuple[float, ...] = ()
     satur_level: float = 50000.0
     satur_key: str = "SATURATE"
     mag_zeropoint: float = 0.0
@@ -147,10 +153,17 @@ class ExtractionConfig:
         return np.array(self.filter_kernel, dtype=np.float32)
 
     def measurement_dict(self) -> dict:
-        """The values that decide a catalogue's content (the catalogue name does not)."""
+        """The values that decide a catalogue's content (the catalogue name does not).
+
+        Settings that only some columns use are left out while unset, so that a
+        configuration without those columns keeps the fingerprint it had before
+        they existed, and its stored catalogues stay done."""
         values = asdict(self)
         values.pop("notes")
         values.pop("catalog_name")
+        for key in _UNSET_WITHOUT_THEIR_COLUMNS:
+            if not values[key]:
+                values.pop(key)
         return values
 
     def fingerprint(self) -> str:
@@ -165,11 +178,14 @@ class ExtractionConfig:
     @classmethod
     def from_json(cls, text: str) -> "ExtractionConfig":
         raw = json.loads(text)
-        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "back_size", "back_filtersize", "notes"):
+        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "star_nnw", "back_size", "back_filtersize", "notes"):
             raw[key] = tuple(raw[key])
         if raw["filter_kernel"] is not None:
             raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
         return cls(**raw)
+
+
+_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw")
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
@@ -442,6 +458,15 @@ def load_config(
     # Only the apertures some column asks for are measured (and can flag a source), as in source-extractor.
     wanted = max((size for name, size in map(parameter, parameters) if name.endswith("_APER")), default=0)
     notes += _vector_notes(parameters, len(phot_apertures), len(phot_fluxfrac))
+    seeing_fwhm, star_nnw = 0.0, ()
+    if "CLASS_STAR" in parameters:
+        seeing_fwhm = _floats("SEEING_FWHM", values["SEEING_FWHM"], 1)[0]
+        if seeing_fwhm <= 0:
+            raise ConfigError(
+                f"SEEING_FWHM {values['SEEING_FWHM']}: CLASS_STAR needs the seeing in arcsec; taking it from a "
+                "PSF model (SEEING_FWHM 0) is not implemented"
+            )
+        star_nnw = read_nnw(file_value("STARNNW_NAME"))
     return ExtractionConfig(
         parameters=parameters,
         catalog_name=values["CATALOG_NAME"],
@@ -462,6 +487,8 @@ def load_config(
         phot_autoapers=_floats("PHOT_AUTOAPERS", values["PHOT_AUTOAPERS"], 2),
         phot_fluxfrac=phot_fluxfrac,
         phot_apertures=phot_apertures[:wanted],
+        seeing_fwhm=seeing_fwhm,
+        star_nnw=star_nnw,
         satur_level=_floats("SATUR_LEVEL", values["SATUR_LEVEL"], 1)[0],
         satur_key=values["SATUR_KEY"].upper(),
         mag_zeropoint=_floats("MAG_ZEROPOINT", values["MAG_ZEROPOINT"], 1)[0],

@@ -28,13 +28,14 @@ def write_param(path: Path, columns=ALL_COLUMNS) -> Path:
 
 
 def run_sextractor(image: Path, workdir: Path, param: Path, *extra: str, name: str = "classic.cat") -> Path:
-    """source-extractor with our packaged default.sex/default.conv (Debian's) and ``param``."""
+    """source-extractor with our packaged default.sex/default.conv/default.nnw (Debian's) and ``param``."""
     from canfar_catalogue import config
 
     catalogue = workdir / name
     command = [
         SEXTRACTOR, str(image), "-c", str(config.path("default.sex")),
-        "-FILTER_NAME", str(config.path("default.conv")), "-PARAMETERS_NAME", str(param),
+        "-FILTER_NAME", str(config.path("default.conv")), "-STARNNW_NAME", str(config.path("default.nnw")),
+        "-PARAMETERS_NAME", str(param),
         "-CATALOG_NAME", str(catalogue), *extra,
     ]
     subprocess.run(command, check=True, capture_output=True, cwd=workdir)

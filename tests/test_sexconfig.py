@@ -145,3 +145,28 @@ def test_json_round_trip_keeps_everything():
     again = ExtractionConfig.from_json(config.to_json())
     assert again == config
     assert again.fingerprint() == config.fingerprint()
+
+
+def test_class_star_reads_its_network_and_needs_a_seeing(workdir):
+    (workdir / "c.param").write_text("NUMBER\nCLASS_STAR\n")
+    config = load_config(overrides=["-PARAMETERS_NAME", "c.param", "-SEEING_FWHM", "0.7"])
+    assert config.seeing_fwhm == 0.7 and config.star_nnw[:4] == (3.0, 10.0, 10.0, 1.0)
+    assert config.fingerprint() != load_config(overrides=["-PARAMETERS_NAME", "c.param"]).fingerprint()
+    with pytest.raises(ConfigError, match="SEEING_FWHM"):
+        load_config(overrides=["-PARAMETERS_NAME", "c.param", "-SEEING_FWHM", "0"])
+    (workdir / "bad.nnw").write_text("NNW\n 3 10 10 1\n 1 2 3\n")
+    with pytest.raises(ConfigError, match=r"bad.nnw: not a readable neural network"):
+        load_config(overrides=["-PARAMETERS_NAME", "c.param", "-STARNNW_NAME", "bad.nnw"])
+    (workdir / "other.nnw").write_text("NNW\n 2 3 1\n" + "0 " * 6 + "\n" + "0 0 0 0\n" + "0 1\n")
+    with pytest.raises(ConfigError, match="10 inputs and 1 output, this one has 3 and 1"):
+        load_config(overrides=["-PARAMETERS_NAME", "c.param", "-STARNNW_NAME", "other.nnw"])
+    with pytest.raises(ConfigError, match="missing.nnw: neural network file"):
+        load_config(overrides=["-PARAMETERS_NAME", "c.param", "-STARNNW_NAME", "missing.nnw"])
+
+
+def test_settings_of_columns_not_asked_for_leave_the_fingerprint_alone():
+    """A catalogue stored before CLASS_STAR and FLUX_APER existed stays done: their settings only
+    count when their columns are asked for."""
+    plain = load_config()
+    assert load_config(overrides=["-SEEING_FWHM", "0.6", "-PHOT_APERTURES", "3,6"]).fingerprint() == plain.fingerprint()
+    assert {"seeing_fwhm", "star_nnw", "phot_apertures"}.isdisjoint(plain.measurement_dict())
