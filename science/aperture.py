@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .photometry import NeighbourMask, ramp, runs
+from .photometry import NeighbourMask, box_pixels
 
 APER_OVERSAMP = 5
 _SCALE = np.float32(1.0 / APER_OVERSAMP)
@@ -84,15 +84,8 @@ def aperture_photometry(
         xmin, xmax, clipped_x = _boxes(mx, radius, mask.width)
         ymin, ymax, clipped_y = _boxes(my, radius, mask.height)
         incomplete |= clipped_x | clipped_y
-        widths = np.maximum(xmax - xmin, 0)
-        npix = widths * np.maximum(ymax - ymin, 0)
         tv, area = np.zeros(n), np.zeros(n)
-        for lo, hi in runs(npix):
-            counts = npix[lo:hi]
-            owner = np.repeat(np.arange(lo, hi), counts)
-            row, column = np.divmod(ramp(counts), widths[owner])
-            y = ymin[owner] + row
-            x = xmin[owner] + column
+        for owner, x, y in box_pixels(xmin, xmax, ymin, ymax):
             dx = x.astype(np.float32) - mx[owner]
             dy = y.astype(np.float32) - my[owner]
             r2 = dx * dx + dy * dy

@@ -30,7 +30,8 @@ from .photometry import (
     magnitudes,
 )
 from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
-from .seeing import Seeing, flux_radius, measure_seeing
+from .radius import GROWTH_MINHLRAD, flux_radius
+from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 from .windowed import windowed_positions
 
@@ -351,7 +352,7 @@ def measure_ccd(
     iy = np.clip((objects["y"] + 0.5).astype(np.int64), 0, data.shape[0] - 1)
     under = background_map[iy, ix] if background_map is not None else global_back
     flags[objects["peak"] + under >= satur] |= FLAG_SATURATED
-    seeing = measure_seeing(data, segmap, objects, phot.flux, phot.fluxerr, flags)
+    seeing = measure_seeing(mask, objects, phot.flux, phot.fluxerr, flags)
     mag, magerr = phot.magnitudes(config.mag_zeropoint)
 
     rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
@@ -362,8 +363,14 @@ def measure_ccd(
         )
         flags[cut] |= FLAG_APERTURE_INCOMPLETE
         aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, config.mag_zeropoint)
+    if names & {"FLUX_RADIUS", "XWIN_IMAGE", "YWIN_IMAGE"}:
+        # The growth curve's box may flag the source: source-extractor builds it for either.
+        fractions = config.phot_fluxfrac if "FLUX_RADIUS" in names else ()
+        radii, growth_cut = flux_radius(mask, objects, phot.flux, (*fractions, 0.5))
+        flags[growth_cut] |= FLAG_APERTURE_INCOMPLETE
+        half_light = np.maximum(radii[:, -1], GROWTH_MINHLRAD)
+        radii = radii[:, :-1]
     if names & {"XWIN_IMAGE", "YWIN_IMAGE"}:
-        half_light = flux_radius(data, segmap, objects, np.arange(len(objects)), phot.flux, 0.5, 6.0 * objects["a"])
         xwin, ywin, window_cut = windowed_positions(mask, objects, half_light)
         flags[window_cut] |= FLAG_APERTURE_INCOMPLETE
     x_image = objects["x"] + 1.0
@@ -421,9 +428,7 @@ def measure_ccd(
         "FLUXERR_ISO": lambda: iso_fluxerr,
         "MAG_ISO": lambda: iso_mag,
         "MAGERR_ISO": lambda: iso_magerr,
-        "FLUX_RADIUS": lambda: flux_radius(
-            data, segmap, objects, np.arange(len(objects)), phot.flux, config.phot_fluxfrac, 6.0 * objects["a"]
-        ),
+        "FLUX_RADIUS": lambda: radii,
         "FLUX_APER": lambda: aper_flux,
         "FLUXERR_APER": lambda: aper_fluxerr,
         "MAG_APER": lambda: aper_mag,

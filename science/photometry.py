@@ -200,6 +200,18 @@ def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):
         yield start, len(npix)
 
 
+def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray):
+    """Every pixel of each object's box ``[xmin, xmax) x [ymin, ymax)``, in runs of whole boxes of
+    about _CHUNK_PIXELS pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each
+    box's pixels row by row and together."""
+    widths = np.maximum(xmax - xmin, 0)
+    npix = widths * np.maximum(ymax - ymin, 0)
+    for lo, hi in runs(npix):
+        owner = np.repeat(np.arange(lo, hi), npix[lo:hi])
+        row, column = np.divmod(ramp(npix[lo:hi]), widths[owner])
+        yield owner, xmin[owner] + column, ymin[owner] + row
+
+
 def _chunks(ap: _Apertures):
     return runs((ap.xmax - ap.xmin) * (ap.ymax - ap.ymin))
 

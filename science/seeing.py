@@ -5,8 +5,8 @@ the QA view and for any catalogue column that needs the same numbers.
 
 * FWHM is twice the half-light radius, which is exact for a Gaussian profile:
   r(0.5) = 1.1774 sigma = FWHM / 2.  The radius is source-extractor's
-  FLUX_RADIUS with PHOT_FLUXFRAC 0.5: the circle holding half of FLUX_AUTO,
-  neighbours masked by the segmentation map.
+  FLUX_RADIUS with PHOT_FLUXFRAC 0.5 (:mod:`.radius`): the circle holding
+  half of FLUX_AUTO, neighbours masked as source-extractor masks them.
 * Ellipticity is source-extractor's ELLIPTICITY, 1 - B_IMAGE / A_IMAGE.
 * Stars are the sources with FLAGS 0, S/N above 50 and a half-light radius on
   the stellar locus: the narrow peak where point sources pile up at one
@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import sep
+
+from .photometry import NeighbourMask
+from .radius import flux_radius
 
 #: FLUX_AUTO / FLUXERR_AUTO a source needs to be used.
 MIN_SNR = 50.0
@@ -58,30 +60,8 @@ def stellar_locus(radius: np.ndarray) -> np.ndarray:
     return finite & (np.abs(radius - peak) <= LOCUS_WIDTH * peak)
 
 
-def flux_radius(
-    data: np.ndarray,
-    segmap: np.ndarray,
-    objects: np.ndarray,
-    index: np.ndarray,
-    flux: np.ndarray,
-    fraction: float | tuple[float, ...],
-    rmax: np.ndarray,
-) -> np.ndarray:
-    """FLUX_RADIUS of the sources ``index``: the radius of the circle holding ``fraction`` of their
-    ``flux`` (FLUX_AUTO), looked for within ``rmax``, their neighbours masked by the segmentation
-    map.  Within 6 x A_IMAGE it is source-extractor's to 0.03% at p95 (docs/parity.md).  Several
-    fractions give one column per fraction."""
-    radius, _ = sep.flux_radius(
-        data, objects["x"][index].astype(np.float64), objects["y"][index].astype(np.float64),
-        rmax.astype(np.float64), fraction, normflux=flux[index].astype(np.float64),
-        seg_id=(index + 1).astype(np.int32), segmap=segmap, subpix=5,
-    )
-    return radius
-
-
 def measure_seeing(
-    data: np.ndarray,
-    segmap: np.ndarray,
+    mask: NeighbourMask,
     objects: np.ndarray,
     flux: np.ndarray,
     fluxerr: np.ndarray,
@@ -95,7 +75,7 @@ def measure_seeing(
     if len(bright) < MIN_STARS:
         return Seeing(float("nan"), float("nan"), 0)
     a, b = (objects[name][bright].astype(np.float64) for name in ("a", "b"))
-    radius = flux_radius(data, segmap, objects, bright, flux, 0.5, np.maximum(RMAX_FACTOR * a, 3.0))
+    radius = flux_radius(mask, objects, flux, (0.5,), bright, np.maximum(RMAX_FACTOR * a, 3.0))[0][:, 0]
     stars = stellar_locus(radius)
     if stars.sum() < MIN_STARS:
         return Seeing(float("nan"), float("nan"), int(stars.sum()))

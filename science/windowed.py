@@ -16,8 +16,9 @@ reproduced here (docs/parity.md).
 from __future__ import annotations
 
 import numpy as np
+import sep
 
-from .photometry import NeighbourMask, ramp, runs
+from .photometry import NeighbourMask, box_pixels
 
 WINPOS_NITERMAX = 16
 WINPOS_NSIG = np.float32(4.0)
@@ -53,16 +54,112 @@ def _oversampled_area(dx: np.ndarray, dy: np.ndarray, radius2: np.ndarray) -> np
     return _LOCAREA[hits]
 
 
+#: Margin around a window's start and centre in the box copied for sep: this many pixels, or this
+#: fraction of the window's radius when larger (big windows wander further).
+DRIFT = 2.0
+DRIFT_FRACTION = 0.25
+#: Rounds of re-centring the mirror before falling back to iterating here.
+MIRROR_ROUNDS = 4
+#: Windows wider than this radius (pixels; only saturated stars and large blends have them) take
+#: their first round's end: iterating them pixel by pixel costs seconds a CCD, and their end
+#: is chaotic in source-extractor itself (docs/parity.md).
+GIANT_RADIUS = 50.0
+
+
+def _trunc(values: np.ndarray) -> np.ndarray:
+    return np.trunc(values).astype(np.int64)
+
+
+def _window_boxes(mx: np.ndarray, my: np.ndarray, raper: np.ndarray) -> tuple[np.ndarray, ...]:
+    """source-extractor's window box, ``(int)(m - r + 0.499999)`` to ``(int)(m + r + 1.499999)``."""
+    return (_trunc(mx - raper + 0.499999), _trunc(mx + raper + 1.499999),
+            _trunc(my - raper + 0.499999), _trunc(my + raper + 1.499999))
+
+
+def _mirror(m: np.ndarray) -> np.ndarray:
+    """The integer that fixes every pixel's mirror through a centre at ``m``."""
+    return _trunc(2 * m + 0.49999)
+
+
 def windowed_positions(
     mask: NeighbourMask, objects: np.ndarray, half_light_radius: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """XWIN_IMAGE and YWIN_IMAGE (1-based) of sep's ``objects``, and which windows the image's
-    edge cut (FLAGS bit 16).  ``half_light_radius`` is FLUX_RADIUS at 0.5."""
-    n = len(objects)
-    mx = objects["x"].astype(np.float64).copy()
-    my = objects["y"].astype(np.float64).copy()
-    cut = np.zeros(n, dtype=bool)
+    edge cut (FLAGS bit 16).  ``half_light_radius`` is FLUX_RADIUS at 0.5.
+
+    sep's ``winpos`` is the same iteration, in C: equal to 4e-6 pixel where it sees the same
+    pixels.  A window that meets masked pixels is given a copy of its box in which they take
+    their mirror's value through a centre; where it ends with the same mirrors, that is the
+    image source-extractor's last steps saw, so its end is source-extractor's to its 1e-4 pixel
+    stopping step.  Otherwise the centre moves there and it is tried again; the few that do not
+    settle are iterated here, as source-extractor does."""
     sig = (half_light_radius.astype(np.float32) * np.float32(2.0) / np.float32(2.35)).astype(np.float32)
+    raper = WINPOS_NSIG * sig
+    valid = np.isfinite(raper) & (raper > 0)
+    x0 = objects["x"].astype(np.float64)
+    y0 = objects["y"].astype(np.float64)
+    sig64 = sig.astype(np.float64)
+    data = mask.pixels.reshape(mask.height, mask.width)
+
+    # Windows that meet no masked pixel around their start: sep on the CCD itself.
+    xmin, xmax, ymin, ymax = _window_boxes(x0, y0, np.where(valid, raper, 0) + DRIFT)
+    xmin, xmax = np.clip(xmin, 0, mask.width), np.clip(xmax, 0, mask.width)
+    ymin, ymax = np.clip(ymin, 0, mask.height), np.clip(ymax, 0, mask.height)
+    pending = np.zeros(len(objects), dtype=bool)
+    for owner, x, y in box_pixels(xmin, xmax, ymin, ymax):
+        pending[owner[mask.masked(owner, y * mask.width + x)]] = True
+    pending &= valid
+    mx, my = x0.copy(), y0.copy()
+    plain = np.flatnonzero(valid & ~pending)
+    if plain.size:
+        mx[plain], my[plain], _ = sep.winpos(data, x0[plain], y0[plain], sig64[plain])
+        wandered = np.hypot(mx[plain] - x0[plain], my[plain] - y0[plain]) > DRIFT
+        pending[plain[wandered]] = True
+
+    # The others: sep on copies of their boxes, masked pixels mirrored through a centre.
+    cx, cy = x0.copy(), y0.copy()
+    for _ in range(MIRROR_ROUNDS):
+        which = np.flatnonzero(pending)
+        if which.size == 0:
+            break
+        margin = np.maximum(DRIFT, DRIFT_FRACTION * raper[which])
+        reach = raper[which] + margin
+        low_x, low_y = np.minimum(x0[which], cx[which]), np.minimum(y0[which], cy[which])
+        high_x, high_y = np.maximum(x0[which], cx[which]), np.maximum(y0[which], cy[which])
+        left, _, bottom, _ = _window_boxes(low_x, low_y, reach)
+        _, right, _, top = _window_boxes(high_x, high_y, reach)
+        left, right = np.clip(left, 0, mask.width), np.clip(right, 0, mask.width)
+        bottom, top = np.clip(bottom, 0, mask.height), np.clip(top, 0, mask.height)
+        widths, heights = right - left, top - bottom
+        offsets = np.cumsum(np.r_[0, widths * heights])
+        centre_x, centre_y = cx.astype(np.float32), cy.astype(np.float32)
+        for slot, x, y in box_pixels(left, right, bottom, top):
+            values, _ = mask.values(which[slot], y * mask.width + x, centre_x, centre_y)
+            base = offsets[slot[0]]
+            for k in np.unique(slot):
+                stamp = values[offsets[k] - base:offsets[k + 1] - base].reshape(heights[k], widths[k])
+                source = which[k:k + 1]
+                px, py, _ = sep.winpos(stamp, x0[source] - left[k], y0[source] - bottom[k], sig64[source])
+                mx[source], my[source] = px + left[k], py + bottom[k]
+        settled = (np.hypot(mx[which] - cx[which], my[which] - cy[which]) <= margin) & \
+                  (_mirror(mx[which]) == _mirror(cx[which])) & (_mirror(my[which]) == _mirror(cy[which]))
+        pending[which[settled | (raper[which] > GIANT_RADIUS)]] = False
+        cx[which], cy[which] = mx[which], my[which]
+
+    redo = np.flatnonzero(pending)
+    mx[redo], my[redo] = x0[redo], y0[redo]
+    cut = np.zeros(len(objects), dtype=bool)
+    for ex, ey in ((x0, y0), (mx, my)):  # sep's windows: cut at the start or the end
+        bxmin, bxmax, bymin, bymax = _window_boxes(ex, ey, raper)
+        cut |= valid & ((bxmin < 0) | (bxmax > mask.width) | (bymin < 0) | (bymax > mask.height))
+    cut |= _iterate(mask, mx, my, sig, redo)
+    return mx + 1.0, my + 1.0, cut
+
+
+def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Move the windows ``active`` from ``mx``, ``my`` (0-based, updated in place) as
+    ``compute_winpos`` does, masked pixels replaced; returns which windows the image cut."""
+    cut = np.zeros(len(mx), dtype=bool)
     with np.errstate(divide="ignore", over="ignore"):
         invtwosig2 = (1.0 / (2.0 * sig.astype(np.float64) * sig)).astype(np.float32)
     raper = WINPOS_NSIG * sig
@@ -70,35 +167,24 @@ def windowed_positions(
     inner = raper - np.float32(0.75)
     inner2 = np.where(inner > 0, inner * inner, np.float32(0.0)).astype(np.float32)
     outer2 = ((raper + np.float32(0.75)) * (raper + np.float32(0.75))).astype(np.float32)
-    active = np.flatnonzero(np.isfinite(raper) & (raper > 0))
     f_mx = mx.astype(np.float32)  # for the mirror rule's arithmetic
     f_my = my.astype(np.float32)
     for _ in range(WINPOS_NITERMAX):
         if active.size == 0:
             break
-        xmin = np.trunc(mx[active] - raper[active] + 0.499999).astype(np.int64)
-        xmax = np.trunc(mx[active] + raper[active] + 1.499999).astype(np.int64)
-        ymin = np.trunc(my[active] - raper[active] + 0.499999).astype(np.int64)
-        ymax = np.trunc(my[active] + raper[active] + 1.499999).astype(np.int64)
+        xmin, xmax, ymin, ymax = _window_boxes(mx[active], my[active], raper[active])
         cut[active] |= (xmin < 0) | (xmax > mask.width) | (ymin < 0) | (ymax > mask.height)
         xmin, xmax = np.clip(xmin, 0, mask.width), np.clip(xmax, 0, mask.width)
         ymin, ymax = np.clip(ymin, 0, mask.height), np.clip(ymax, 0, mask.height)
-        widths = np.maximum(xmax - xmin, 0)
-        npix = widths * np.maximum(ymax - ymin, 0)
         tv, xsum, ysum = (np.zeros(active.size) for _ in range(3))
         f_mx[active] = mx[active]
         f_my[active] = my[active]
-        for lo, hi in runs(npix):
-            counts = npix[lo:hi]
-            slot = np.repeat(np.arange(lo, hi), counts)
-            row, column = np.divmod(ramp(counts), widths[slot])
+        for slot, x, y in box_pixels(xmin, xmax, ymin, ymax):
             owner = active[slot]
-            x = xmin[slot] + column
-            y = ymin[slot] + row
             dx = (x - mx[owner]).astype(np.float32)
             dy = (y - my[owner]).astype(np.float32)
             r2 = dx * dx + dy * dy
-            near = r2 < outer2[owner]
+            near = np.flatnonzero(r2 < outer2[owner])
             slot, owner, x, y, dx, dy, r2 = (v[near] for v in (slot, owner, x, y, dx, dy, r2))
             locarea = np.ones(owner.size, dtype=np.float32)
             edge = np.flatnonzero(r2 > inner2[owner])
@@ -117,4 +203,4 @@ def windowed_positions(
         my[active] += step_y * WINPOS_FAC
         moving = positive & (step_x * step_x + step_y * step_y >= WINPOS_STEPMIN * WINPOS_STEPMIN)
         active = active[moving]
-    return mx + 1.0, my + 1.0, cut
+    return cut
