@@ -244,6 +244,25 @@ class NeighbourMask:
             masked[maybe[self.seg[flat[maybe]] != owner[maybe] + 1]] = True
         return masked
 
+    def box(self, source: int, x0: int, x1: int, y0: int, y1: int, mx: np.ndarray, my: np.ndarray
+            ) -> np.ndarray | None:
+        """Pixels ``[y0:y1, x0:x1]`` (float64) as ``source`` measures them, masked ones replaced, or
+        None when none is masked there (the CCD's own pixels are then the ones to use).  Works on
+        2-D slices, so a box as large as the CCD costs a few copies of it, no index arrays."""
+        shape = (self.height, self.width)
+        masked = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        if self.blank is not None:
+            masked |= self.blank.reshape(shape)[y0:y1, x0:x1]
+        if self.masking is not None:
+            masked |= self.masking.reshape(shape)[y0:y1, x0:x1] & (self.seg.reshape(shape)[y0:y1, x0:x1] != source + 1)
+        if not masked.any():
+            return None
+        stamp = self.pixels.reshape(shape)[y0:y1, x0:x1].astype(np.float64)
+        ys, xs = np.nonzero(masked)
+        owner = np.full(ys.size, source)
+        stamp[ys, xs], _ = self.values(owner, (ys + y0) * self.width + xs + x0, mx, my)
+        return stamp
+
     def values(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
         """The pixel values (float64) each object measures at ``flat``, and which were masked.

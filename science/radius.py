@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import sep
 
-from .photometry import NeighbourMask, box_pixels
+from .photometry import NeighbourMask
 
 #: The growth curve reaches this many A_IMAGE (GROWTH_NSIG).
 GROWTH_NSIG = 6.0
@@ -47,8 +47,7 @@ def flux_radius(
     ``index`` picks some of ``objects`` (default: all); ``rmax`` ends their growth curves
     elsewhere than at 6 A_IMAGE, which is only source-extractor's FLUX_RADIUS while the
     fraction is reached within it."""
-    everything = index is None
-    index = np.arange(len(objects)) if everything else np.asarray(index)
+    index = np.arange(len(objects)) if index is None else np.asarray(index)
     mx_all, my_all = objects["x"].astype(np.float32), objects["y"].astype(np.float32)
     objects, flux = objects[index], np.asarray(flux)[index]
     n = len(objects)
@@ -62,30 +61,19 @@ def flux_radius(
     frac = np.asarray(fractions, dtype=np.float64)
     xmin, xmax, cut_x = _boxes(x, rmax + 1.5, mask.width)
     ymin, ymax, cut_y = _boxes(y, rmax + 1.5, mask.height)
-    widths, heights = np.maximum(xmax - xmin, 0), np.maximum(ymax - ymin, 0)
-    npix = widths * heights
 
     def measure(stamp: np.ndarray, which: np.ndarray, dx: int = 0, dy: int = 0) -> None:
         found, _ = sep.flux_radius(stamp, x[which] - dx, y[which] - dy, rmax[which], frac,
                                    normflux=flux[which].astype(np.float64), subpix=5)
         radius[which] = np.reshape(found, (len(which), len(frac)))
 
+    # A box with masked pixels is measured on a copy with them replaced; the others on the CCD.
     masked_any = np.zeros(n, dtype=bool)
-    for owner, px, py in box_pixels(xmin, xmax, ymin, ymax):
-        flat = py * mask.width + px
-        owner_id = index[owner]  # the mask knows sources by their place among all of them
-        hit = np.unique(owner[mask.masked(owner_id, flat)])
-        if hit.size == 0:
-            continue
-        masked_any[hit] = True
-        # Only the boxes with masked pixels are copied, with those pixels replaced.
-        keep = masked_any[owner]
-        values, _ = mask.values(owner_id[keep], flat[keep], mx_all, my_all)
-        starts = np.cumsum(np.r_[0, npix[hit]])
-        for k, source in enumerate(hit):
-            stamp = values[starts[k]:starts[k + 1]].reshape(heights[source], widths[source])
-            measure(stamp, np.array([source]), xmin[source], ymin[source])
-
+    for k in range(n):
+        stamp = mask.box(int(index[k]), xmin[k], xmax[k], ymin[k], ymax[k], mx_all, my_all)
+        if stamp is not None:
+            masked_any[k] = True
+            measure(stamp, np.array([k]), xmin[k], ymin[k])
     plain = np.flatnonzero(~masked_any)
     if plain.size:
         measure(data, plain)

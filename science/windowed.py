@@ -101,49 +101,38 @@ def windowed_positions(
     sig64 = sig.astype(np.float64)
     data = mask.pixels.reshape(mask.height, mask.width)
 
-    # Windows that meet no masked pixel around their start: sep on the CCD itself.
-    xmin, xmax, ymin, ymax = _window_boxes(x0, y0, np.where(valid, raper, 0) + DRIFT)
-    xmin, xmax = np.clip(xmin, 0, mask.width), np.clip(xmax, 0, mask.width)
-    ymin, ymax = np.clip(ymin, 0, mask.height), np.clip(ymax, 0, mask.height)
-    pending = np.zeros(len(objects), dtype=bool)
-    for owner, x, y in box_pixels(xmin, xmax, ymin, ymax):
-        pending[owner[mask.masked(owner, y * mask.width + x)]] = True
-    pending &= valid
     mx, my = x0.copy(), y0.copy()
-    plain = np.flatnonzero(valid & ~pending)
-    if plain.size:
-        mx[plain], my[plain], _ = sep.winpos(data, x0[plain], y0[plain], sig64[plain])
-        wandered = np.hypot(mx[plain] - x0[plain], my[plain] - y0[plain]) > DRIFT
-        pending[plain[wandered]] = True
-
-    # The others: sep on copies of their boxes, masked pixels mirrored through a centre.
+    pending = valid.copy()
+    # Mirrors through a centre that starts at the barycentre and moves to where the window ended.
     cx, cy = x0.copy(), y0.copy()
     for _ in range(MIRROR_ROUNDS):
         which = np.flatnonzero(pending)
         if which.size == 0:
             break
         margin = np.maximum(DRIFT, DRIFT_FRACTION * raper[which])
-        reach = raper[which] + margin
-        low_x, low_y = np.minimum(x0[which], cx[which]), np.minimum(y0[which], cy[which])
-        high_x, high_y = np.maximum(x0[which], cx[which]), np.maximum(y0[which], cy[which])
-        left, _, bottom, _ = _window_boxes(low_x, low_y, reach)
-        _, right, _, top = _window_boxes(high_x, high_y, reach)
+        left, _, bottom, _ = _window_boxes(np.minimum(x0[which], cx[which]), np.minimum(y0[which], cy[which]),
+                                           raper[which] + margin)
+        _, right, _, top = _window_boxes(np.maximum(x0[which], cx[which]), np.maximum(y0[which], cy[which]),
+                                         raper[which] + margin)
         left, right = np.clip(left, 0, mask.width), np.clip(right, 0, mask.width)
         bottom, top = np.clip(bottom, 0, mask.height), np.clip(top, 0, mask.height)
-        widths, heights = right - left, top - bottom
-        offsets = np.cumsum(np.r_[0, widths * heights])
         centre_x, centre_y = cx.astype(np.float32), cy.astype(np.float32)
-        for slot, x, y in box_pixels(left, right, bottom, top):
-            values, _ = mask.values(which[slot], y * mask.width + x, centre_x, centre_y)
-            base = offsets[slot[0]]
-            for k in np.unique(slot):
-                stamp = values[offsets[k] - base:offsets[k + 1] - base].reshape(heights[k], widths[k])
-                source = which[k:k + 1]
-                px, py, _ = sep.winpos(stamp, x0[source] - left[k], y0[source] - bottom[k], sig64[source])
-                mx[source], my[source] = px + left[k], py + bottom[k]
-        settled = (np.hypot(mx[which] - cx[which], my[which] - cy[which]) <= margin) & \
-                  (_mirror(mx[which]) == _mirror(cx[which])) & (_mirror(my[which]) == _mirror(cy[which]))
-        pending[which[settled | (raper[which] > GIANT_RADIUS)]] = False
+        on_ccd = []
+        for k, source in enumerate(which):
+            stamp = mask.box(source, left[k], right[k], bottom[k], top[k], centre_x, centre_y)
+            if stamp is None:  # no masked pixel: the CCD itself, all such windows in one call below
+                on_ccd.append(k)
+                continue
+            px, py, _ = sep.winpos(stamp, x0[source:source + 1] - left[k], y0[source:source + 1] - bottom[k],
+                                   sig64[source:source + 1])
+            mx[source], my[source] = px[0] + left[k], py[0] + bottom[k]
+        plain = which[on_ccd]
+        if plain.size:
+            mx[plain], my[plain], _ = sep.winpos(data, x0[plain], y0[plain], sig64[plain])
+        moved = np.hypot(mx[which] - cx[which], my[which] - cy[which])
+        same = (_mirror(mx[which]) == _mirror(cx[which])) & (_mirror(my[which]) == _mirror(cy[which]))
+        done = (moved <= margin) & (same | np.isin(np.arange(which.size), on_ccd)) | (raper[which] > GIANT_RADIUS)
+        pending[which] = ~done
         cx[which], cy[which] = mx[which], my[which]
 
     redo = np.flatnonzero(pending)
