@@ -21,41 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .photometry import NeighbourMask, box_pixels
+from .photometry import NeighbourMask, box_pixels, circle_box, subpixel_area
 
 APER_OVERSAMP = 5
-_SCALE = np.float32(1.0 / APER_OVERSAMP)
-_OFFSET = np.float32(0.5 * (_SCALE - 1.0))
-#: locarea after k of the 25 sub-pixel points fell inside: float32 additions of scale², in order.
-_LOCAREA = np.cumsum(np.r_[np.float32(0.0), np.full(APER_OVERSAMP**2, _SCALE * _SCALE, dtype=np.float32)],
-                     dtype=np.float32)
-
-
-def oversampled_area(dx: np.ndarray, dy: np.ndarray, radius2: np.float32) -> np.ndarray:
-    """Fraction of each pixel inside a circle of squared radius ``radius2`` (float32),
-    from the pixel centres' float32 offsets ``dx``, ``dy`` to the circle's centre."""
-    hits = np.zeros(dx.shape, dtype=np.int64)
-    sub_x, sub_y = [dx + _OFFSET], [dy + _OFFSET]
-    for _ in range(APER_OVERSAMP - 1):  # each step adds to the last, as the C loop does
-        sub_x.append(sub_x[-1] + _SCALE)
-        sub_y.append(sub_y[-1] + _SCALE)
-    x2 = [x * x for x in sub_x]
-    for y in sub_y:
-        y2 = y * y
-        for xx in x2:
-            hits += (xx + y2) < radius2
-    return _LOCAREA[hits]
-
-
-def _boxes(centre: np.ndarray, radius: np.float32, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(int)(c - r + 0.499999)`` and ``(int)(c + r + 1.499999)`` clipped to the image, and
-    whether clipping happened.  C truncates toward zero, hence ``trunc``."""
-    low = np.trunc((centre - radius).astype(np.float64) + 0.499999).astype(np.int64)
-    high = np.trunc((centre + radius).astype(np.float64) + 1.499999).astype(np.int64)
-    clipped = (low < 0) | (high > size)
-    return np.clip(low, 0, size), np.clip(high, 0, size), clipped
-
-
 def aperture_photometry(
     mask: NeighbourMask,
     objects: np.ndarray,
@@ -81,8 +49,8 @@ def aperture_photometry(
         inner = radius - np.float32(0.75)
         inner2 = inner * inner if inner > 0 else np.float32(0.0)
         outer2 = (radius + np.float32(0.75)) * (radius + np.float32(0.75))
-        xmin, xmax, clipped_x = _boxes(mx, radius, mask.width)
-        ymin, ymax, clipped_y = _boxes(my, radius, mask.height)
+        xmin, xmax, clipped_x = circle_box(mx, radius, mask.width)
+        ymin, ymax, clipped_y = circle_box(my, radius, mask.height)
         incomplete |= clipped_x | clipped_y
         tv, area = np.zeros(n), np.zeros(n)
         for owner, x, y in box_pixels(xmin, xmax, ymin, ymax):
@@ -93,7 +61,7 @@ def aperture_photometry(
             owner, x, y, dx, dy, r2 = (v[near] for v in (owner, x, y, dx, dy, r2))
             locarea = np.ones(owner.size, dtype=np.float32)
             edge = np.flatnonzero(r2 > inner2)
-            locarea[edge] = oversampled_area(dx[edge], dy[edge], radius2)
+            locarea[edge] = subpixel_area(dx[edge], dy[edge], radius2, APER_OVERSAMP)
             value, _ = mask.values(owner, y * mask.width + x, mx, my)
             tv += np.bincount(owner, weights=locarea.astype(np.float64) * value, minlength=n)
             area += np.bincount(owner, weights=locarea.astype(np.float64), minlength=n)

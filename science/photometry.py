@@ -20,6 +20,7 @@ on an aperture's edge go the same way.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,6 +186,48 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     if inside.all():
         return owner, flat, r2
     return owner[inside], flat[inside], r2[inside]
+
+
+def circle_box(centre: np.ndarray, radius: np.ndarray | np.float32, size: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel range source-extractor scans around a circle on one axis,
+    ``(int)(c - r + 0.499999)`` to ``(int)(c + r + 1.499999)`` (C truncates toward zero; the
+    difference is taken in the inputs' precision, as in C), clipped to ``[0, size]``, and
+    whether clipping happened."""
+    low = np.trunc((centre - radius).astype(np.float64) + 0.499999).astype(np.int64)
+    high = np.trunc((centre + radius).astype(np.float64) + 1.499999).astype(np.int64)
+    return np.clip(low, 0, size), np.clip(high, 0, size), (low < 0) | (high > size)
+
+
+@functools.cache
+def _locarea(oversamp: int) -> np.ndarray:
+    """locarea after k of the oversamp² sub-pixel points fell inside: float32 additions of scale²,
+    one after the other, as source-extractor sums them (25 of 0.04 is not exactly 1)."""
+    scale = np.float32(1.0 / oversamp)
+    steps = np.full(oversamp * oversamp, scale * scale, dtype=np.float32)
+    return np.cumsum(np.r_[np.float32(0.0), steps], dtype=np.float32)
+
+
+def subpixel_area(dx: np.ndarray, dy: np.ndarray, radius2: np.ndarray | np.float32, oversamp: int) -> np.ndarray:
+    """Fraction of each pixel inside a circle of squared radius ``radius2``, from the float32
+    offsets ``dx``, ``dy`` of the pixel's centre to the circle's: the share of an
+    ``oversamp`` x ``oversamp`` grid of points inside, each point's offset the float32 sum of the
+    previous one and 1/oversamp, as in source-extractor's aperture, growth and window loops."""
+    scale = np.float32(1.0 / oversamp)
+    offset = np.float32(0.5 * (scale - 1.0))
+    sub_x = np.empty((dx.size, oversamp), dtype=np.float32)
+    sub_y = np.empty((dy.size, oversamp), dtype=np.float32)
+    sub_x[:, 0], sub_y[:, 0] = dx + offset, dy + offset
+    for k in range(1, oversamp):
+        sub_x[:, k] = sub_x[:, k - 1] + scale
+        sub_y[:, k] = sub_y[:, k - 1] + scale
+    x2 = sub_x * sub_x
+    limit = np.broadcast_to(np.asarray(radius2, dtype=np.float32), dx.shape)[:, None]
+    hits = np.zeros(dx.size, dtype=np.int64)
+    for k in range(oversamp):
+        y2 = sub_y[:, k] * sub_y[:, k]
+        hits += np.count_nonzero((x2 + y2[:, None]) < limit, axis=1)
+    return _locarea(oversamp)[hits]
 
 
 def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):

@@ -19,18 +19,12 @@ from typing import Sequence
 import numpy as np
 import sep
 
-from .photometry import NeighbourMask
+from .photometry import NeighbourMask, circle_box
 
 #: The growth curve reaches this many A_IMAGE (GROWTH_NSIG).
 GROWTH_NSIG = 6.0
 #: The half-light radius that sizes the XWIN window is at least this (pixels).
 GROWTH_MINHLRAD = 0.5
-
-
-def _boxes(centre: np.ndarray, radius: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    low = np.trunc(centre - radius + 0.499999).astype(np.int64)
-    high = np.trunc(centre + radius + 1.499999).astype(np.int64)
-    return np.clip(low, 0, size), np.clip(high, 0, size), (low < 0) | (high > size)
 
 
 def flux_radius(
@@ -59,8 +53,8 @@ def flux_radius(
     y = objects["y"].astype(np.float64)
     rmax = GROWTH_NSIG * objects["a"].astype(np.float64) if rmax is None else np.asarray(rmax, dtype=np.float64)
     frac = np.asarray(fractions, dtype=np.float64)
-    xmin, xmax, cut_x = _boxes(x, rmax + 1.5, mask.width)
-    ymin, ymax, cut_y = _boxes(y, rmax + 1.5, mask.height)
+    xmin, xmax, cut_x = circle_box(x, rmax + 1.5, mask.width)
+    ymin, ymax, cut_y = circle_box(y, rmax + 1.5, mask.height)
 
     def measure(stamp: np.ndarray, which: np.ndarray, dx: int = 0, dy: int = 0) -> None:
         found, _ = sep.flux_radius(stamp, x[which] - dx, y[which] - dy, rmax[which], frac,

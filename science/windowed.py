@@ -18,41 +18,13 @@ from __future__ import annotations
 import numpy as np
 import sep
 
-from .photometry import NeighbourMask, box_pixels
+from .photometry import NeighbourMask, box_pixels, circle_box, subpixel_area
 
 WINPOS_NITERMAX = 16
 WINPOS_NSIG = np.float32(4.0)
 WINPOS_OVERSAMP = 11
 WINPOS_STEPMIN = 0.0001
 WINPOS_FAC = 2.0
-
-_SCALE = np.float32(1.0 / WINPOS_OVERSAMP)
-_OFFSET = np.float32(0.5 * (_SCALE - 1.0))
-#: locarea after k of the 121 sub-pixel points fell inside: float32 additions of scale², in order.
-_LOCAREA = np.cumsum(np.r_[np.float32(0.0), np.full(WINPOS_OVERSAMP**2, _SCALE * _SCALE, dtype=np.float32)],
-                     dtype=np.float32)
-_STEPS = np.arange(WINPOS_OVERSAMP)
-
-
-def _sub_positions(start: np.ndarray) -> np.ndarray:
-    """The 11 sub-pixel offsets of each pixel, each the float32 sum of the previous and 1/11."""
-    out = np.empty((start.size, WINPOS_OVERSAMP), dtype=np.float32)
-    out[:, 0] = start + _OFFSET
-    for k in range(1, WINPOS_OVERSAMP):
-        out[:, k] = out[:, k - 1] + _SCALE
-    return out
-
-
-def _oversampled_area(dx: np.ndarray, dy: np.ndarray, radius2: np.ndarray) -> np.ndarray:
-    sub_x = _sub_positions(dx)
-    sub_y = _sub_positions(dy)
-    x2 = sub_x * sub_x
-    hits = np.zeros(dx.size, dtype=np.int64)
-    for k in range(WINPOS_OVERSAMP):
-        y2 = sub_y[:, k] * sub_y[:, k]
-        hits += np.count_nonzero((x2 + y2[:, None]) < radius2[:, None], axis=1)
-    return _LOCAREA[hits]
-
 
 #: Margin around a window's start and centre in the box copied for sep: this many pixels, or this
 #: fraction of the window's radius when larger (big windows wander further).
@@ -66,19 +38,9 @@ MIRROR_ROUNDS = 4
 GIANT_RADIUS = 50.0
 
 
-def _trunc(values: np.ndarray) -> np.ndarray:
-    return np.trunc(values).astype(np.int64)
-
-
-def _window_boxes(mx: np.ndarray, my: np.ndarray, raper: np.ndarray) -> tuple[np.ndarray, ...]:
-    """source-extractor's window box, ``(int)(m - r + 0.499999)`` to ``(int)(m + r + 1.499999)``."""
-    return (_trunc(mx - raper + 0.499999), _trunc(mx + raper + 1.499999),
-            _trunc(my - raper + 0.499999), _trunc(my + raper + 1.499999))
-
-
 def _mirror(m: np.ndarray) -> np.ndarray:
     """The integer that fixes every pixel's mirror through a centre at ``m``."""
-    return _trunc(2 * m + 0.49999)
+    return np.trunc(2 * m + 0.49999).astype(np.int64)
 
 
 def windowed_positions(
@@ -110,12 +72,12 @@ def windowed_positions(
         if which.size == 0:
             break
         margin = np.maximum(DRIFT, DRIFT_FRACTION * raper[which])
-        left, _, bottom, _ = _window_boxes(np.minimum(x0[which], cx[which]), np.minimum(y0[which], cy[which]),
-                                           raper[which] + margin)
-        _, right, _, top = _window_boxes(np.maximum(x0[which], cx[which]), np.maximum(y0[which], cy[which]),
-                                         raper[which] + margin)
-        left, right = np.clip(left, 0, mask.width), np.clip(right, 0, mask.width)
-        bottom, top = np.clip(bottom, 0, mask.height), np.clip(top, 0, mask.height)
+        # The copied box holds the windows at the start and at the centre, and a margin.
+        reach = raper[which] + margin
+        left = circle_box(np.minimum(x0[which], cx[which]), reach, mask.width)[0]
+        right = circle_box(np.maximum(x0[which], cx[which]), reach, mask.width)[1]
+        bottom = circle_box(np.minimum(y0[which], cy[which]), reach, mask.height)[0]
+        top = circle_box(np.maximum(y0[which], cy[which]), reach, mask.height)[1]
         centre_x, centre_y = cx.astype(np.float32), cy.astype(np.float32)
         on_ccd = []
         for k, source in enumerate(which):
@@ -139,8 +101,7 @@ def windowed_positions(
     mx[redo], my[redo] = x0[redo], y0[redo]
     cut = np.zeros(len(objects), dtype=bool)
     for ex, ey in ((x0, y0), (mx, my)):  # sep's windows: cut at the start or the end
-        bxmin, bxmax, bymin, bymax = _window_boxes(ex, ey, raper)
-        cut |= valid & ((bxmin < 0) | (bxmax > mask.width) | (bymin < 0) | (bymax > mask.height))
+        cut |= valid & (circle_box(ex, raper, mask.width)[2] | circle_box(ey, raper, mask.height)[2])
     cut |= _iterate(mask, mx, my, sig, redo)
     return mx + 1.0, my + 1.0, cut
 
@@ -161,10 +122,9 @@ def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarra
     for _ in range(WINPOS_NITERMAX):
         if active.size == 0:
             break
-        xmin, xmax, ymin, ymax = _window_boxes(mx[active], my[active], raper[active])
-        cut[active] |= (xmin < 0) | (xmax > mask.width) | (ymin < 0) | (ymax > mask.height)
-        xmin, xmax = np.clip(xmin, 0, mask.width), np.clip(xmax, 0, mask.width)
-        ymin, ymax = np.clip(ymin, 0, mask.height), np.clip(ymax, 0, mask.height)
+        xmin, xmax, cut_x = circle_box(mx[active], raper[active], mask.width)
+        ymin, ymax, cut_y = circle_box(my[active], raper[active], mask.height)
+        cut[active] |= cut_x | cut_y
         tv, xsum, ysum = (np.zeros(active.size) for _ in range(3))
         f_mx[active] = mx[active]
         f_my[active] = my[active]
@@ -177,7 +137,7 @@ def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarra
             slot, owner, x, y, dx, dy, r2 = (v[near] for v in (slot, owner, x, y, dx, dy, r2))
             locarea = np.ones(owner.size, dtype=np.float32)
             edge = np.flatnonzero(r2 > inner2[owner])
-            locarea[edge] = _oversampled_area(dx[edge], dy[edge], raper2[owner[edge]])
+            locarea[edge] = subpixel_area(dx[edge], dy[edge], raper2[owner[edge]], WINPOS_OVERSAMP)
             locarea *= np.exp(-r2 * invtwosig2[owner])
             value, _ = mask.values(owner, y * mask.width + x, f_mx, f_my)
             locpix = locarea.astype(np.float64) * value
