@@ -50,14 +50,18 @@ class Archive(Protocol):
 _md5_cache: dict[tuple[str, int, int], str] = {}
 
 
+def _md5_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def md5_of(path: Path) -> str:
     """The md5 of a file, remembered for as long as its size and mtime stay the same.
 
     A flow run asks for an exposure's md5 twice (the skip check, then the
     download's verification); hashing 300 MB again costs half a second.
     """
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = _md5_key(path)
     if key not in _md5_cache:
         _md5_cache[key] = _hash(path)
     return _md5_cache[key]
@@ -91,8 +95,12 @@ class LocalArchive:
         return md5_of(path)
 
     def fetch(self, observation_id: str, directory: Path) -> Fetched:
+        """Copy the file, hashing it as it is read.  The folder's md5 is the file's own, so it is
+        computed once: from the copy when this process has not hashed the file yet (the file
+        must not change meanwhile), else checked against the one it has."""
         source = self._path(observation_id)
-        expected = self.checksum(observation_id)
+        before = _md5_key(source)
+        expected = _md5_cache.get(before)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / source.name
         fd, partial = tempfile.mkstemp(prefix=f".{source.name}.", suffix=".part", dir=directory)
@@ -104,6 +112,10 @@ class LocalArchive:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
+            if expected is None:
+                if _md5_key(source) != before:
+                    raise TransientError(f"observation {observation_id}: {source} changed while it was copied")
+                expected = _md5_cache[before] = digest.hexdigest()
             if digest.hexdigest() != expected:
                 raise ChecksumMismatch(
                     f"observation {observation_id}: md5 {digest.hexdigest()} does not match the archive's {expected}"

@@ -206,7 +206,7 @@ def catalogue_batch(
     def start(exposure: Exposure, key: str, name: str) -> str:
         child = run_deployment(
             exposure_deployment,
-            parameters={"observation_id": exposure.id, **parameters},
+            parameters={"observation_id": exposure.id, "input_md5": exposure.input_md5, **parameters},
             job_variables=job_variables or None,
             idempotency_key=key,
             flow_run_name=name,

@@ -47,12 +47,15 @@ def catalogue_exposure(
     config_json: str | None = None,
     force: bool = False,
     scratch: str | None = None,
+    input_md5: str | None = None,
 ) -> dict:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
     for CATALOG_TYPE FITS_LDAC).
 
     Skips the exposure when the destination already holds its catalogue for
-    the same input md5 and configuration, unless ``force``.
+    the same input md5 and configuration, unless ``force``.  ``input_md5`` is
+    the exposure's md5 when the caller has looked it up already (the batch
+    has): the archive is then not asked again; the download still checks it.
     """
     logger = get_run_logger()
     try:
@@ -65,7 +68,7 @@ def catalogue_exposure(
     workdir = scratch_root(scratch) / str(flow_run.get_id() or observation_id)
     catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
     try:
-        input_md5 = archive_checksum(observation_id, archive)
+        input_md5 = input_md5 or archive_checksum(observation_id, archive)
         done = None if force else is_done(target, observation_id, input_md5, config_hash)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
@@ -73,6 +76,9 @@ def catalogue_exposure(
             return {"id": observation_id, "status": "skipped", "sources": done.sources}
         qa_view.preload()  # while the exposure downloads; a skipped exposure draws nothing
         fetched = download(observation_id, archive, workdir)
+        if fetched.md5 != input_md5:
+            logger.warning("%s: the archive's file changed since the batch looked (md5 %s, now %s); "
+                           "catalogued as it is now", observation_id, input_md5, fetched.md5)
         result = detect(fetched.path, extraction.to_json(), catalogue)
         quality = assess(result, extraction.mag_zeropoint)
         figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))

@@ -220,6 +220,57 @@ class CountingArchive:
                 CountingArchive.active -= 1
 
 
+def test_a_local_download_reads_the_file_once(local_site, tmp_path, monkeypatch):
+    """A folder's md5 is its file's own: the copy is hashed as it is read, and the checksum asked
+    for afterwards is remembered, not computed again.  A file that changes meanwhile is refused."""
+    import hashlib
+
+    source = local_site["archive_path"] / "1056213p.fits.fz"
+    hashed = []
+    monkeypatch.setattr(archives, "_md5_cache", {})
+    monkeypatch.setattr(archives, "_hash", lambda path: hashed.append(path) or "not this")
+    archive = archives.LocalArchive(local_site["archive"])
+    fetched = archive.fetch("1056213p", tmp_path / "scratch")
+    assert fetched.md5 == hashlib.md5(source.read_bytes()).hexdigest()
+    assert (tmp_path / "scratch" / source.name).read_bytes() == source.read_bytes()
+    assert archive.checksum("1056213p") == fetched.md5 and hashed == []
+
+    monkeypatch.setattr(archives, "_md5_cache", {})
+    stats = iter([(str(source), 1, 1), (str(source), 2, 2)])  # size and mtime before, then after the copy
+    monkeypatch.setattr(archives, "_md5_key", lambda path: next(stats))
+    with pytest.raises(TransientError, match="changed while it was copied"):
+        archive.fetch("1056213p", tmp_path / "again")
+    assert not list((tmp_path / "again").iterdir())
+
+
+class NoChecksumArchive(archives.LocalArchive):
+    """A folder that refuses to be asked for an md5: the caller is meant to have it."""
+
+    def __init__(self, uri: str):
+        super().__init__("file://" + urlparse(uri).path)
+
+    def checksum(self, observation_id):
+        raise AssertionError("the archive was asked for an md5 the batch had already given")
+
+
+def test_the_batchs_md5_spares_the_archive_a_second_look_up(local_site, tmp_path):
+    import hashlib
+
+    archives.register("nochecksum", NoChecksumArchive)
+    uri = "nochecksum://" + str(local_site["archive_path"])
+    true_md5 = hashlib.md5((local_site["archive_path"] / "1056216p.fits.fz").read_bytes()).hexdigest()
+    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/out", input_md5=true_md5, return_state=True)
+    assert state.is_completed(), state.message
+    assert _task_runs(state.state_details.flow_run_id, "archive checksum") == []
+    record = json.loads((tmp_path / "out" / "1056216p.provenance.json").read_text())
+    assert record["input_md5"] == true_md5
+
+    # The file changed after the batch looked: catalogued as it is now, its true md5 recorded.
+    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/again", input_md5="0" * 32, return_state=True)
+    assert state.is_completed(), state.message
+    assert json.loads((tmp_path / "again" / "1056216p.provenance.json").read_text())["input_md5"] == true_md5
+
+
 def test_downloads_never_exceed_the_global_concurrency_limit(local_site, tmp_path, monkeypatch):
     archives.register("counting", CountingArchive)
     with get_client(sync_client=True) as client:

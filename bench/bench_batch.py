@@ -1,0 +1,231 @@
+"""What a user's whole batch costs against its science: the batch, a detect loop, the classic loop.
+
+    python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench]
+
+On the embedded default (a local Prefect server on SQLite, the ``process``
+work pool, a local archive and storage folder), in one run, on the same
+full-size synthetic exposures:
+
+1. ``canfar-catalogue detect`` on each file in a shell-like loop;
+2. the tutorial's loop: ``funpack -D`` then ``source-extractor`` on each file;
+3. the batch, timed from the start of
+   ``prefect deployment run 'catalogue/batch' --param ids=[...] --watch`` to
+   its exit (``force=true``, so every exposure is measured).
+
+Prints each wall time and the batch's ratio to the detect loop, then what the
+batch's time went to: per exposure, dispatch (created to Running), process
+start (Running to its first task), download, detect, upload and the end
+(last task to the run's final state); the share of core time left idle
+(``/proc/stat``) while the batch ran; and the Prefect server's CPU per flow
+run and per log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench_prefect import free_port, start_server
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_times() -> tuple[float, float]:
+    """(idle, total) jiffies of all cores, from /proc/stat (iowait counts as idle)."""
+    fields = [float(v) for v in open("/proc/stat").readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its living descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            stat = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += (float(stat[11]) + float(stat[12])) / tick
+            for task in os.listdir(f"/proc/{p}/task"):
+                stack.extend(int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def timed(command: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, **kwargs)
+    return time.perf_counter() - start
+
+
+def breakdown(flow_runs) -> list[dict]:
+    """Per exposure flow run: where its time went, from its states and task runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    rows = []
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in flow_runs])))
+        for run in sorted(flow_runs, key=lambda r: r.start_time):
+            mine = {t.name.rsplit("-", 1)[0]: t for t in tasks if t.flow_run_id == run.id and t.start_time}
+            first = min(t.start_time for t in mine.values())
+            last = max(t.end_time for t in mine.values() if t.end_time)
+
+            def seconds(name: str) -> float:
+                t = mine.get(name)
+                return (t.end_time - t.start_time).total_seconds() if t and t.end_time else float("nan")
+
+            rows.append({
+                "exposure": run.name,
+                "dispatch": (run.start_time - run.created).total_seconds(),
+                "process start": (first - run.start_time).total_seconds(),
+                "checksum": seconds("archive checksum"),
+                "download": seconds("download"),
+                "detect": seconds("detect"),
+                "upload": seconds("upload"),
+                "end": (run.end_time - last).total_seconds(),
+                "total": (run.end_time - run.created).total_seconds(),
+            })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--exposures", type=int, default=4)
+    parser.add_argument("--nccd", type=int, default=36)
+    parser.add_argument("--slots", type=int, default=None,
+                        help="exposures running at once on the pool (default: deploy.sh's)")
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    args = parser.parse_args()
+    sextractor = shutil.which("source-extractor") or shutil.which("sex")
+    funpack = shutil.which("funpack")
+    if not (sextractor and funpack):
+        raise SystemExit("needs Debian's source-extractor and funpack: apt-get install source-extractor libcfitsio-bin")
+
+    from canfar_catalogue import config
+    from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+
+    archive = (args.workdir / f"batch-archive-{args.nccd}ccd").resolve()
+    archive.mkdir(parents=True, exist_ok=True)
+    ids = [f"20{n:05d}p" for n in range(args.exposures)]
+    for n, observation_id in enumerate(ids):
+        if not (archive / f"{observation_id}.fits.fz").exists():
+            print(f"generating {observation_id} ({args.nccd} CCDs) ...", flush=True)
+            write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec(nccd=args.nccd, seed=500 + n))
+
+    home = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    port = free_port()
+    env = {
+        **os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+        "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "CANFAR_CATALOGUE_POOL": "bench-batch", "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
+        "CANFAR_CATALOGUE_DESTINATION": f"file://{home}/vospace", "CANFAR_CATALOGUE_SCRATCH": str(home / "scratch"),
+    }
+    if args.slots:
+        env["CANFAR_CATALOGUE_EXPOSURE_SLOTS"] = str(args.slots)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
+    server = start_server(home, env)
+    worker = None
+    try:
+        subprocess.run(["bash", str(ROOT / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "bench-batch", "--type", "process"],
+                                  env=env, stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        files = [archive / f"{i}.fits.fz" for i in ids]
+        loop = home / "loop"
+        loop.mkdir()
+        detect = sum(timed([str(BIN / "canfar-catalogue"), "detect", str(f), "-q", "-CATALOG_NAME", str(loop / f"{f.name}.cat")])
+                     for f in files)
+        print(f"detect loop: {detect:.1f} s", flush=True)
+        classic = 0.0
+        for f in files:
+            work = loop / "classic"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            shutil.copy(f, work / f.name)  # funpack -D deletes its input, as in the tutorial
+            classic += timed([funpack, "-D", str(work / f.name)])
+            classic += timed([sextractor, str(work / f.name.removesuffix(".fz")), "-c", str(config.path("default.sex")),
+                              "-FILTER_NAME", str(config.path("default.conv")), "-PARAMETERS_NAME",
+                              str(config.path("default.param")), "-CATALOG_NAME", str(work / "c.cat")],
+                             capture_output=True, cwd=work)
+        print(f"classic loop: {classic:.1f} s", flush=True)
+
+        samples: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append(cpu_times())
+                stop.wait(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        server_cpu = tree_cpu_seconds(server.pid)
+        sampler.start()
+        batch = timed([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}",
+                       "--param", "force=true", "--watch", "--watch-interval", "1"],
+                      env=env, capture_output=True)
+        stop.set()
+        sampler.join()
+        server_cpu = tree_cpu_seconds(server.pid) - server_cpu
+        idle = (samples[-1][0] - samples[0][0]) / (samples[-1][1] - samples[0][1])
+        print(f"batch: {batch:.1f} s", flush=True)
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, LogFilter, LogFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            runs = [r for r in client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["exposure"])))
+                    if r.state and r.state.is_completed()]
+            parent = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["batch"])))[0]
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)
+        rows = breakdown(runs)
+        first_child = min(r.created for r in runs)
+        last_end = max(r.end_time for r in runs)
+        phases = {
+            "batch run dispatched (created to Running)": (parent.start_time - parent.created).total_seconds(),
+            "planning (Running to its first exposure run)": (first_child - parent.start_time).total_seconds(),
+            "exposures (first created to last finished)": (last_end - first_child).total_seconds(),
+            "after the last exposure (to the batch's end)": (parent.end_time - last_end).total_seconds(),
+        }
+    finally:
+        if worker:
+            os.killpg(worker.pid, 2)  # Prefect's worker stops on SIGINT
+            worker.wait(timeout=30)
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+    print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
+          f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots")
+    print(f"  detect loop   {detect:7.1f} s")
+    print(f"  classic loop  {classic:7.1f} s")
+    print(f"  batch         {batch:7.1f} s   {batch / detect:.2f}x the detect loop, {batch / classic:.2f}x the classic loop")
+    print("\nthe batch's own time, seconds:")
+    for name, seconds in phases.items():
+        print(f"  {name:48s} {seconds:7.2f}")
+    print(f"  {'the CLI, outside the run (start and --watch exit)':48s} "
+          f"{batch - (parent.end_time - parent.created).total_seconds():7.2f}")
+    columns = ["dispatch", "process start", "checksum", "download", "detect", "upload", "end", "total"]
+    print("\nper exposure, seconds:\n  " + f"{'exposure':10s}" + "".join(f"{c:>14s}" for c in columns))
+    for row in rows:
+        print("  " + f"{row['exposure']:10s}" + "".join(f"{row[c]:14.2f}" for c in columns))
+    print("  " + f"{'median':10s}" + "".join(f"{statistics.median(r[c] for r in rows):14.2f}" for c in columns))
+    print(f"\ncore time idle while the batch ran: {idle:.1%}")
+    print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
+          f"{1000 * server_cpu / max(len(logs), 1):.0f} ms per log line ({len(logs)}{'+' if len(logs) == 200 else ''} lines)")
+
+
+if __name__ == "__main__":
+    main()
