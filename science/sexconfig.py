@@ -327,26 +327,24 @@ def _resolve(name: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _fractions(key: str, value: str) -> tuple[float, ...]:
+def _number_list(key: str, value: str, valid, what: str) -> tuple[float, ...]:
+    """One or more numbers, comma- or space-separated, each passing ``valid``."""
     parts = [p for p in value.replace(",", " ").split() if p]
     try:
-        fractions = tuple(float(p) for p in parts)
+        numbers = tuple(float(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"{key}: expected numbers between 0 and 1, got {value!r}") from None
-    if not fractions or not all(0 < f < 1 for f in fractions):
-        raise ConfigError(f"{key}: expected numbers between 0 and 1, got {value!r}")
-    return fractions
+        raise ConfigError(f"{key}: expected {what}, got {value!r}") from None
+    if not numbers or not all(valid(n) for n in numbers):
+        raise ConfigError(f"{key}: expected {what}, got {value!r}")
+    return numbers
+
+
+def _fractions(key: str, value: str) -> tuple[float, ...]:
+    return _number_list(key, value, lambda f: 0 < f < 1, "numbers between 0 and 1")
 
 
 def _diameters(key: str, value: str) -> tuple[float, ...]:
-    parts = [p for p in value.replace(",", " ").split() if p]
-    try:
-        diameters = tuple(float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"{key}: expected aperture diameters in pixels, got {value!r}") from None
-    if not diameters or not all(d > 0 for d in diameters):
-        raise ConfigError(f"{key}: expected positive aperture diameters in pixels, got {value!r}")
-    return diameters
+    return _number_list(key, value, lambda d: d > 0, "positive aperture diameters in pixels")
 
 
 def _vector_notes(parameters: tuple[str, ...], apertures: int, fractions: int) -> list[str]:
