@@ -27,13 +27,15 @@ from canfar_catalogue import config
 from canfar_catalogue.science.columns import COLUMNS
 from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
-#: A survey's .param: every column we support, the vectors as survey pipelines ask for them.
+#: A survey's .param: every column we support but the VIGNET stamps, the vectors as survey pipelines
+#: ask for them.
 SURVEY_SIZES = {"FLUX_APER": 3, "FLUXERR_APER": 3, "MAG_APER": 3, "MAGERR_APER": 3, "FLUX_RADIUS": 2}
 SURVEY_SETTINGS = ["-PHOT_APERTURES", "5,10,20", "-PHOT_FLUXFRAC", "0.5,0.9"]
 
 
 def write_survey_param(path: Path) -> Path:
-    path.write_text("".join(f"{c}({SURVEY_SIZES[c]})\n" if c in SURVEY_SIZES else f"{c}\n" for c in COLUMNS))
+    columns = [name for name, column in COLUMNS.items() if column.dims < 2]
+    path.write_text("".join(f"{c}({SURVEY_SIZES[c]})\n" if c in SURVEY_SIZES else f"{c}\n" for c in columns))
     return path
 
 

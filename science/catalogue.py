@@ -22,21 +22,21 @@ def format_header(parameters: tuple[str, ...]) -> str:
     """The ``#   1 NAME ...`` lines; a vector column takes as many numbers as it has elements,
     so the next column's number skips them, as in source-extractor's ASCII_HEAD."""
     lines, index = [], 1
-    for name, size in map(parameter, parameters):
-        lines.append(header_line(index, name))
-        index += size
+    for column in map(parameter, parameters):
+        lines.append(header_line(index, column.name))
+        index += column.size
     return "".join(lines)
 
 
 def format_rows(sources: np.ndarray) -> str:
     """Format a structured array whose fields are catalogue columns, one line a source; a vector
-    column's elements follow one another."""
+    column's elements follow one another, and a stamp's pixels row by row."""
     if len(sources) == 0:
         return ""
     formats, columns = [], []
     for name in sources.dtype.names:
-        values = sources[name]
-        for element in values.T if values.ndim == 2 else (values,):
+        values = sources[name].reshape(len(sources), -1)  # a stamp's pixels row by row, x fastest
+        for element in values.T:
             formats.append(COLUMNS[name].fmt)
             columns.append(element.tolist())
     fmt = " ".join(formats) + "\n"

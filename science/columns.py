@@ -19,7 +19,8 @@ class Column(NamedTuple):
     fmt: str  # printf format in ASCII catalogues (and TDISP in FITS_LDAC)
     dtype: type  # in memory
     ldac: str  # binary TFORM of one element in FITS_LDAC, as source-extractor 2.25 writes it
-    vector: bool = False  # may be asked for as NAME(n): one element per aperture or light fraction
+    #: 0: one value; 1: NAME(n), one per aperture or light fraction; 2: NAME(w,h), a stamp of pixels
+    dims: int = 0
 
 
 COLUMNS: dict[str, Column] = {
@@ -49,12 +50,13 @@ COLUMNS: dict[str, Column] = {
     "FLUXERR_ISO": Column("RMS error for isophotal flux", "count", "%12.7g", np.float32, "1E"),
     "MAG_ISO": Column("Isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
     "MAGERR_ISO": Column("RMS error for isophotal magnitude", "mag", "%8.4f", np.float32, "1E"),
-    "FLUX_RADIUS": Column("Fraction-of-light radii", "pixel", "%10.3f", np.float32, "1E", vector=True),
-    "FLUX_APER": Column("Flux vector within fixed circular aperture(s)", "count", "%12.7g", np.float32, "1E", vector=True),
-    "FLUXERR_APER": Column("RMS error vector for aperture flux(es)", "count", "%12.7g", np.float32, "1E", vector=True),
-    "MAG_APER": Column("Fixed aperture magnitude vector", "mag", "%8.4f", np.float32, "1E", vector=True),
-    "MAGERR_APER": Column("RMS error vector for fixed aperture mag.", "mag", "%8.4f", np.float32, "1E", vector=True),
+    "FLUX_RADIUS": Column("Fraction-of-light radii", "pixel", "%10.3f", np.float32, "1E", dims=1),
+    "FLUX_APER": Column("Flux vector within fixed circular aperture(s)", "count", "%12.7g", np.float32, "1E", dims=1),
+    "FLUXERR_APER": Column("RMS error vector for aperture flux(es)", "count", "%12.7g", np.float32, "1E", dims=1),
+    "MAG_APER": Column("Fixed aperture magnitude vector", "mag", "%8.4f", np.float32, "1E", dims=1),
+    "MAGERR_APER": Column("RMS error vector for fixed aperture mag.", "mag", "%8.4f", np.float32, "1E", dims=1),
     "CLASS_STAR": Column("S/G classifier output", "", "%6.3f", np.float32, "1E"),
+    "VIGNET": Column("Pixel data around detection", "count", "%12.7g", np.float32, "1E", dims=2),
     "XWIN_IMAGE": Column("Windowed position estimate along x", "pixel", "%11.4f", np.float64, "1D"),
     "YWIN_IMAGE": Column("Windowed position estimate along y", "pixel", "%11.4f", np.float64, "1D"),
     "FWHM_IMAGE": Column("FWHM assuming a gaussian core", "pixel", "%8.2f", np.float32, "1E"),
@@ -64,31 +66,53 @@ COLUMNS: dict[str, Column] = {
 
 
 class Parameter(NamedTuple):
-    """One line of a ``.param`` file: a column and how many elements it has (1: a scalar)."""
+    """One line of a ``.param`` file: a column and its size as written, ``(n,)`` for a vector,
+    ``(w, h)`` for a stamp, ``()`` for one value."""
 
     name: str
-    size: int = 1
+    shape: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """How many values the column holds per source."""
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """The shape of one source's values in memory: ``(h, w)`` for a ``(w, h)`` stamp, rows
+        of x, as FITS lays out ``TDIM = '(w, h)'``."""
+        return tuple(reversed(self.shape))
 
     def __str__(self) -> str:
-        return f"{self.name}({self.size})" if self.size > 1 else self.name
+        return f"{self.name}({','.join(map(str, self.shape))})" if self.shape else self.name
 
 
-_SPELLING = re.compile(r"([A-Z0-9_]+)\s*(?:\(\s*(\d+)\s*\))?")
+_SPELLING = re.compile(r"([A-Z0-9_]+)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?")
 
 
 def parameter(spelling: str) -> Parameter:
-    """``"FLUX_APER(3)"`` -> ``Parameter("FLUX_APER", 3)``; ValueError saying why for anything else."""
+    """``"FLUX_APER(3)"`` -> ``Parameter("FLUX_APER", (3,))``, ``"VIGNET(25,25)"`` ->
+    ``Parameter("VIGNET", (25, 25))``; a ValueError saying why for anything else."""
     match = _SPELLING.fullmatch(spelling.strip().upper())
     if not match:
         raise ValueError(f"{spelling!r} is not a parameter name")
-    name, size = match.group(1), int(match.group(2) or 1)
+    name = match.group(1)
+    shape = tuple(int(n) for n in match.group(2, 3) if n is not None)
     if name not in COLUMNS:
         raise ValueError(f"parameter {name} is not supported")
-    if match.group(2) and not COLUMNS[name].vector:
-        raise ValueError(f"parameter {name} is a single value, not a vector; write it without ({match.group(2)})")
-    if size < 1:
-        raise ValueError(f"parameter {spelling.strip()} asks for no elements; give a size of at least 1")
-    return Parameter(name, size)
+    dims = COLUMNS[name].dims
+    written = spelling.strip()[len(name):].strip()
+    if shape and dims == 0:
+        raise ValueError(f"parameter {name} is a single value, not a vector; write it without {written}")
+    if dims == 2 and len(shape) != 2:
+        raise ValueError(f"parameter {name} is a stamp of pixels: give its width and height, like {name}(25,25)")
+    if dims == 1 and len(shape) > 1:
+        raise ValueError(f"parameter {name} is a vector: give one size, like {name}(3), not {written}")
+    if any(n < 1 for n in shape):
+        raise ValueError(f"parameter {spelling.strip()} asks for no elements; give sizes of at least 1")
+    if dims == 1 and shape == (1,):
+        shape = ()  # FLUX_APER(1) is FLUX_APER
+    return Parameter(name, shape)
 
 
 def header_line(index: int, name: str) -> str:
@@ -102,8 +126,9 @@ def header_line(index: int, name: str) -> str:
 
 def dtype_for(parameters: tuple[str, ...]) -> np.dtype:
     """The structured dtype of a catalogue with these columns (``.param`` spellings), in this order;
-    a vector column is a sub-array of its size."""
+    a vector or stamp column is a sub-array of its shape."""
     fields = []
-    for name, size in map(parameter, parameters):
-        fields.append((name, COLUMNS[name].dtype, (size,)) if size > 1 else (name, COLUMNS[name].dtype))
+    for column in map(parameter, parameters):
+        dtype = COLUMNS[column.name].dtype
+        fields.append((column.name, dtype, column.array_shape) if column.shape else (column.name, dtype))
     return np.dtype(fields)

@@ -57,11 +57,12 @@ def imhead(header_text: str, extra: dict[str, tuple[object, str]]) -> fits.BinTa
 def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:
     """The ``LDAC_OBJECTS`` table of one CCD's sources."""
     columns, names = [], []
-    for name, size in map(parameter, parameters):
-        spec = COLUMNS[name]
-        columns.append(fits.Column(name=name, format=f"{size}{spec.ldac[1:]}", unit=spec.unit or None,
-                                   disp=tdisp(spec.fmt), array=sources[name]))
-        names.append(name)
+    for column in map(parameter, parameters):
+        spec = COLUMNS[column.name]
+        dim = f"({', '.join(map(str, column.shape))})" if len(column.shape) > 1 else None
+        columns.append(fits.Column(name=column.name, format=f"{column.size}{spec.ldac[1:]}", unit=spec.unit or None,
+                                   disp=tdisp(spec.fmt), dim=dim, array=sources[column.name]))
+        names.append(column.name)
     hdu = fits.BinTableHDU.from_columns(columns)
     for index, name in enumerate(names, start=1):
         hdu.header.comments[f"TTYPE{index}"] = COLUMNS[name].description

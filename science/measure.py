@@ -33,6 +33,7 @@ from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
 from .radius import GROWTH_MINHLRAD, flux_radius
 from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
+from .vignet import vignets
 from .windowed import windowed_positions
 
 # sep touches its whole pixel stack on every call, so start from
@@ -260,7 +261,9 @@ def _store(rows: np.ndarray, name: str, values: np.ndarray) -> None:
     with no aperture or fraction behind them stay 0, as in source-extractor."""
     values = np.asarray(values)
     target = rows[name]
-    if target.ndim == 1:
+    if target.ndim > 2:  # a stamp, already of its shape
+        target[...] = values
+    elif target.ndim == 1:
         rows[name] = values[:, 0] if values.ndim == 2 else values
     else:
         if values.ndim == 1:
@@ -356,7 +359,8 @@ def measure_ccd(
     mag, magerr = phot.magnitudes(config.mag_zeropoint)
 
     rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
-    names = {parameter(spelling).name for spelling in config.parameters}
+    columns = {column.name: column for column in map(parameter, config.parameters)}
+    names = set(columns)
     if config.phot_apertures:  # only when an _APER column asks for them: they may flag the source
         aper_flux, aper_fluxerr, cut = aperture_photometry(
             mask, objects, config.phot_apertures, backsig=rms, gain=gain
@@ -439,6 +443,7 @@ def measure_ccd(
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,
         "CLASS_STAR": stellarity,
+        "VIGNET": lambda: vignets(mask, objects, *columns["VIGNET"].shape),
     }
     for name, compute in values.items():
         if name in names:

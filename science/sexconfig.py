@@ -234,7 +234,8 @@ def parse_overrides(args: Sequence[str]) -> dict[str, str]:
 
 
 def read_parameters(path: Path) -> tuple[str, ...]:
-    """Read a ``.param`` file: one column a line, ``NAME`` or ``NAME(n)`` for a vector, ``#`` comments."""
+    """Read a ``.param`` file: one column a line, ``NAME``, ``NAME(n)`` for a vector or
+    ``NAME(w,h)`` for a stamp, ``#`` comments."""
     lines = _read_lines(path, "parameter file (PARAMETERS_NAME)")
     spellings, names = [], set()
     for number, line in enumerate(lines, start=1):
@@ -244,7 +245,8 @@ def read_parameters(path: Path) -> tuple[str, ...]:
         try:
             column = parameter(line.split()[0])
         except ValueError as exc:
-            supported = ", ".join(f"{name}(n)" if spec.vector else name for name, spec in COLUMNS.items())
+            written = {0: "", 1: "(n)", 2: "(w,h)"}
+            supported = ", ".join(name + written[spec.dims] for name, spec in COLUMNS.items())
             raise ConfigError(f"{path}, line {number}: {exc}; supported parameters: {supported}") from None
         if column.name not in names:
             names.add(column.name)
@@ -351,9 +353,10 @@ def _vector_notes(parameters: tuple[str, ...], apertures: int, fractions: int) -
     """source-extractor's warning when a vector column asks for more elements than are configured
     (the extra elements stay 0), and which columns only use part of the configuration."""
     notes = []
-    for name, size in map(parameter, parameters):
+    for name, shape in map(parameter, parameters):
+        size = shape[0] if shape else 1
         available, key = (fractions, "PHOT_FLUXFRAC") if name == "FLUX_RADIUS" else (apertures, "PHOT_APERTURES")
-        if COLUMNS[name].vector and size > available:
+        if COLUMNS[name].dims == 1 and size > available:
             notes.append(f"{name}({size}) asks for {size} values but {key} gives {available}: "
                          f"the last {size - available} stay 0, as in source-extractor")
     return notes
@@ -454,7 +457,7 @@ def load_config(
     phot_apertures = _diameters("PHOT_APERTURES", values["PHOT_APERTURES"])
     phot_fluxfrac = _fractions("PHOT_FLUXFRAC", values["PHOT_FLUXFRAC"])
     # Only the apertures some column asks for are measured (and can flag a source), as in source-extractor.
-    wanted = max((size for name, size in map(parameter, parameters) if name.endswith("_APER")), default=0)
+    wanted = max((column.size for column in map(parameter, parameters) if column.name.endswith("_APER")), default=0)
     notes += _vector_notes(parameters, len(phot_apertures), len(phot_fluxfrac))
     seeing_fwhm, star_nnw = 0.0, ()
     if "CLASS_STAR" in parameters:

@@ -19,7 +19,7 @@ from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
 from . import reference
 
-ALL = tuple(COLUMNS)
+ALL = reference.ALL_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -125,26 +125,31 @@ def test_vector_columns_are_numbered_and_laid_out_as_source_extractor_writes_the
     """FLUX_APER(3) with two apertures: three elements, the last 0; the next column's number skips
     the elements in ASCII_HEAD, and FITS_LDAC holds a 3E column."""
     param = tmp_path / "vec.param"
-    param.write_text("NUMBER\nEXT_NUMBER\nX_IMAGE\nY_IMAGE\nFLUX_APER(3)\nMAGERR_APER(2)\nFLUX_RADIUS(2)\nFLAGS\n")
+    param.write_text("NUMBER\nEXT_NUMBER\nX_IMAGE\nY_IMAGE\nFLUX_APER(3)\nMAGERR_APER(2)\nFLUX_RADIUS(2)\nFLAGS\n"
+                     "VIGNET(5,3)\n")
     extra = ["-PHOT_APERTURES", "5,10", "-PHOT_FLUXFRAC", "0.5,0.9"]
     config = load_config(overrides=["-PARAMETERS_NAME", str(param), *extra])
     theirs = reference.run_classic(exposure, tmp_path / "classic", param, *extra, name="v.cat")
     ours = run_exposure(exposure, config, tmp_path / "v.cat").catalogue
     header = lambda path: [line for line in path.read_text().splitlines() if line.startswith("#")]  # noqa: E731
     assert header(ours) == header(theirs)
-    assert header(ours)[-1].split()[1:3] == ["12", "FLAGS"]
+    assert header(ours)[-2].split()[1:3] == ["12", "FLAGS"] and header(ours)[-1].split()[1:3] == ["13", "VIGNET"]
     rows = reference.read(ours)
     assert rows.colnames[4:7] == ["FLUX_APER", "FLUX_APER_1", "FLUX_APER_2"]
     assert (rows["FLUX_APER_2"] == 0).all() and (rows["FLUX_APER_1"] > rows["FLUX_APER"]).mean() > 0.9
     assert (rows["FLUX_RADIUS_1"] > rows["FLUX_RADIUS"]).mean() > 0.9
+    assert rows.colnames[-15:] == ["VIGNET"] + [f"VIGNET_{k}" for k in range(1, 15)]  # 5 x 3 pixels, x fastest
 
     ldac_config = load_config(overrides=["-PARAMETERS_NAME", str(param), "-CATALOG_TYPE", "FITS_LDAC", *extra])
     theirs_ldac = reference.run_classic(exposure, tmp_path / "classic", param, "-CATALOG_TYPE", "FITS_LDAC", *extra,
                                         name="v.ldac")
     ours_ldac = run_exposure(exposure, ldac_config, tmp_path / "v.ldac.fits").catalogue
     with fits.open(theirs_ldac) as t, fits.open(ours_ldac) as o:
-        described = lambda h: [(c.name, c.format, c.unit, c.disp) for c in h.columns]  # noqa: E731
+        described = lambda h: [(c.name, c.format, c.unit, c.disp, c.dim) for c in h.columns]  # noqa: E731
         assert described(o[2]) == described(t[2])
         objects = np.concatenate([np.asarray(h.data["FLUX_APER"]) for h in o if h.name == "LDAC_OBJECTS"])
+        stamps = np.concatenate([np.asarray(h.data["VIGNET"]) for h in o if h.name == "LDAC_OBJECTS"])
     assert objects.shape == (len(rows), 3)
     assert np.allclose(objects[:, 1], rows["FLUX_APER_1"], rtol=1e-6)
+    assert stamps.shape == (len(rows), 3, 5)
+    assert np.allclose(stamps[:, 1, 2], rows["VIGNET_7"], rtol=1e-6)  # row 1, column 2 of the stamp: its centre

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from scipy.spatial import cKDTree
 
 from canfar_catalogue.science import load_config, run_exposure
 from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
@@ -186,3 +187,34 @@ def test_survey_columns_match_source_extractor(run):
     assert clean.sum() >= 500
     assert flags_equal >= 0.98
     assert not failures, failures
+
+
+def test_vignet_stamps_are_source_extractors_pixels(run):
+    """VIGNET(25,25) in FITS_LDAC, as PSFEx reads it: the same pixels, -1e30 where source-extractor
+    has no data (off the CCD, or a neighbour's pixel)."""
+    root, fz, _ = run
+    param = reference.write_param(root / "vignet.param", ["NUMBER", "EXT_NUMBER", "X_IMAGE", "Y_IMAGE", "FLAGS",
+                                                          "VIGNET(25,25)"])
+    theirs = reference.run_classic(fz, root / "classic", param, "-CATALOG_TYPE", "FITS_LDAC", name="vignet.ldac")
+    config = load_config(overrides=["-PARAMETERS_NAME", str(param), "-CATALOG_TYPE", "FITS_LDAC"])
+    ours = run_exposure(fz, config, root / "vignet.ldac.fits", workers=2).catalogue
+    equal_stamps, equal_pixels, no_data = [], [], []
+    with fits.open(theirs) as t, fits.open(ours) as o:
+        assert [c.dim for c in o[2].columns if c.name == "VIGNET"] == ["(25, 25)"]
+        for mine, reference_hdu in zip(o[2::2], t[2::2]):
+            a, b = mine.data, reference_hdu.data
+            distance, nearest = cKDTree(np.c_[a["X_IMAGE"], a["Y_IMAGE"]]).query(np.c_[b["X_IMAGE"], b["Y_IMAGE"]])
+            matched = np.flatnonzero(distance < 0.01)
+            blended = (b["FLAGS"][matched] & 2) > 0
+            same = a["VIGNET"][nearest[matched]] == b["VIGNET"][matched]
+            equal_stamps.append((same.all(axis=(1, 2)), blended))
+            equal_pixels.append(same.mean(axis=(1, 2))[blended])
+            no_data.append((b["VIGNET"][matched] == -1e30).any(axis=(1, 2)))
+    stamps = np.concatenate([s for s, _ in equal_stamps])
+    blended = np.concatenate([b for _, b in equal_stamps])
+    pixels = np.concatenate(equal_pixels)
+    print(f"\nVIGNET(25,25): {len(stamps)} matched sources, {np.concatenate(no_data).mean():.1%} with no-data pixels; "
+          f"stamps equal: unblended {stamps[~blended].mean():.2%}, blended {stamps[blended].mean():.2%} "
+          f"(pixels equal in blended stamps: {pixels.mean():.2%})")
+    assert len(stamps) > 5000
+    assert stamps[~blended].mean() >= 0.98

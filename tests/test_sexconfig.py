@@ -75,6 +75,13 @@ def test_vector_parameters_take_a_size_and_scalars_refuse_one(workdir):
     (workdir / "s.param").write_text("NUMBER\nX_IMAGE(2)\n")
     with pytest.raises(ConfigError, match=r"s.param, line 2: parameter X_IMAGE is a single value"):
         load_config(overrides=["-PARAMETERS_NAME", "s.param"])
+    for wrong, message in (("VIGNET", r"stamp of pixels: give its width and height"), ("VIGNET(5)", "width and height"),
+                           ("FLUX_APER(2,2)", "give one size")):
+        (workdir / "w.param").write_text(f"NUMBER\n{wrong}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(overrides=["-PARAMETERS_NAME", "w.param"])
+    (workdir / "ok.param").write_text("NUMBER\nvignet(25,15)\n")
+    assert load_config(overrides=["-PARAMETERS_NAME", "ok.param"]).parameters == ("NUMBER", "VIGNET(25,15)")
     (workdir / "z.param").write_text("FLUX_APER(0)\n")
     with pytest.raises(ConfigError, match="at least 1"):
         load_config(overrides=["-PARAMETERS_NAME", "z.param"])
