@@ -34,7 +34,7 @@ from .radius import GROWTH_MINHLRAD, flux_radius
 from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 from .vignet import vignets
-from .windowed import windowed_positions
+from .windowed import window_errors, windowed_positions
 
 # sep touches its whole pixel stack on every call, so start from
 # source-extractor's own MEMORY_PIXSTACK default and grow only on overflow.
@@ -367,16 +367,19 @@ def measure_ccd(
         )
         flags[cut] |= FLAG_APERTURE_INCOMPLETE
         aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, config.mag_zeropoint)
-    if names & {"FLUX_RADIUS", "XWIN_IMAGE", "YWIN_IMAGE"}:
+    windowed = {"XWIN_IMAGE", "YWIN_IMAGE", "ERRAWIN_IMAGE", "ERRBWIN_IMAGE", "ERRTHETAWIN_IMAGE", "SNR_WIN"}
+    if names & ({"FLUX_RADIUS"} | windowed):
         # The growth curve's box may flag the source: source-extractor builds it for either.
         fractions = config.phot_fluxfrac if "FLUX_RADIUS" in names else ()
         radii, growth_cut = flux_radius(mask, objects, phot.flux, (*fractions, 0.5))
         flags[growth_cut] |= FLAG_APERTURE_INCOMPLETE
         half_light = np.maximum(radii[:, -1], GROWTH_MINHLRAD)
         radii = radii[:, :-1]
-    if names & {"XWIN_IMAGE", "YWIN_IMAGE"}:
+    if names & windowed:
         xwin, ywin, window_cut = windowed_positions(mask, objects, half_light)
         flags[window_cut] |= FLAG_APERTURE_INCOMPLETE
+    if names & (windowed - {"XWIN_IMAGE", "YWIN_IMAGE"}):
+        snr_win, errawin, errbwin, errthetawin = window_errors(mask, objects, xwin, ywin, half_light, rms, gain)
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
     analysis = config.analysis_threshold(rms)
@@ -392,12 +395,19 @@ def measure_ccd(
             return np.full(len(objects), config.pixel_scale / 3600.0)
         return _pixel_scale(header, x_image, y_image)
 
-    def mu_max() -> np.ndarray:
+    def surface_brightness(level: np.ndarray) -> np.ndarray:
+        """mag arcsec⁻² of ``level`` ADU per pixel above the background (99 where not positive)."""
         area = (scale() * 3600.0) ** 2  # arcsec**2 per pixel
-        peak = objects["peak"].astype(np.float64)
+        level = np.broadcast_to(np.asarray(level, dtype=np.float64), area.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mu = config.mag_zeropoint - 2.5 * np.log10(peak / area)
-        return np.where((peak > 0) & (area > 0), mu, 99.0)
+            mu = config.mag_zeropoint - 2.5 * np.log10(level / area)
+        return np.where((level > 0) & (area > 0), mu, 99.0)
+
+    def mu_max() -> np.ndarray:
+        return surface_brightness(objects["peak"])
+
+    def mu_threshold() -> np.ndarray:
+        return surface_brightness(analysis)
 
     def stellarity() -> np.ndarray:
         pixel_scale = config.pixel_scale or float(
@@ -439,6 +449,11 @@ def measure_ccd(
         "MAGERR_APER": lambda: aper_magerr,
         "XWIN_IMAGE": lambda: xwin,
         "YWIN_IMAGE": lambda: ywin,
+        "ERRAWIN_IMAGE": lambda: errawin,
+        "ERRBWIN_IMAGE": lambda: errbwin,
+        "ERRTHETAWIN_IMAGE": lambda: errthetawin,
+        "SNR_WIN": lambda: snr_win,
+        "MU_THRESHOLD": mu_threshold,
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,

@@ -106,40 +106,53 @@ def windowed_positions(
     return mx + 1.0, my + 1.0, cut
 
 
-def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Move the windows ``active`` from ``mx``, ``my`` (0-based, updated in place) as
-    ``compute_winpos`` does, masked pixels replaced; returns which windows the image cut."""
-    cut = np.zeros(len(mx), dtype=bool)
-    with np.errstate(divide="ignore", over="ignore"):
-        invtwosig2 = (1.0 / (2.0 * sig.astype(np.float64) * sig)).astype(np.float32)
-    raper = WINPOS_NSIG * sig
-    raper2 = raper * raper
-    inner = raper - np.float32(0.75)
-    inner2 = np.where(inner > 0, inner * inner, np.float32(0.0)).astype(np.float32)
-    outer2 = ((raper + np.float32(0.75)) * (raper + np.float32(0.75))).astype(np.float32)
-    f_mx = mx.astype(np.float32)  # for the mirror rule's arithmetic
-    f_my = my.astype(np.float32)
-    for _ in range(WINPOS_NITERMAX):
-        if active.size == 0:
-            break
-        xmin, xmax, cut_x = circle_box(mx[active], raper[active], mask.width)
-        ymin, ymax, cut_y = circle_box(my[active], raper[active], mask.height)
-        cut[active] |= cut_x | cut_y
-        tv, xsum, ysum = (np.zeros(active.size) for _ in range(3))
-        f_mx[active] = mx[active]
-        f_my[active] = my[active]
+class _Window:
+    """Gaussian windows of sigma ``sig``: their radius, oversampled annulus and weights."""
+
+    def __init__(self, sig: np.ndarray):
+        with np.errstate(divide="ignore", over="ignore"):
+            self.invtwosig2 = (1.0 / (2.0 * sig.astype(np.float64) * sig)).astype(np.float32)
+        self.raper = WINPOS_NSIG * sig
+        self.raper2 = self.raper * self.raper
+        inner = self.raper - np.float32(0.75)
+        self.inner2 = np.where(inner > 0, inner * inner, np.float32(0.0)).astype(np.float32)
+        self.outer2 = ((self.raper + np.float32(0.75)) * (self.raper + np.float32(0.75))).astype(np.float32)
+
+    def pixels(self, mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, active: np.ndarray):
+        """Which windows ``active`` (centred at ``mx``, ``my``) the image cuts, then, in runs,
+        ``(slot, dx, dy, locarea, value)`` of their pixels: the weight of each (its share inside
+        the window times the Gaussian) and its value, masked pixels mirrored."""
+        xmin, xmax, cut_x = circle_box(mx[active], self.raper[active], mask.width)
+        ymin, ymax, cut_y = circle_box(my[active], self.raper[active], mask.height)
+        yield cut_x | cut_y
+        f_mx, f_my = mx.astype(np.float32), my.astype(np.float32)  # the mirror rule's arithmetic
         for slot, x, y in box_pixels(xmin, xmax, ymin, ymax):
             owner = active[slot]
             dx = (x - mx[owner]).astype(np.float32)
             dy = (y - my[owner]).astype(np.float32)
             r2 = dx * dx + dy * dy
-            near = np.flatnonzero(r2 < outer2[owner])
+            near = np.flatnonzero(r2 < self.outer2[owner])
             slot, owner, x, y, dx, dy, r2 = (v[near] for v in (slot, owner, x, y, dx, dy, r2))
             locarea = np.ones(owner.size, dtype=np.float32)
-            edge = np.flatnonzero(r2 > inner2[owner])
-            locarea[edge] = subpixel_area(dx[edge], dy[edge], raper2[owner[edge]], WINPOS_OVERSAMP)
-            locarea *= np.exp(-r2 * invtwosig2[owner])
+            edge = np.flatnonzero(r2 > self.inner2[owner])
+            locarea[edge] = subpixel_area(dx[edge], dy[edge], self.raper2[owner[edge]], WINPOS_OVERSAMP)
+            locarea *= np.exp(-r2 * self.invtwosig2[owner])
             value, _ = mask.values(owner, y * mask.width + x, f_mx, f_my)
+            yield slot, dx, dy, locarea, value
+
+
+def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Move the windows ``active`` from ``mx``, ``my`` (0-based, updated in place) as
+    ``compute_winpos`` does, masked pixels replaced; returns which windows the image cut."""
+    cut = np.zeros(len(mx), dtype=bool)
+    window = _Window(sig)
+    for _ in range(WINPOS_NITERMAX):
+        if active.size == 0:
+            break
+        runs = window.pixels(mask, mx, my, active)
+        cut[active] |= next(runs)
+        tv, xsum, ysum = (np.zeros(active.size) for _ in range(3))
+        for slot, dx, dy, locarea, value in runs:
             locpix = locarea.astype(np.float64) * value
             tv += np.bincount(slot, weights=locpix, minlength=active.size)
             xsum += np.bincount(slot, weights=locpix * dx, minlength=active.size)
@@ -153,3 +166,55 @@ def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarra
         moving = positive & (step_x * step_x + step_y * step_y >= WINPOS_STEPMIN * WINPOS_STEPMIN)
         active = active[moving]
     return cut
+
+
+def window_errors(
+    mask: NeighbourMask, objects: np.ndarray, xwin: np.ndarray, ywin: np.ndarray, half_light_radius: np.ndarray,
+    backsig: float, gain: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SNR_WIN, ERRAWIN_IMAGE, ERRBWIN_IMAGE and ERRTHETAWIN_IMAGE (degrees) at the windowed
+    positions ``xwin``, ``ywin`` (1-based), summed as ``compute_winpos`` sums them in its last
+    step: each pixel's variance (the background's, plus value / GAIN when positive) times its
+    weight squared, with 1/12 pixel² for the pixel's size.  Where the windowed flux is not
+    positive or the windowed moments are not those of an ellipse, source-extractor falls back
+    to the isophotal position errors (sep's ``errx2``, ``erry2``, ``errxy``); so does this."""
+    n = len(objects)
+    sig = (half_light_radius.astype(np.float32) * np.float32(2.0) / np.float32(2.35)).astype(np.float32)
+    window = _Window(sig)
+    active = np.flatnonzero(np.isfinite(window.raper) & (window.raper > 0))
+    mx, my = xwin - 1.0, ywin - 1.0
+    sums = {key: np.zeros(n) for key in ("tv", "x", "y", "xx", "yy", "xy", "e", "ex", "ey", "exy")}
+    backnoise2 = float(np.float32(backsig) * np.float32(backsig))
+    runs = window.pixels(mask, mx, my, active)
+    next(runs)
+    for slot, dx, dy, locarea, value in runs:
+        owner = active[slot]
+        # float32 where compute_winpos has floats (dx, dy, locarea and their products), float64 where
+        # it has doubles: round windows' error angles depend on it.
+        locpix = locarea.astype(np.float64) * value
+        err = backnoise2 + (np.where(value > 0, value / gain, 0.0) if gain > 0 else 0.0)
+        err2 = (locarea * locarea).astype(np.float64) * err
+        dx2, dy2, dxy = ((a * b).astype(np.float64) for a, b in ((dx, dx), (dy, dy), (dx, dy)))
+        dx, dy = dx.astype(np.float64), dy.astype(np.float64)
+        for key, term in (("tv", locpix), ("x", locpix * dx), ("y", locpix * dy), ("xx", locpix * dx * dx),
+                          ("yy", locpix * dy * dy), ("xy", locpix * dx * dy), ("e", err2),
+                          ("ex", err2 * (dx2 + 0.0833)), ("ey", err2 * (dy2 + 0.0833)), ("exy", err2 * dxy)):
+            sums[key] += np.bincount(owner, weights=term, minlength=n)
+    tv, esum = sums["tv"], sums["e"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(esum > 1e-30, tv / np.sqrt(esum), 1e30)
+        dx, dy = sums["x"] / tv, sums["y"] / tv
+        mx2, my2 = sums["xx"] / tv - dx * dx, sums["yy"] / tv - dy * dy
+        mxy = sums["xy"] / tv - dx * dy
+        norm = WINPOS_FAC * WINPOS_FAC / (tv * tv)
+    fallback = ~((tv > 0) & (mx2 >= 0) & (my2 >= 0) & (mx2 * my2 - mxy * mxy >= 0))
+    emx2 = np.where(fallback, objects["errx2"], sums["ex"] * norm)
+    emy2 = np.where(fallback, objects["erry2"], sums["ey"] * norm)
+    emxy = np.where(fallback, objects["errxy"], sums["exy"] * norm)
+    difference = emx2 - emy2
+    theta = np.where(np.abs(difference) > 0, np.arctan2(2.0 * emxy, difference) / 2.0, np.pi / 4.0)
+    spread = np.sqrt(0.25 * difference * difference + emxy * emxy)
+    mean = 0.5 * (emx2 + emy2)
+    erra = np.sqrt(mean + spread).astype(np.float32)
+    errb = np.sqrt(np.maximum(mean - spread, 0.0)).astype(np.float32)
+    return snr.astype(np.float32), erra, errb, np.degrees(theta).astype(np.float32)

@@ -139,6 +139,8 @@ SURVEY_TOLERANCES = {
     "FLUX_RADIUS": ("rel", 0.01),
     "FLUX_APER": ("rel", 0.01), "FLUXERR_APER": ("rel", 0.01), "MAG_APER": ("abs", 0.005), "MAGERR_APER": ("rel", 0.01),
     "XWIN_IMAGE": ("abs", 0.01), "YWIN_IMAGE": ("abs", 0.01), "CLASS_STAR": ("abs", 0.02),
+    "ERRAWIN_IMAGE": ("rel", 0.01), "ERRBWIN_IMAGE": ("rel", 0.01), "ERRTHETAWIN_IMAGE": ("abs", 1.0),
+    "SNR_WIN": ("rel", 0.01), "MU_THRESHOLD": ("abs", 0.005),
 }
 #: A survey's .param asks for vectors: three apertures and two light fractions.
 SURVEY_SIZES = {"FLUX_APER": 3, "FLUXERR_APER": 3, "MAG_APER": 3, "MAGERR_APER": 3, "FLUX_RADIUS": 2}
