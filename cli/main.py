@@ -63,7 +63,7 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
     from ..science.pipeline import CCDResult
 
     try:
-        config = load_config(args.config, keywords)
+        config = load_config(args.config, keywords, zeropoint_key=args.zeropoint_key)
     except ConfigError as exc:
         print(f"canfar-catalogue: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -92,7 +92,7 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
         print(f"canfar-catalogue: {args.image}, {ccd.label}: skipped: {ccd.error}", file=sys.stderr)
     if args.qa:
         try:
-            _write_qa(args.qa, result, config.mag_zeropoint)
+            _write_qa(args.qa, result, result.zeropoint(config.mag_zeropoint))
             if not args.quiet:
                 print(f"canfar-catalogue: quality figure -> {args.qa}", file=sys.stderr)
         except OSError as exc:
@@ -214,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, metavar="N", help="processes measuring CCDs (default: one per core)"
     )
     detect.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    detect.add_argument(
+        "--zeropoint-key", metavar="KEY",
+        help="take each CCD's magnitude zeropoint from this header keyword (MegaPipe's PHOTZP, for one) instead "
+        "of MAG_ZEROPOINT; a CCD without it is skipped and named",
+    )
     detect.add_argument(
         "--qa", type=Path, metavar="PNG",
         help="also write the exposure's quality figure (focal plane, magnitudes, seeing, background), "

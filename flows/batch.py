@@ -166,6 +166,7 @@ def catalogue_batch(
     sex_file: str | None = None,
     overrides: list[str] | None = None,
     force: bool = False,
+    zeropoint_key: str | None = None,
     job_variables: dict | None = None,
     exposure_deployment: str = SETTINGS["exposure_deployment"],
     max_ids: int = int(SETTINGS["max_ids"]),
@@ -179,12 +180,14 @@ def catalogue_batch(
 
     ``sex_file`` and ``overrides`` are source-extractor's ``-c`` file and
     ``-KEYWORD value`` pairs; they are read once here and passed to every
-    exposure as data.  ``job_variables`` go unchanged to each per-exposure run
-    (image, flavour and resources on an HTCondor pool).
+    exposure as data.  ``zeropoint_key`` names a header keyword holding each
+    CCD's zeropoint (MegaPipe's PHOTZP), used instead of MAG_ZEROPOINT.
+    ``job_variables`` go unchanged to each per-exposure run (image, flavour
+    and resources on an HTCondor pool).
     """
     logger = get_run_logger()
     wanted = _names(ids, max_ids)
-    extraction = load_config(sex_file, overrides or [])
+    extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key)
     for note in extraction.notes:
         logger.info("configuration: %s", note)
     config_hash = extraction.fingerprint()

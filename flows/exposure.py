@@ -80,7 +80,7 @@ def catalogue_exposure(
             logger.warning("%s: the archive's file changed since the batch looked (md5 %s, now %s); "
                            "catalogued as it is now", observation_id, input_md5, fetched.md5)
         result = detect(fetched.path, extraction.to_json(), catalogue)
-        quality = assess(result, extraction.mag_zeropoint)
+        quality = assess(result, result.zeropoint(extraction.mag_zeropoint))
         figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))
         record = Provenance(
             observation_id=observation_id,

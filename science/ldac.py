@@ -115,7 +115,7 @@ def extraction_cards(
         "SEXAUTP1": (config.phot_autoparams[0], "Parameter #1 used for automatic magnitudes"),
         "SEXAUTP2": (config.phot_autoparams[1], "Parameter #2 used for automatic magnitudes"),
         "SEXSATLV": (header_float(header, config.satur_key, config.satur_level), "Saturation level used for flagging (ADU)"),
-        "SEXMGZPT": (config.mag_zeropoint, "Zero-point used for magnitudes"),
+        "SEXMGZPT": (ccd.zeropoint, "Zero-point used for magnitudes"),
         "SEXBKGSX": (config.back_size[0], "Mesh width used for background mapping (pixels)"),
         "SEXBKGSY": (config.back_size[1], "Mesh height used for background mapping (pixels"),
         "SEXBKGFX": (config.back_filtersize[0], "Mask width used for background map filtering"),

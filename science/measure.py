@@ -60,7 +60,7 @@ class CCDMeasurement:
 
     The QA numbers come from the internal measurement, whatever columns the
     user's ``.param`` asks for: ``magnitudes`` are every source's MAG_AUTO at
-    MAG_ZEROPOINT, ``saturated`` counts sources flagged saturated.
+    the CCD's ``zeropoint``, ``saturated`` counts sources flagged saturated.
     """
 
     sources: np.ndarray
@@ -70,6 +70,7 @@ class CCDMeasurement:
     seeing: Seeing
     magnitudes: np.ndarray
     saturated: int
+    zeropoint: float
 
 
 def _celestial_wcs(header):
@@ -356,7 +357,8 @@ def measure_ccd(
     under = background_map[iy, ix] if background_map is not None else global_back
     flags[objects["peak"] + under >= satur] |= FLAG_SATURATED
     seeing = measure_seeing(mask, objects, phot.flux, phot.fluxerr, flags)
-    mag, magerr = phot.magnitudes(config.mag_zeropoint)
+    zeropoint = config.zeropoint(header)
+    mag, magerr = phot.magnitudes(zeropoint)
 
     rows = np.zeros(len(objects), dtype=dtype_for(config.parameters))
     columns = {column.name: column for column in map(parameter, config.parameters)}
@@ -366,7 +368,7 @@ def measure_ccd(
             mask, objects, config.phot_apertures, backsig=rms, gain=gain
         )
         flags[cut] |= FLAG_APERTURE_INCOMPLETE
-        aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, config.mag_zeropoint)
+        aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, zeropoint)
     windowed = {"XWIN_IMAGE", "YWIN_IMAGE", "ERRAWIN_IMAGE", "ERRBWIN_IMAGE", "ERRTHETAWIN_IMAGE", "SNR_WIN"}
     if names & ({"FLUX_RADIUS"} | windowed):
         # The growth curve's box may flag the source: source-extractor builds it for either.
@@ -400,7 +402,7 @@ def measure_ccd(
         area = (scale() * 3600.0) ** 2  # arcsec**2 per pixel
         level = np.broadcast_to(np.asarray(level, dtype=np.float64), area.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mu = config.mag_zeropoint - 2.5 * np.log10(level / area)
+            mu = zeropoint - 2.5 * np.log10(level / area)
         return np.where((level > 0) & (area > 0), mu, 99.0)
 
     def mu_max() -> np.ndarray:
@@ -420,7 +422,7 @@ def measure_ccd(
         return class_star(network, areas, objects["peak"], analysis, config.seeing_fwhm, pixel_scale)
 
     iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
-    iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, config.mag_zeropoint)
+    iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, zeropoint)
     values = {
         "NUMBER": lambda: np.arange(1, len(objects) + 1),
         "EXT_NUMBER": lambda: np.full(len(objects), ext_number),
@@ -475,5 +477,5 @@ def measure_ccd(
                 rows[name] = value
     saturated = int(np.count_nonzero(flags & FLAG_SATURATED))
     return CCDMeasurement(
-        rows, global_back, rms, float(threshold), seeing, mag[np.isfinite(mag)].astype(np.float32), saturated
+        rows, global_back, rms, float(threshold), seeing, mag[np.isfinite(mag)].astype(np.float32), saturated, zeropoint
     )

@@ -28,7 +28,7 @@ from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
 from .seeing import Seeing
-from .sexconfig import ExtractionConfig
+from .sexconfig import ExtractionConfig, MissingZeropoint
 
 
 @dataclass
@@ -46,6 +46,7 @@ class CCDResult:
     seeing: Seeing | None = None
     magnitudes: np.ndarray | None = field(default=None, repr=False)
     saturated: int = 0
+    zeropoint: float = float("nan")  # of its magnitudes
 
     @property
     def count(self) -> int:
@@ -75,6 +76,11 @@ class ExposureResult:
     def count(self) -> int:
         return sum(c.count for c in self.ccds)
 
+    def zeropoint(self, default: float) -> float:
+        """The median zeropoint of the measured CCDs' magnitudes (``default`` when none was measured)."""
+        values = [c.zeropoint for c in self.measured() if np.isfinite(c.zeropoint)]
+        return float(np.median(values)) if values else default
+
     def measured(self) -> list[CCDResult]:
         """The CCDs that were measured (not skipped), in extension order."""
         return [c for c in sorted(self.ccds, key=lambda c: c.ext_number) if c.sources is not None]
@@ -89,7 +95,7 @@ def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
     try:
         data, header = read_ccd(path, ccd)
         measured = measure_ccd(data, header, config, ccd.ext_number)
-    except (CCDError, EmptyCCD) as exc:
+    except (CCDError, EmptyCCD, MissingZeropoint) as exc:
         reason = exc.reason if isinstance(exc, CCDError) else str(exc)
         return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=reason)
     return CCDResult(
@@ -103,6 +109,7 @@ def measure_one(path: str, ccd: CCD, config: ExtractionConfig) -> CCDResult:
         seeing=measured.seeing,
         magnitudes=measured.magnitudes,
         saturated=measured.saturated,
+        zeropoint=measured.zeropoint,
     )
 
 

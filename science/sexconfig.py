@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -132,6 +133,9 @@ class ExtractionConfig:
     satur_level: float = 50000.0
     satur_key: str = "SATURATE"
     mag_zeropoint: float = 0.0
+    #: a header keyword holding each CCD's zeropoint (MegaPipe's PHOTZP), used instead of
+    #: MAG_ZEROPOINT; only when asked for, never silently
+    zeropoint_key: str = ""
     gain: float = 0.0
     gain_key: str = "GAIN"
     back_type: str = "AUTO"
@@ -145,6 +149,20 @@ class ExtractionConfig:
     def analysis_threshold(self, rms: float) -> float:
         """ANALYSIS_THRESH in ADU above the background, for a CCD whose background RMS is ``rms``."""
         return self.analysis_thresh * rms if self.thresh_type == "RELATIVE" else self.analysis_thresh
+
+    def zeropoint(self, header) -> float:
+        """The zeropoint of a CCD's magnitudes: MAG_ZEROPOINT, or its header's ``zeropoint_key``.
+        A CCD without that keyword raises MissingZeropoint: it is skipped, not given another."""
+        if not self.zeropoint_key:
+            return self.mag_zeropoint
+        value = header.get(self.zeropoint_key)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            found = "has none" if value is None else f"has {value!r}, not a number"
+            raise MissingZeropoint(
+                f"the zeropoint was to come from its {self.zeropoint_key} header keyword, and it {found}"
+            ) from None
 
     def kernel(self) -> np.ndarray | None:
         """The (already normalised) detection filter as a float32 array, or None."""
@@ -185,7 +203,9 @@ class ExtractionConfig:
         return cls(**raw)
 
 
-_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw")
+_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key")
+#: A FITS header keyword.
+_HEADER_KEY = re.compile(r"[A-Z0-9_-]{1,8}")
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
@@ -369,16 +389,22 @@ def _positive(key: str, value: str) -> float:
     return number
 
 
+class MissingZeropoint(ValueError):
+    """A CCD lacks the header keyword its zeropoint was asked to come from."""
+
+
 def load_config(
     sex_file: str | Path | None = None,
     overrides: Iterable[str] = (),
     *,
     cwd: str | Path | None = None,
+    zeropoint_key: str | None = None,
 ) -> ExtractionConfig:
     """Build an :class:`ExtractionConfig` as ``source-extractor -c FILE OVERRIDES`` would.
 
     Without ``sex_file`` the project's ``config/default.sex`` is used, and its
-    relative file names resolve beside it.  A user's file resolves relative
+    relative file names resolve beside it.  ``zeropoint_key`` names a header
+    keyword holding each CCD's zeropoint, to use instead of MAG_ZEROPOINT.  A user's file resolves relative
     names against ``cwd`` (the current directory), as source-extractor does.
     """
     from .. import config as packaged
@@ -468,8 +494,15 @@ def load_config(
                 "PSF model (SEEING_FWHM 0) is not implemented"
             )
         star_nnw = read_nnw(file_value("STARNNW_NAME"))
+    key = (zeropoint_key or "").strip().upper()
+    if key:
+        if not _HEADER_KEY.fullmatch(key):
+            raise ConfigError(f"zeropoint keyword {zeropoint_key!r} is not a FITS header keyword (1-8 of A-Z 0-9 _ -)")
+        notes.append(f"magnitudes use each CCD's {key} header keyword as their zeropoint, "
+                     f"not MAG_ZEROPOINT {values['MAG_ZEROPOINT']}")
     return ExtractionConfig(
         parameters=parameters,
+        zeropoint_key=key,
         catalog_name=values["CATALOG_NAME"],
         catalog_type=values["CATALOG_TYPE"].upper(),
         detect_minarea=minarea,

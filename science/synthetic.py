@@ -21,6 +21,8 @@ from astropy.io import fits
 MEGACAM_SHAPE = (4612, 2048)  # (ny, nx) of one CCD
 MEGACAM_NCCD = 36
 PIXEL_SCALE = 0.187 / 3600.0  # degrees per pixel
+#: The zeropoint written in each CCD's PHOTZP keyword (used only when asked for, --zeropoint-key PHOTZP).
+PHOTZP = 30.0
 SATURATE = 65000.0
 GAIN = 1.6  # e-/ADU
 SKY = 1000.0  # ADU
@@ -59,6 +61,7 @@ def _ccd_header(spec: ExposureSpec, ext: int) -> fits.Header:
     header["DETSEC"] = (f"[{x0}:{x0 + nx - 1},{y0}:{y0 + ny - 1}]", "the CCD's pixels on the mosaic")
     header["GAIN"] = (GAIN, "e-/ADU")
     header["SATURATE"] = (SATURATE, "saturation level (ADU)")
+    header["PHOTZP"] = (PHOTZP, "mag zeropoint, as MegaPipe products carry one")
     header["CTYPE1"] = "RA---TAN"
     header["CTYPE2"] = "DEC--TAN"
     header["CRVAL1"] = spec.ra

@@ -277,3 +277,41 @@ def test_a_corrupt_rice_tile_is_a_clear_ccd_error(workdir):
     with pytest.raises(CCDError) as caught:
         read_ccd("bad.fits.fz", list_ccds("bad.fits.fz")[0])
     assert "CCD00" in str(caught.value) and "cannot decompress" in str(caught.value)
+
+
+def test_a_zeropoint_from_the_header_is_used_only_when_asked_for_and_named(workdir, small_exposure):
+    """--zeropoint-key PHOTZP: every magnitude moves by the keyword's value, LDAC records it, a note
+    says so; a CCD without the keyword is skipped and named, never given MAG_ZEROPOINT instead."""
+    from canfar_catalogue.science import ConfigError
+    from canfar_catalogue.science.synthetic import PHOTZP
+
+    param = workdir / "m.param"
+    param.write_text("NUMBER\nEXT_NUMBER\nX_IMAGE\nY_IMAGE\nMAG_AUTO\nMAG_ISO\nMU_MAX\n")
+    plain = load_config(overrides=["-PARAMETERS_NAME", str(param)])
+    keyed = load_config(overrides=["-PARAMETERS_NAME", str(param)], zeropoint_key="photzp")
+    assert keyed.zeropoint_key == "PHOTZP" and keyed.fingerprint() != plain.fingerprint()
+    assert any("PHOTZP header keyword" in note for note in keyed.notes)
+    a = ascii.read(run_exposure(small_exposure, plain, workdir / "a.cat", workers=1).catalogue, format="sextractor")
+    b = ascii.read(run_exposure(small_exposure, keyed, workdir / "b.cat", workers=1).catalogue, format="sextractor")
+    for name in ("MAG_AUTO", "MAG_ISO", "MU_MAX"):
+        assert np.allclose(b[name] - a[name], PHOTZP, atol=2e-4), name
+    command = ["detect", str(small_exposure), "-q", "--zeropoint-key", "PHOTZP", "-PARAMETERS_NAME", str(param),
+               "-CATALOG_NAME", str(workdir / "cli.cat")]
+    assert main(command) == 0
+    assert np.array_equal(ascii.read(workdir / "cli.cat", format="sextractor")["MAG_AUTO"], b["MAG_AUTO"])
+
+    ldac = load_config(overrides=["-PARAMETERS_NAME", str(param), "-CATALOG_TYPE", "FITS_LDAC"], zeropoint_key="PHOTZP")
+    with fits.open(run_exposure(small_exposure, ldac, workdir / "c.ldac.fits", workers=1).catalogue) as hdul:
+        heads = [fits.Header.fromstring("".join(str(card).ljust(80) for card in h.data[0][0]))
+                 for h in hdul if h.name == "LDAC_IMHEAD"]
+        assert len(heads) == 2 and {head["SEXMGZPT"] for head in heads} == {PHOTZP}
+
+    with fits.open(small_exposure) as hdul:  # one CCD without the keyword
+        del hdul[1].header["PHOTZP"]
+        hdul.writeto(workdir / "nozp.fits")
+    result = run_exposure(workdir / "nozp.fits", keyed, workdir / "d.cat", workers=1)
+    assert [c.ext_number for c in result.failed] == [1]
+    assert "PHOTZP header keyword" in result.failed[0].error and result.count > 0
+
+    with pytest.raises(ConfigError, match="not a FITS header keyword"):
+        load_config(zeropoint_key="PHOT ZP")
