@@ -33,8 +33,8 @@ DRIFT_FRACTION = 0.25
 #: Rounds of re-centring the mirror before falling back to iterating here.
 MIRROR_ROUNDS = 4
 #: Windows wider than this radius (pixels; only saturated stars and large blends have them) take
-#: their first round's end: iterating them pixel by pixel costs seconds a CCD, and their end
-#: is chaotic in source-extractor itself (docs/parity.md).
+#: their first round's end: iterating them pixel by pixel costs seconds a CCD, and their rounds
+#: swing by pixels rather than settle (docs/parity.md, "What still differs").
 GIANT_RADIUS = 50.0
 
 
