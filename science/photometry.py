@@ -243,13 +243,13 @@ def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):
         yield start, len(npix)
 
 
-def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray):
+def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray, limit: int = _CHUNK_PIXELS):
     """Every pixel of each object's box ``[xmin, xmax) x [ymin, ymax)``, in runs of whole boxes of
-    about _CHUNK_PIXELS pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each
-    box's pixels row by row and together."""
+    about ``limit`` pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each box's
+    pixels row by row and together."""
     widths = np.maximum(xmax - xmin, 0)
     npix = widths * np.maximum(ymax - ymin, 0)
-    for lo, hi in runs(npix):
+    for lo, hi in runs(npix, limit):
         owner = np.repeat(np.arange(lo, hi), npix[lo:hi])
         row, column = np.divmod(ramp(npix[lo:hi]), widths[owner])
         yield owner, xmin[owner] + column, ymin[owner] + row

@@ -106,6 +106,10 @@ def windowed_positions(
     return mx + 1.0, my + 1.0, cut
 
 
+#: Pixels a window pass handles at once: each carries a dozen temporaries, mirrors included.
+_RUN_PIXELS = 500_000
+
+
 class _Window:
     """Gaussian windows of sigma ``sig``: their radius, oversampled annulus and weights."""
 
@@ -126,7 +130,7 @@ class _Window:
         ymin, ymax, cut_y = circle_box(my[active], self.raper[active], mask.height)
         yield cut_x | cut_y
         f_mx, f_my = mx.astype(np.float32), my.astype(np.float32)  # the mirror rule's arithmetic
-        for slot, x, y in box_pixels(xmin, xmax, ymin, ymax):
+        for slot, x, y in box_pixels(xmin, xmax, ymin, ymax, _RUN_PIXELS):
             owner = active[slot]
             dx = (x - mx[owner]).astype(np.float32)
             dy = (y - my[owner]).astype(np.float32)
@@ -189,17 +193,26 @@ def window_errors(
     next(runs)
     for slot, dx, dy, locarea, value in runs:
         owner = active[slot]
+
+        def add(key: str, term: np.ndarray) -> None:  # one term alive at a time: runs are millions of pixels
+            sums[key] += np.bincount(owner, weights=term, minlength=n)
+
         # float32 where compute_winpos has floats (dx, dy, locarea and their products), float64 where
         # it has doubles: round windows' error angles depend on it.
         locpix = locarea.astype(np.float64) * value
-        err = backnoise2 + (np.where(value > 0, value / gain, 0.0) if gain > 0 else 0.0)
-        err2 = (locarea * locarea).astype(np.float64) * err
-        dx2, dy2, dxy = ((a * b).astype(np.float64) for a, b in ((dx, dx), (dy, dy), (dx, dy)))
-        dx, dy = dx.astype(np.float64), dy.astype(np.float64)
-        for key, term in (("tv", locpix), ("x", locpix * dx), ("y", locpix * dy), ("xx", locpix * dx * dx),
-                          ("yy", locpix * dy * dy), ("xy", locpix * dx * dy), ("e", err2),
-                          ("ex", err2 * (dx2 + 0.0833)), ("ey", err2 * (dy2 + 0.0833)), ("exy", err2 * dxy)):
-            sums[key] += np.bincount(owner, weights=term, minlength=n)
+        err2 = (locarea * locarea).astype(np.float64) * (
+            backnoise2 + (np.where(value > 0, value / gain, 0.0) if gain > 0 else 0.0))
+        x, y = dx.astype(np.float64), dy.astype(np.float64)
+        add("tv", locpix)
+        add("x", locpix * x)
+        add("y", locpix * y)
+        add("xx", locpix * x * x)
+        add("yy", locpix * y * y)
+        add("xy", locpix * x * y)
+        add("e", err2)
+        add("ex", err2 * ((dx * dx).astype(np.float64) + 0.0833))
+        add("ey", err2 * ((dy * dy).astype(np.float64) + 0.0833))
+        add("exy", err2 * (dx * dy).astype(np.float64))
     tv, esum = sums["tv"], sums["e"]
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(esum > 1e-30, tv / np.sqrt(esum), 1e30)
