@@ -89,7 +89,6 @@ def breakdown(flow_runs) -> list[dict]:
                 "exposure": run.name,
                 "dispatch": (run.start_time - run.created).total_seconds(),
                 "process start": (first - run.start_time).total_seconds(),
-                "checksum": seconds("archive checksum"),
                 "download": seconds("download"),
                 "detect": seconds("detect"),
                 "upload": seconds("upload"),
@@ -217,7 +216,7 @@ def main() -> None:
         print(f"  {name:48s} {seconds:7.2f}")
     print(f"  {'the CLI, outside the run (start and --watch exit)':48s} "
           f"{batch - (parent.end_time - parent.created).total_seconds():7.2f}")
-    columns = ["dispatch", "process start", "checksum", "download", "detect", "upload", "end", "total"]
+    columns = ["dispatch", "process start", "download", "detect", "upload", "end", "total"]
     print("\nper exposure, seconds:\n  " + f"{'exposure':10s}" + "".join(f"{c:>14s}" for c in columns))
     for row in rows:
         print("  " + f"{row['exposure']:10s}" + "".join(f"{row[c]:14.2f}" for c in columns))

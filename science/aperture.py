@@ -24,6 +24,8 @@ import numpy as np
 from .photometry import NeighbourMask, box_pixels, circle_box, subpixel_area
 
 APER_OVERSAMP = 5
+
+
 def aperture_photometry(
     mask: NeighbourMask,
     objects: np.ndarray,
@@ -71,4 +73,3 @@ def aperture_photometry(
         flux[:, i] = tv
         fluxerr[:, i] = np.sqrt(variance)
     return flux, fluxerr, incomplete
-

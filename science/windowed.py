@@ -43,6 +43,11 @@ def _mirror(m: np.ndarray) -> np.ndarray:
     return np.trunc(2 * m + 0.49999).astype(np.int64)
 
 
+def window_sigma(half_light_radius: np.ndarray) -> np.ndarray:
+    """The window's sigma: 2 FLUX_RADIUS(0.5) / 2.35, from half the FWHM, in float32."""
+    return (half_light_radius.astype(np.float32) * np.float32(2.0) / np.float32(2.35)).astype(np.float32)
+
+
 def windowed_positions(
     mask: NeighbourMask, objects: np.ndarray, half_light_radius: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +60,7 @@ def windowed_positions(
     image source-extractor's last steps saw, so its end is source-extractor's to its 1e-4 pixel
     stopping step.  Otherwise the centre moves there and it is tried again; the few that do not
     settle are iterated here, as source-extractor does."""
-    sig = (half_light_radius.astype(np.float32) * np.float32(2.0) / np.float32(2.35)).astype(np.float32)
+    sig = window_sigma(half_light_radius)
     raper = WINPOS_NSIG * sig
     valid = np.isfinite(raper) & (raper > 0)
     x0 = objects["x"].astype(np.float64)
@@ -79,11 +84,11 @@ def windowed_positions(
         bottom = circle_box(np.minimum(y0[which], cy[which]), reach, mask.height)[0]
         top = circle_box(np.maximum(y0[which], cy[which]), reach, mask.height)[1]
         centre_x, centre_y = cx.astype(np.float32), cy.astype(np.float32)
-        on_ccd = []
+        on_ccd = np.zeros(which.size, dtype=bool)
         for k, source in enumerate(which):
             stamp = mask.box(source, left[k], right[k], bottom[k], top[k], centre_x, centre_y)
             if stamp is None:  # no masked pixel: the CCD itself, all such windows in one call below
-                on_ccd.append(k)
+                on_ccd[k] = True
                 continue
             px, py, _ = sep.winpos(stamp, x0[source:source + 1] - left[k], y0[source:source + 1] - bottom[k],
                                    sig64[source:source + 1])
@@ -93,7 +98,7 @@ def windowed_positions(
             mx[plain], my[plain], _ = sep.winpos(data, x0[plain], y0[plain], sig64[plain])
         moved = np.hypot(mx[which] - cx[which], my[which] - cy[which])
         same = (_mirror(mx[which]) == _mirror(cx[which])) & (_mirror(my[which]) == _mirror(cy[which]))
-        done = (moved <= margin) & (same | np.isin(np.arange(which.size), on_ccd)) | (raper[which] > GIANT_RADIUS)
+        done = (moved <= margin) & (same | on_ccd) | (raper[which] > GIANT_RADIUS)
         pending[which] = ~done
         cx[which], cy[which] = mx[which], my[which]
 
@@ -183,7 +188,7 @@ def window_errors(
     positive or the windowed moments are not those of an ellipse, source-extractor falls back
     to the isophotal position errors (sep's ``errx2``, ``erry2``, ``errxy``); so does this."""
     n = len(objects)
-    sig = (half_light_radius.astype(np.float32) * np.float32(2.0) / np.float32(2.35)).astype(np.float32)
+    sig = window_sigma(half_light_radius)
     window = _Window(sig)
     active = np.flatnonzero(np.isfinite(window.raper) & (window.raper > 0))
     mx, my = xwin - 1.0, ywin - 1.0
