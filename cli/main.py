@@ -122,7 +122,8 @@ def _write_qa(target: Path, result, zeropoint: float) -> None:
 def _synth(args: argparse.Namespace, _: list[str]) -> int:
     from ..science.synthetic import ExposureSpec, write_exposure
 
-    spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed, pixel_type=args.pixels)
+    spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed, pixel_type=args.pixels,
+                        psf=args.psf)
     truth = write_exposure(args.output, spec)
     print(f"canfar-catalogue: wrote {args.output} ({spec.nccd} CCDs, {len(truth)} sources)", file=sys.stderr)
     return EXIT_OK
@@ -239,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--pixels", choices=("uint16", "float32"), default="uint16",
         help="uint16 (lossless Rice) or float32 (quantised Rice, like processed MegaCam files)",
+    )
+    synth.add_argument(
+        "--psf", choices=("round", "varying"), default="round",
+        help="round (the same everywhere) or varying (elliptical, changing across each CCD: "
+        "for checking PSF models built from a catalogue)",
     )
     synth.set_defaults(run=_synth)
 

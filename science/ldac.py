@@ -42,16 +42,32 @@ def tdisp(fmt: str) -> str:
 
 
 def imhead(header_text: str, extra: dict[str, tuple[object, str]]) -> fits.BinTableHDU:
-    """The ``LDAC_IMHEAD`` table: the CCD's header cards, the ``extra`` (value, comment) cards, ``END``."""
+    """The ``LDAC_IMHEAD`` table: the CCD's header cards, the ``extra`` (value, comment) cards, ``END``.
+
+    The cards are written byte for byte, blanks included.  astropy turns a string column's
+    trailing blanks into NULs when it writes one, and PSFEx's header reader then runs past
+    ``END`` and crashes (measured: a segmentation fault), so the table is built from its bytes.
+    """
     header = fits.Header.fromstring(header_text)
     for key, (value, comment) in extra.items():
         header[key] = (value, comment)
-    cards = [str(card) for card in header.cards] + ["END".ljust(80)]
-    column = fits.Column(name="Field Header Card", format=f"{80 * len(cards)}A", dim=f"(80, {len(cards)})",
-                         array=np.array([cards], dtype="S80"))
-    hdu = fits.BinTableHDU.from_columns([column])
-    hdu.header["EXTNAME"] = ("LDAC_IMHEAD", "TABLE NAME")
-    return hdu
+    cards = "".join(str(card) for card in header.cards) + "END".ljust(80)
+    table = fits.Header([
+        ("XTENSION", "BINTABLE", "binary table extension"),
+        ("BITPIX", 8, "array data type"),
+        ("NAXIS", 2, "number of array dimensions"),
+        ("NAXIS1", len(cards), "bytes per row"),
+        ("NAXIS2", 1, "number of rows"),
+        ("PCOUNT", 0, "number of group parameters"),
+        ("GCOUNT", 1, "number of groups"),
+        ("TFIELDS", 1, "number of table fields"),
+        ("EXTNAME", "LDAC_IMHEAD", "TABLE NAME"),
+        ("TTYPE1", "Field Header Card"),
+        ("TFORM1", f"{len(cards)}A"),
+        ("TDIM1", f"(80, {len(cards) // 80})"),
+    ])
+    data = cards.encode("ascii")
+    return fits.BinTableHDU.fromstring(table.tostring().encode("ascii") + data + b"\0" * (-len(data) % 2880))
 
 
 def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:

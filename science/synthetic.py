@@ -45,6 +45,9 @@ class ExposureSpec:
     density: float = SOURCE_DENSITY
     #: "uint16" (int16 + BZERO, lossless Rice) or "float32" (quantised Rice, like processed MegaCam files)
     pixel_type: str = "uint16"
+    #: "round" (the same round Gaussian everywhere) or "varying" (elliptical, changing across each CCD;
+    #: see :func:`star_shape`), so that a PSF model built from a catalogue can be right or wrong
+    psf: str = "round"
 
     @classmethod
     def small(cls, seed: int = 0, nccd: int = 2, size: int = 1024) -> "ExposureSpec":
@@ -52,7 +55,7 @@ class ExposureSpec:
         return cls(nccd=nccd, shape=(size, size), seed=seed)
 
 
-def _ccd_header(spec: ExposureSpec, ext: int) -> fits.Header:
+def ccd_header(spec: ExposureSpec, ext: int) -> fits.Header:
     ny, nx = spec.shape
     column, row = (ext - 1) % 9, (ext - 1) // 9
     header = fits.Header()
@@ -98,6 +101,34 @@ def _add_profile(image, x, y, flux, sigma_x, sigma_y, theta, exponential: bool):
     image[y0:y1, x0:x1] += flux * profile
 
 
+#: The varying PSF: its sigma grows by this fraction from the bottom of a CCD to the top, ...
+PSF_SIZE_GRADIENT = 0.12
+#: ... its ellipticity 1 - b/a goes from the first value on the CCD's left edge to the second on its right, ...
+PSF_ELLIPTICITY = (0.02, 0.14)
+#: ... and its major axis turns from the first angle (radians, from +x) at the bottom to the second at the top.
+PSF_ANGLE = (0.3, 1.2)
+
+
+def star_shape(spec: ExposureSpec, x: float, y: float, sigma: float) -> tuple[float, float, float]:
+    """The (sigma along the major axis, sigma along the minor axis, angle) of a star at (x, y).
+
+    A round PSF of ``sigma`` everywhere unless ``spec.psf`` is "varying".  The varying one changes
+    smoothly (linearly, like a quadratic PSF model can follow) and stays within what PSFEx's defaults
+    select as stars (FWHM variability under 20%, (A-B)/(A+B) under 0.3).
+    """
+    if spec.psf == "round":
+        return sigma, sigma, 0.0
+    if spec.psf != "varying":
+        raise ValueError(f"unknown PSF {spec.psf!r}: 'round' or 'varying'")
+    ny, nx = spec.shape
+    across, up = x / nx, y / ny
+    size = sigma * (1.0 + PSF_SIZE_GRADIENT * (up - 0.5))
+    ellipticity = PSF_ELLIPTICITY[0] + (PSF_ELLIPTICITY[1] - PSF_ELLIPTICITY[0]) * across
+    angle = PSF_ANGLE[0] + (PSF_ANGLE[1] - PSF_ANGLE[0]) * up
+    major = size / np.sqrt(1.0 - ellipticity)  # keeps the area of the round PSF of that size
+    return major, major * (1.0 - ellipticity), angle
+
+
 def ccd_image(spec: ExposureSpec, ext: int) -> tuple[np.ndarray, np.ndarray]:
     """Render CCD ``ext`` (1-based): the uint16 pixels and the truth table of its sources."""
     rng = np.random.default_rng([spec.seed, ext])
@@ -108,8 +139,8 @@ def ccd_image(spec: ExposureSpec, ext: int) -> tuple[np.ndarray, np.ndarray]:
 
     def add(x, y, flux, kind):
         if kind == "star":
-            seeing = rng.normal(1.5, 0.05)
-            _add_profile(image, x, y, flux, seeing, seeing, 0.0, exponential=False)
+            major, minor, angle = star_shape(spec, x, y, rng.normal(1.5, 0.05))
+            _add_profile(image, x, y, flux, major, minor, angle, exponential=False)
         else:
             scale = rng.uniform(1.0, 3.5)
             axis_ratio = rng.uniform(0.4, 1.0)
@@ -159,7 +190,7 @@ def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.
     for ext in range(1, spec.nccd + 1):
         pixels, truth = ccd_image(spec, ext)
         truths.append(truth)
-        header = _ccd_header(spec, ext)
+        header = ccd_header(spec, ext)
         if spec.pixel_type == "float32":
             pixels = pixels.astype(np.float32)
         if compressed:
