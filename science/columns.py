@@ -63,6 +63,8 @@ COLUMNS: dict[str, Column] = {
     "ERRBWIN_IMAGE": Column("RMS windowed pos error along minor axis", "pixel", "%9.5f", np.float32, "1E"),
     "ERRTHETAWIN_IMAGE": Column("Windowed error ellipse pos angle (CCW/x)", "deg", "%6.2f", np.float32, "1E"),
     "SNR_WIN": Column("Gaussian-weighted SNR", "", "%10.4g", np.float32, "1E"),
+    "IMAFLAGS_ISO": Column("FLAG-image flags OR'ed over the iso. profile", "", "%9d", np.int64, "1J"),
+    "NIMAFLAGS_ISO": Column("Number of flagged pixels entering IMAFLAGS_ISO", "", "%9d", np.int32, "1J"),
     "MU_THRESHOLD": Column("Analysis threshold above background", "mag * arcsec**(-2)", "%8.4f", np.float32, "1E"),
     "FWHM_IMAGE": Column("FWHM assuming a gaussian core", "pixel", "%8.2f", np.float32, "1E"),
     "FWHM_WORLD": Column("FWHM assuming a gaussian core", "deg", "%12.7g", np.float32, "1E"),

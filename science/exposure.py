@@ -133,6 +133,29 @@ def _read_ccd_with_astropy(path: Path, ccd: CCD) -> tuple[np.ndarray, fits.Heade
     return data, header
 
 
+def read_flags(path: str | Path, ccd: CCD, shape: tuple[int, int]) -> np.ndarray:
+    """One CCD of a flag map, as 64-bit integers holding source-extractor's 32-bit unsigned flags.
+
+    ``ccd`` is the flag map's own CCD (from :func:`list_ccds` on it); ``shape`` is the exposure
+    CCD's, which the flag map must match pixel for pixel.
+    """
+    path = Path(path)
+    with _open(path, lazy=True) as hdul:
+        hdu = hdul[ccd.hdu]
+        _check_shape(path, ccd, hdu.header)
+        try:
+            raw = hdu.data
+        except Exception as exc:  # astropy raises many types for corrupt tiles
+            raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot read the flags ({exc})") from None
+        if raw is None or raw.dtype.kind not in "iu":
+            kind = "no data" if raw is None else f"{raw.dtype} pixels"
+            raise CCDError(str(path), ccd.ext_number, ccd.extname, f"a flag map holds integers; this one has {kind}")
+        if raw.shape != shape:
+            raise CCDError(str(path), ccd.ext_number, ccd.extname,
+                           f"flag map of shape {raw.shape}, but the exposure's CCD is {shape}")
+        return raw.astype(np.int64) & 0xFFFFFFFF
+
+
 def _to_float32(raw: np.ndarray, header: fits.Header) -> np.ndarray:
     bzero = float(header.get("BZERO", 0.0))
     bscale = float(header.get("BSCALE", 1.0))

@@ -29,6 +29,7 @@ from .photometry import (
     auto_photometry,
     magnitudes,
 )
+from .flag_maps import isophotal_flags
 from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
 from .radius import GROWTH_MINHLRAD, flux_radius
 from .seeing import Seeing, measure_seeing
@@ -274,9 +275,10 @@ def _store(rows: np.ndarray, name: str, values: np.ndarray) -> None:
 
 
 def measure_ccd(
-    data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1
+    data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1, flag_map: np.ndarray | None = None
 ) -> CCDMeasurement:
-    """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place."""
+    """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place.
+    ``flag_map`` is the CCD's flag map, for IMAFLAGS_ISO and NIMAFLAGS_ISO."""
     # The extremes tell, in two fast passes, whether any pixel is NaN or infinite
     # (those are blank; min and max propagate NaN) and whether the CCD is constant.
     low, high = data.min(), data.max()
@@ -421,6 +423,12 @@ def measure_ccd(
         network = Network.from_numbers(config.star_nnw)
         return class_star(network, areas, objects["peak"], analysis, config.seeing_fwhm, pixel_scale)
 
+    @functools.cache
+    def image_flags() -> tuple[np.ndarray, np.ndarray]:
+        if flag_map is None:
+            raise ConfigError("IMAFLAGS_ISO and NIMAFLAGS_ISO need a flag map (-FLAG_IMAGE flags.fits)")
+        return isophotal_flags(segmap, flag_map, len(objects), config.flag_type)
+
     iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
     iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, zeropoint)
     values = {
@@ -456,6 +464,8 @@ def measure_ccd(
         "ERRTHETAWIN_IMAGE": lambda: errthetawin,
         "SNR_WIN": lambda: snr_win,
         "MU_THRESHOLD": mu_threshold,
+        "IMAFLAGS_ISO": lambda: image_flags()[0],
+        "NIMAFLAGS_ISO": lambda: image_flags()[1],
         "FWHM_IMAGE": fwhm_image,
         "FWHM_WORLD": lambda: fwhm_image() * scale(),
         "MU_MAX": mu_max,

@@ -20,6 +20,7 @@ import numpy as np
 
 from .columns import COLUMNS, parameter
 from .classifier import read_nnw
+from .flag_maps import FLAG_TYPES
 from .errors import ConfigError
 
 #: Every keyword source-extractor 2.25 knows (``source-extractor -dd``).
@@ -77,6 +78,8 @@ DEFAULTS: dict[str, str] = {
     "BACKPHOTO_TYPE": "GLOBAL",
     "BACK_FILTTHRESH": "0.0",
     "FILTER_THRESH": "",
+    "FLAG_IMAGE": "flag.fits",
+    "FLAG_TYPE": "OR",
 }
 
 #: Values of implemented keywords that we cannot honour: (key, value) -> why.
@@ -93,6 +96,7 @@ _ALLOWED = {
     "MASK_TYPE": {"NONE", "CORRECT", "BLANK"},
     "BACK_TYPE": {"AUTO", "MANUAL"},
     "BACKPHOTO_TYPE": {"GLOBAL", "LOCAL"},
+    "FLAG_TYPE": set(FLAG_TYPES),
 }
 
 
@@ -136,6 +140,10 @@ class ExtractionConfig:
     #: a header keyword holding each CCD's zeropoint (MegaPipe's PHOTZP), used instead of
     #: MAG_ZEROPOINT; only when asked for, never silently
     zeropoint_key: str = ""
+    #: the flag map (a multi-extension image matching the exposure) and how its flags combine over a
+    #: source's pixels; unset without IMAFLAGS_ISO or NIMAFLAGS_ISO
+    flag_image: str = ""
+    flag_type: str = ""
     gain: float = 0.0
     gain_key: str = "GAIN"
     back_type: str = "AUTO"
@@ -203,7 +211,9 @@ class ExtractionConfig:
         return cls(**raw)
 
 
-_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key")
+_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key", "flag_image", "flag_type")
+#: The columns that read the flag map.
+FLAG_COLUMNS = frozenset({"IMAFLAGS_ISO", "NIMAFLAGS_ISO"})
 #: A FITS header keyword.
 _HEADER_KEY = re.compile(r"[A-Z0-9_-]{1,8}")
 
@@ -494,6 +504,19 @@ def load_config(
                 "PSF model (SEEING_FWHM 0) is not implemented"
             )
         star_nnw = read_nnw(file_value("STARNNW_NAME"))
+    flag_image, flag_type = "", ""
+    if FLAG_COLUMNS & {parameter(p).name for p in parameters}:
+        names = [name.strip() for name in values["FLAG_IMAGE"].split(",") if name.strip()]
+        if len(names) != 1:
+            raise ConfigError(f"FLAG_IMAGE {values['FLAG_IMAGE']!r}: give one flag map (several, for "
+                              "IMAFLAGS_ISO(n), are not implemented)")
+        # source-extractor's default name (flag.fits) is looked for where the user is
+        in_file = "FLAG_IMAGE" in from_file and "FLAG_IMAGE" not in from_cli
+        flag_path = _resolve(names[0], base if in_file else cli_base)
+        if not flag_path.is_file():
+            raise ConfigError(f"FLAG_IMAGE {flag_path}: no such file; IMAFLAGS_ISO and NIMAFLAGS_ISO need a flag "
+                              "map matching the exposure CCD by CCD (-FLAG_IMAGE flags.fits)")
+        flag_image, flag_type = str(flag_path), values["FLAG_TYPE"].strip().upper()
     key = (zeropoint_key or "").strip().upper()
     if key:
         if not _HEADER_KEY.fullmatch(key):
@@ -503,6 +526,8 @@ def load_config(
     return ExtractionConfig(
         parameters=parameters,
         zeropoint_key=key,
+        flag_image=flag_image,
+        flag_type=flag_type,
         catalog_name=values["CATALOG_NAME"],
         catalog_type=values["CATALOG_TYPE"].upper(),
         detect_minarea=minarea,
