@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import shutil
 import statistics
 import subprocess
@@ -96,6 +97,17 @@ def breakdown(flow_runs) -> list[dict]:
                 "total": (run.end_time - run.created).total_seconds(),
             })
     return rows
+
+
+def _stop(process: subprocess.Popen, sig: int, grace: float = 30.0) -> None:
+    """Signal a process group, and kill it if it has not exited within ``grace`` seconds
+    (a worker with a flow run's process still ending can take longer than that)."""
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def main() -> None:
@@ -200,10 +212,8 @@ def main() -> None:
         }
     finally:
         if worker:
-            os.killpg(worker.pid, 2)  # Prefect's worker stops on SIGINT
-            worker.wait(timeout=30)
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+            _stop(worker, signal.SIGINT)  # Prefect's worker stops on SIGINT
+        _stop(server, signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
