@@ -153,7 +153,8 @@ def read_flags(path: str | Path, ccd: CCD, shape: tuple[int, int]) -> np.ndarray
         if raw.shape != shape:
             raise CCDError(str(path), ccd.ext_number, ccd.extname,
                            f"flag map of shape {raw.shape}, but the exposure's CCD is {shape}")
-        return raw.astype(np.int64) & 0xFFFFFFFF
+        # read unscaled (see _open): unsigned flags are stored signed with BZERO 2**15 or 2**31
+        return (raw.astype(np.int64) + int(hdu.header.get("BZERO", 0))) & 0xFFFFFFFF
 
 
 def _to_float32(raw: np.ndarray, header: fits.Header) -> np.ndarray:

@@ -41,7 +41,9 @@ def exposure(tmp_path_factory) -> tuple[Path, Path, Path]:
     workdir = tmp_path_factory.mktemp("flags")
     path = workdir / "1056213p.fits.fz"
     write_exposure(path, SPEC)
-    return path, _flag_map(workdir / "flags.fits"), reference.write_param(workdir / "flags.param", PARAMETERS)
+    # unsigned 16-bit, as astropy writes them: signed, with BZERO 32768
+    flags = _flag_map(workdir / "flags.fits", dtype=np.uint16)
+    return path, flags, reference.write_param(workdir / "flags.param", PARAMETERS)
 
 
 def test_each_flag_type_composites_the_flags_of_a_sources_pixels_as_source_extractor_does():
