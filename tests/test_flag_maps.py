@@ -41,9 +41,7 @@ def exposure(tmp_path_factory) -> tuple[Path, Path, Path]:
     workdir = tmp_path_factory.mktemp("flags")
     path = workdir / "1056213p.fits.fz"
     write_exposure(path, SPEC)
-    # unsigned 16-bit, as astropy writes them: signed, with BZERO 32768
-    flags = _flag_map(workdir / "flags.fits", dtype=np.uint16)
-    return path, flags, reference.write_param(workdir / "flags.param", PARAMETERS)
+    return path, _flag_map(workdir / "flags.fits"), reference.write_param(workdir / "flags.param", PARAMETERS)
 
 
 def test_each_flag_type_composites_the_flags_of_a_sources_pixels_as_source_extractor_does():
@@ -88,6 +86,21 @@ def test_imaflags_agree_with_source_extractor_given_the_same_flag_map(
     assert np.mean(mine["NIMAFLAGS_ISO"] == their["NIMAFLAGS_ISO"]) > counts_equal
     apart = np.abs(mine["NIMAFLAGS_ISO"].astype(int) - their["NIMAFLAGS_ISO"])
     assert np.all(apart <= np.maximum(8, 0.15 * their["NIMAFLAGS_ISO"]))  # a few boundary pixels
+
+
+def test_an_unsigned_flag_map_means_its_unsigned_values(exposure, tmp_path):
+    """FITS stores unsigned 16-bit pixels signed, with BZERO 32768.  source-extractor gives sources on
+    such a map's unflagged pixels IMAFLAGS_ISO 32768 (measured); here the pixels mean their values."""
+    path, signed, param = exposure
+    unsigned = _flag_map(tmp_path / "unsigned.fits", dtype=np.uint16)
+    assert fits.getheader(unsigned, 1)["BZERO"] == 32768
+    results = []
+    for flag_map in (signed, unsigned):
+        config = load_config(overrides=["-PARAMETERS_NAME", str(param), "-FLAG_IMAGE", str(flag_map)])
+        results.append(reference.read(run_exposure(path, config, tmp_path / f"{flag_map.stem}.cat").catalogue))
+    assert (results[0]["NIMAFLAGS_ISO"] > 0).sum() > 300
+    for column in ("IMAFLAGS_ISO", "NIMAFLAGS_ISO"):
+        assert list(results[0][column]) == list(results[1][column])
 
 
 def test_a_flag_map_that_does_not_fit_the_exposure_is_refused_by_name(exposure, tmp_path):
