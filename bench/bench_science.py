@@ -25,6 +25,7 @@ from pathlib import Path
 
 from canfar_catalogue import config
 from canfar_catalogue.science.columns import COLUMNS
+from canfar_catalogue.science.sexconfig import FLAG_COLUMNS
 from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
 #: A survey's .param: every column we support but the VIGNET stamps, the vectors as survey pipelines
@@ -34,7 +35,7 @@ SURVEY_SETTINGS = ["-PHOT_APERTURES", "5,10,20", "-PHOT_FLUXFRAC", "0.5,0.9"]
 
 
 def write_survey_param(path: Path) -> Path:
-    columns = [name for name, column in COLUMNS.items() if column.dims < 2]
+    columns = [name for name, column in COLUMNS.items() if column.dims < 2 and name not in FLAG_COLUMNS]
     path.write_text("".join(f"{c}({SURVEY_SIZES[c]})\n" if c in SURVEY_SIZES else f"{c}\n" for c in columns))
     return path
 

@@ -510,9 +510,8 @@ def load_config(
         if len(names) != 1:
             raise ConfigError(f"FLAG_IMAGE {values['FLAG_IMAGE']!r}: give one flag map (several, for "
                               "IMAFLAGS_ISO(n), are not implemented)")
-        # source-extractor's default name (flag.fits) is looked for where the user is
-        in_file = "FLAG_IMAGE" in from_file and "FLAG_IMAGE" not in from_cli
-        flag_path = _resolve(names[0], base if in_file else cli_base)
+        # the user's data, where the user is (even when the name is the packaged default.sex's flag.fits)
+        flag_path = _resolve(names[0], cli_base)
         if not flag_path.is_file():
             raise ConfigError(f"FLAG_IMAGE {flag_path}: no such file; IMAFLAGS_ISO and NIMAFLAGS_ISO need a flag "
                               "map matching the exposure CCD by CCD (-FLAG_IMAGE flags.fits)")

@@ -12,11 +12,12 @@ from astropy.io import ascii
 from astropy.table import Table
 
 from canfar_catalogue.science.columns import COLUMNS
+from canfar_catalogue.science.sexconfig import FLAG_COLUMNS
 
 SEXTRACTOR = shutil.which("source-extractor") or shutil.which("sex")
 FUNPACK = shutil.which("funpack")
-#: Every column that takes no size (VIGNET needs one; it has its own tests).
-ALL_COLUMNS = tuple(name for name, column in COLUMNS.items() if column.dims < 2)
+#: Every column that takes no size (VIGNET needs one) and reads no flag map (IMAFLAGS_ISO); those have their own tests.
+ALL_COLUMNS = tuple(name for name, column in COLUMNS.items() if column.dims < 2 and name not in FLAG_COLUMNS)
 
 
 def have_reference() -> bool:
