@@ -120,12 +120,16 @@ def _write_qa(target: Path, result, zeropoint: float) -> None:
 
 
 def _synth(args: argparse.Namespace, _: list[str]) -> int:
-    from ..science.synthetic import ExposureSpec, write_exposure
+    from ..science.synthetic import ExposureSpec, weight_path, write_exposure, write_weights
 
     spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed, pixel_type=args.pixels,
                         psf=args.psf)
     truth = write_exposure(args.output, spec)
     print(f"canfar-catalogue: wrote {args.output} ({spec.nccd} CCDs, {len(truth)} sources)", file=sys.stderr)
+    if args.weights:
+        weights = write_weights(weight_path(args.output), spec)
+        print(f"canfar-catalogue: wrote {weights} (its weight map: -WEIGHT_TYPE MAP_WEIGHT -WEIGHT_IMAGE {weights})",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -245,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--psf", choices=("round", "varying"), default="round",
         help="round (the same everywhere) or varying (elliptical, changing across each CCD: "
         "for checking PSF models built from a catalogue)",
+    )
+    synth.add_argument(
+        "--weights", action="store_true",
+        help="also write its weight map beside it (1056213p.fits.fz -> 1056213p.weight.fits.fz): inverse "
+        "variance, with dead columns, a dead square and a low-weight band",
     )
     synth.set_defaults(run=_synth)
 

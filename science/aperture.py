@@ -9,7 +9,8 @@ A circle of diameter PHOT_APERTURES[i] around the object's barycentre:
 * masked pixels (neighbours under MASK_TYPE CORRECT, blank pixels) take their
   mirror's value, or 0 (:class:`.photometry.NeighbourMask`);
 * the error is ``sqrt(area * sigma_bkg² + flux / gain)``, the area counting
-  masked pixels too;
+  masked pixels too; with a variance map, each pixel's variance times its share
+  of the circle instead, and (WEIGHT_GAIN) its own Poisson term (:mod:`.weights`);
 * a circle that leaves the image is cut at its edge and flags the source
   (FLAGS bit 16), like an AUTO aperture.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .photometry import NeighbourMask, box_pixels, circle_box, subpixel_area
+from .weights import Noise
 
 APER_OVERSAMP = 5
 
@@ -31,8 +33,7 @@ def aperture_photometry(
     objects: np.ndarray,
     diameters: tuple[float, ...],
     *,
-    backsig: float,
-    gain: float,
+    noise: Noise,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FLUX_APER and FLUXERR_APER, shaped (objects, apertures), and which sources had an aperture
     cut by the image's edge."""
@@ -44,7 +45,7 @@ def aperture_photometry(
         return flux, fluxerr, incomplete
     mx = objects["x"].astype(np.float32)
     my = objects["y"].astype(np.float32)
-    backnoise2 = float(np.float32(backsig) * np.float32(backsig))
+    backnoise2 = noise.backnoise2
     for i, diameter in enumerate(diameters):
         radius = np.float32(diameter / 2.0)
         radius2 = radius * radius
@@ -54,7 +55,7 @@ def aperture_photometry(
         xmin, xmax, clipped_x = circle_box(mx, radius, mask.width)
         ymin, ymax, clipped_y = circle_box(my, radius, mask.height)
         incomplete |= clipped_x | clipped_y
-        tv, area = np.zeros(n), np.zeros(n)
+        tv, area, pixel_variance = np.zeros(n), np.zeros(n), np.zeros(n)
         for owner, x, y in box_pixels(xmin, xmax, ymin, ymax):
             dx = x.astype(np.float32) - mx[owner]
             dy = y.astype(np.float32) - my[owner]
@@ -64,12 +65,15 @@ def aperture_photometry(
             locarea = np.ones(owner.size, dtype=np.float32)
             edge = np.flatnonzero(r2 > inner2)
             locarea[edge] = subpixel_area(dx[edge], dy[edge], radius2, APER_OVERSAMP)
-            value, _ = mask.values(owner, y * mask.width + x, mx, my)
+            value, _, source = mask.replaced(owner, y * mask.width + x, mx, my)
             tv += np.bincount(owner, weights=locarea.astype(np.float64) * value, minlength=n)
             area += np.bincount(owner, weights=locarea.astype(np.float64), minlength=n)
-        variance = area * backnoise2
-        if gain > 0:
-            variance += np.where(tv > 0, tv / gain, 0.0)
+            if noise.variance is not None:
+                var = noise.pixel_variance(source)
+                pixel_variance += np.bincount(
+                    owner, weights=var * locarea + noise.pixel_poisson(value, var), minlength=n)
+        variance = area * backnoise2 if noise.variance is None else pixel_variance
+        variance = variance + noise.flux_poisson(tv)
         flux[:, i] = tv
         fluxerr[:, i] = np.sqrt(variance)
     return flux, fluxerr, incomplete

@@ -98,16 +98,18 @@ def read_nnw(path: Path) -> tuple[float, ...]:
     return numbers
 
 
-def isophotal_areas(data: np.ndarray, segmap: np.ndarray, objects: np.ndarray, threshold: float) -> np.ndarray:
+def isophotal_areas(data: np.ndarray, segmap: np.ndarray, objects: np.ndarray,
+                    threshold: float | np.ndarray) -> np.ndarray:
     """Each source's pixels above its eight isophotes, (sources x 8), as ``examineiso`` counts them:
-    a pixel counts for isophote k when it lies above isophotes 0..k."""
+    a pixel counts for isophote k when it lies above isophotes 0..k.  ``threshold`` is the analysis
+    threshold, one for all or each source's (under a variance map)."""
     count = len(objects)
     peak = objects["peak"].astype(np.float64)
-    thresh = np.float32(threshold)
+    thresh = np.broadcast_to(np.asarray(threshold, dtype=np.float32), peak.shape)[:, None]
     steps = np.arange(NISO) / NISO
     with np.errstate(divide="ignore", invalid="ignore"):
         levels = np.where(
-            ((peak > 0) & (thresh > 0))[:, None], thresh * np.power(peak[:, None] / thresh, steps), 0.0
+            ((peak[:, None] > 0) & (thresh > 0)), thresh * np.power(peak[:, None] / thresh, steps), 0.0
         ).astype(np.float32)
     flat = segmap.ravel()
     where = np.flatnonzero(flat)
@@ -125,7 +127,7 @@ def class_star(
     network: Network,
     areas: np.ndarray,
     peak: np.ndarray,
-    threshold: float,
+    threshold: float | np.ndarray,
     seeing_fwhm: float,
     pixel_scale: float,
 ) -> np.ndarray:
@@ -134,7 +136,11 @@ def class_star(
     fac2 = (seeing_fwhm / pixel_scale) ** 2
     scaled = np.where(areas > 0, areas / fac2, 0.01)
     with np.errstate(divide="ignore", invalid="ignore"):
-        peak_ratio = np.log10(np.where(peak > 0, peak / threshold, 0.1)) if threshold > 0 else np.full(len(peak), -1.0)
+        if np.ndim(threshold) == 0:
+            peak_ratio = (np.log10(np.where(peak > 0, peak / threshold, 0.1)) if threshold > 0
+                          else np.full(len(peak), -1.0))
+        else:  # each source's own (under a variance map)
+            peak_ratio = np.where(threshold > 0, np.log10(np.where(peak > 0, peak / threshold, 0.1)), -1.0)
     inputs = np.column_stack(
         [np.log10(scaled[:, 0]), peak_ratio, np.log10(scaled[:, 1:]), np.full(len(peak), np.log10(seeing_fwhm))]
     )

@@ -157,6 +157,15 @@ def read_flags(path: str | Path, ccd: CCD, shape: tuple[int, int]) -> np.ndarray
         return (raw.astype(np.int64) + int(hdu.header.get("BZERO", 0))) & 0xFFFFFFFF
 
 
+def read_weights(path: str | Path, ccd: CCD, shape: tuple[int, int]) -> np.ndarray:
+    """One CCD of a weight map (float32), which must match the exposure's CCD pixel for pixel."""
+    weights, _ = read_ccd(path, ccd)
+    if weights.shape != shape:
+        raise CCDError(str(path), ccd.ext_number, ccd.extname,
+                       f"weight map of shape {weights.shape}, but the exposure's CCD is {shape}")
+    return weights
+
+
 def _to_float32(raw: np.ndarray, header: fits.Header) -> np.ndarray:
     bzero = float(header.get("BZERO", 0.0))
     bscale = float(header.get("BSCALE", 1.0))

@@ -7,7 +7,11 @@ background-subtracted CCD.  Every function works on all sources at once with
 
 * ISOAREA_IMAGE counts the pixels above the analysis threshold;
 * FLUX_ISO sums all the pixels; its variance is the background's per pixel
-  plus FLUX_ISO / GAIN (source-extractor 2.25's ``examineiso``);
+  plus FLUX_ISO / GAIN (source-extractor 2.25's ``examineiso``), or with a
+  variance map each pixel's own, plus its own Poisson term under WEIGHT_GAIN;
+* with a variance map the analysis threshold is each pixel's own,
+  ANALYSIS_THRESH · sqrt(variance), and a source's threshold (for FWHM_IMAGE,
+  CLASS_STAR and MU_THRESHOLD) the lowest over its pixels;
 * FWHM_IMAGE fits ``log(pixel)`` against the squared distance to the
   barycentre, weighted by ``pixel**2``, over the pixels between
   max(peak / 5, analysis threshold) and saturation; the slope is kept at
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .weights import Noise
+
+
 def _labelled(segmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the pixels that belong to a source, and the source index of each."""
     flat = segmap.ravel()
@@ -26,22 +33,38 @@ def _labelled(segmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return where, flat[where].astype(np.int64) - 1
 
 
-def isophotal_area(data: np.ndarray, segmap: np.ndarray, count: int, threshold: float) -> np.ndarray:
-    """ISOAREA_IMAGE: each source's pixels above ``threshold``."""
+def isophotal_area(data: np.ndarray, segmap: np.ndarray, count: int, threshold: float | np.ndarray) -> np.ndarray:
+    """ISOAREA_IMAGE: each source's pixels above ``threshold`` (one for all, or a map of the CCD)."""
     where, source = _labelled(segmap)
-    above = data.ravel()[where] > threshold
+    level = threshold.ravel()[where] if np.ndim(threshold) == 2 else threshold
+    above = data.ravel()[where] > level
     return np.bincount(source[above], minlength=count).astype(np.int32)
 
 
-def isophotal_flux(objects: np.ndarray, rms: float, gain: float) -> tuple[np.ndarray, np.ndarray]:
-    """FLUX_ISO and FLUXERR_ISO from sep's sums over each source's pixels.
+def source_thresholds(segmap: np.ndarray, count: int, threshold_map: np.ndarray) -> np.ndarray:
+    """Each source's analysis threshold under a variance map: the lowest over its pixels."""
+    where, source = _labelled(segmap)
+    lowest = np.full(count, np.inf, dtype=np.float32)
+    np.minimum.at(lowest, source, threshold_map.ravel()[where])
+    return lowest
+
+
+def isophotal_flux(objects: np.ndarray, noise: Noise, data: np.ndarray, segmap: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """FLUX_ISO and FLUXERR_ISO from sep's sums over each source's pixels (and, with a variance
+    map, sums of each pixel's variance over the segmentation map).
 
     source-extractor keeps the flux and its variance in single precision before
     the square root, so the printed digits follow only if we do the same."""
     flux = objects["flux"].astype(np.float32)
-    variance = objects["npix"] * float(rms) ** 2
-    if gain > 0:
-        variance = variance + np.where(flux > 0, flux / gain, 0.0)
+    if noise.variance is None:
+        variance = objects["npix"] * float(noise.backsig) ** 2
+    else:
+        where, source = _labelled(segmap)
+        var = noise.variance[where].astype(np.float64)
+        terms = var + noise.pixel_poisson(data.ravel()[where].astype(np.float64), var)
+        variance = np.bincount(source, weights=terms, minlength=len(objects))
+    variance = variance + noise.flux_poisson(flux)
     return flux, np.sqrt(variance.astype(np.float32).astype(np.float64)).astype(np.float32)
 
 

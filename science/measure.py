@@ -30,11 +30,14 @@ from .photometry import (
     magnitudes,
 )
 from .flag_maps import isophotal_flags
-from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux
+from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux, source_thresholds
 from .radius import GROWTH_MINHLRAD, flux_radius
 from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 from .vignet import vignets
+from .weights import (
+    BIG, FROM_FILE, Noise, default_threshold, interpolate, scale_factor, to_variance, variance_threshold,
+)
 from .windowed import window_errors, windowed_positions
 
 # sep touches its whole pixel stack on every call, so start from
@@ -117,8 +120,9 @@ def header_float(header, key: str, default: float) -> float:
         return default
 
 
-def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float) -> np.ndarray:
-    """Pixels above threshold in the filtered image, as sep and source-extractor filter it.
+def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float | np.ndarray) -> np.ndarray:
+    """Pixels above threshold (one for all, or each pixel's) in the filtered image, as sep and
+    source-extractor filter it.
 
     Out-of-CCD pixels count as zero.  A separable kernel (default.conv and the
     gauss_*.conv files are) is applied as a column pass then a row pass.  The
@@ -127,6 +131,24 @@ def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: flo
     """
     if kernel is None:
         return image > threshold
+    above = np.empty(image.shape, dtype=bool)
+    for (y0, y1), band in _filtered_bands(image, kernel):
+        np.greater(band, threshold[y0:y1] if np.ndim(threshold) else threshold, out=above[y0:y1])
+    return above
+
+
+def _filtered(image: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
+    """The whole filtered image (float32); the image itself without a filter."""
+    if kernel is None:
+        return image
+    out = np.empty(image.shape, dtype=np.float32)
+    for (y0, y1), band in _filtered_bands(image, kernel):
+        out[y0:y1] = band
+    return out
+
+
+def _filtered_bands(image: np.ndarray, kernel: np.ndarray):
+    """``((y0, y1), rows y0..y1 of the filtered image)`` for bands of rows covering the CCD."""
     u, s, vt = np.linalg.svd(kernel.astype(np.float64))
     if len(s) > 1 and s[1] <= 1e-6 * s[0]:
         column = (u[:, 0] * np.sqrt(s[0])).astype(np.float32)[:, None]
@@ -137,7 +159,6 @@ def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: flo
     kh, kw = kernel.shape
     ry, rx = kh // 2, kw // 2
     ny, nx = image.shape
-    above = np.empty(image.shape, dtype=bool)
     # Zero padding makes every shift of the kernel a contiguous 1-D slice.
     padded = np.zeros((_FILTER_BAND + kh - 1, nx + kw - 1), dtype=np.float32)
     for y0 in range(0, ny, _FILTER_BAND):
@@ -150,8 +171,7 @@ def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: flo
         band = padded
         for weights in passes:
             band = _correlate_flat(band, weights)
-        np.greater(band[ry : ry + y1 - y0, rx : rx + nx], threshold, out=above[y0:y1])
-    return above
+        yield (y0, y1), band[ry : ry + y1 - y0, rx : rx + nx]
 
 
 def _correlate_flat(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -222,7 +242,7 @@ def _join_labels(count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _masking_pixels(
-    image: np.ndarray, kernel: np.ndarray | None, threshold: float, segmap: np.ndarray, minarea: int
+    image: np.ndarray, kernel: np.ndarray | None, threshold: float | np.ndarray, segmap: np.ndarray, minarea: int
 ) -> np.ndarray:
     """Pixels that mask an object's neighbours under MASK_TYPE CORRECT.
 
@@ -275,10 +295,12 @@ def _store(rows: np.ndarray, name: str, values: np.ndarray) -> None:
 
 
 def measure_ccd(
-    data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1, flag_map: np.ndarray | None = None
+    data: np.ndarray, header, config: ExtractionConfig, ext_number: int = 1, flag_map: np.ndarray | None = None,
+    weight_map: np.ndarray | None = None,
 ) -> CCDMeasurement:
     """Measure one CCD.  ``data`` (float32, C-contiguous) is background-subtracted in place.
-    ``flag_map`` is the CCD's flag map, for IMAFLAGS_ISO and NIMAFLAGS_ISO."""
+    ``flag_map`` is the CCD's flag map, for IMAFLAGS_ISO and NIMAFLAGS_ISO; ``weight_map`` its
+    weight map, for WEIGHT_TYPE MAP_WEIGHT, MAP_VAR or MAP_RMS (:mod:`.weights`)."""
     # The extremes tell, in two fast passes, whether any pixel is NaN or infinite
     # (those are blank; min and max propagate NaN) and whether the CCD is constant.
     low, high = data.min(), data.max()
@@ -295,8 +317,30 @@ def measure_ccd(
 
     bw, bh = config.back_size
     fw, fh = config.back_filtersize
-    bkg = sep.Background(data, mask=blank, bw=bw, bh=bh, fw=fw, fh=fh, fthresh=config.back_filtthresh)
+    mesh = dict(bw=bw, bh=bh, fw=fw, fh=fh, fthresh=config.back_filtthresh)
+    variance = bad = None
+    unmeasured = blank  # what the background leaves out
+    if config.weight_type in FROM_FILE:
+        if weight_map is None:
+            raise ConfigError(f"WEIGHT_TYPE {config.weight_type} needs a weight map (-WEIGHT_IMAGE weights.fits)")
+        variance = to_variance(config.weight_type, weight_map)
+        variance[~np.isfinite(variance)] = BIG
+        weight_limit = variance_threshold(config.weight_type, config.weight_thresh
+                                          if config.weight_thresh is not None else default_threshold(config.weight_type))
+        bad = variance >= weight_limit
+        if bad.any():
+            unmeasured = bad if blank is None else bad | blank
+    bkg = sep.Background(data, mask=unmeasured, **mesh)
     rms = float(bkg.globalrms)
+    if config.weight_type == "BACKGROUND":
+        variance = np.square(bkg.rms(dtype=np.float32))
+    elif config.weight_type in ("MAP_WEIGHT", "MAP_VAR"):
+        factor = scale_factor(bkg.rms(), variance, unmeasured, mesh)
+        if config.rescale_weights:  # a weight of 0 stays "infinite"; a variance map is scaled whole, as there
+            scaled = variance < BIG if config.weight_type == "MAP_WEIGHT" else np.ones(variance.shape, dtype=bool)
+            variance[scaled] *= np.float32(factor * factor)
+        else:
+            rms /= factor
     if config.back_type == "MANUAL":
         level = np.float32(config.back_value)
         background_map = None
@@ -306,14 +350,24 @@ def measure_ccd(
         background_map = bkg.back(dtype=np.float32)
         data -= background_map
         global_back = float(bkg.globalback)
+    if variance is not None and config.weight_type in FROM_FILE:
+        # bad pixels filled in where they can be, against the limit converted before the rescaling, as there
+        bad = interpolate(data, variance, weight_limit, *config.interp_lags) if config.interp_type == "ALL" \
+            else variance >= weight_limit
     if blank is not None:
         data[blank] = 0.0
 
     threshold = config.detect_thresh * rms if config.thresh_type == "RELATIVE" else config.detect_thresh
     kernel = config.kernel()
+    # With a variance map a relative threshold is each pixel's, DETECT_THRESH · sqrt(the variance
+    # filtered as the image is); sep 1.4 takes the root of the variance it is given unfiltered
+    # (measured), so it is given the filtered one.
+    detection_variance = _filtered(variance, kernel) if variance is not None and config.thresh_type == "RELATIVE" \
+        else None
     objects, segmap = _extract(
         data,
-        threshold,
+        config.detect_thresh if detection_variance is not None else threshold,
+        var=detection_variance,
         mask=blank,
         minarea=config.detect_minarea,
         filter_kernel=kernel,
@@ -336,16 +390,21 @@ def measure_ccd(
     gain = header_float(header, config.gain_key, config.gain)
     satur = header_float(header, config.satur_key, config.satur_level)
     correct = config.mask_type == "CORRECT"
-    masking = _masking_pixels(data, kernel, threshold, segmap, config.detect_minarea) if correct else None
-    mask = NeighbourMask(data, segmap, masking, blank, correct)
+    if correct:
+        pixel_threshold = threshold if detection_variance is None else \
+            np.float32(config.detect_thresh) * np.sqrt(detection_variance)
+        masking = _masking_pixels(data, kernel, pixel_threshold, segmap, config.detect_minarea)
+    else:
+        masking = None
+    mask = NeighbourMask(data, segmap, masking, blank, correct, bad=bad if bad is not None and bad.any() else None)
+    noise = Noise(rms, gain, variance.ravel() if variance is not None else None, config.weight_gain)
     phot = auto_photometry(
         mask,
         objects,
         kron_fact=config.phot_autoparams[0],
         min_radius=config.phot_autoparams[1],
         autoapers=config.phot_autoapers,
-        backsig=rms,
-        gain=gain,
+        noise=noise,
     )
 
     flags = phot.flags.copy()
@@ -366,9 +425,7 @@ def measure_ccd(
     columns = {column.name: column for column in map(parameter, config.parameters)}
     names = set(columns)
     if config.phot_apertures:  # only when an _APER column asks for them: they may flag the source
-        aper_flux, aper_fluxerr, cut = aperture_photometry(
-            mask, objects, config.phot_apertures, backsig=rms, gain=gain
-        )
+        aper_flux, aper_fluxerr, cut = aperture_photometry(mask, objects, config.phot_apertures, noise=noise)
         flags[cut] |= FLAG_APERTURE_INCOMPLETE
         aper_mag, aper_magerr = magnitudes(aper_flux, aper_fluxerr, zeropoint)
     windowed = {"XWIN_IMAGE", "YWIN_IMAGE", "ERRAWIN_IMAGE", "ERRBWIN_IMAGE", "ERRTHETAWIN_IMAGE", "SNR_WIN"}
@@ -383,10 +440,16 @@ def measure_ccd(
         xwin, ywin, window_cut = windowed_positions(mask, objects, half_light)
         flags[window_cut] |= FLAG_APERTURE_INCOMPLETE
     if names & (windowed - {"XWIN_IMAGE", "YWIN_IMAGE"}):
-        snr_win, errawin, errbwin, errthetawin = window_errors(mask, objects, xwin, ywin, half_light, rms, gain)
+        snr_win, errawin, errbwin, errthetawin = window_errors(mask, objects, xwin, ywin, half_light, noise)
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
-    analysis = config.analysis_threshold(rms)
+    analysis = global_analysis = config.analysis_threshold(rms)
+    if variance is not None:  # each pixel's analysis threshold, and each source's lowest (examineiso)
+        analysis_map = np.float32(analysis / rms if rms > 0 else 1.0) * np.sqrt(variance)
+        pixel_analysis = analysis_map
+        analysis = source_thresholds(segmap, len(objects), analysis_map)
+    else:
+        pixel_analysis = analysis
     background_under = np.broadcast_to(np.asarray(under, dtype=np.float64), (len(objects),))
 
     @functools.cache
@@ -421,7 +484,8 @@ def measure_ccd(
             raise ConfigError("CLASS_STAR needs the pixel scale: set PIXEL_SCALE, or give the CCDs a celestial WCS")
         areas = isophotal_areas(data, segmap, objects, analysis)
         network = Network.from_numbers(config.star_nnw)
-        return class_star(network, areas, objects["peak"], analysis, config.seeing_fwhm, pixel_scale)
+        # the isophotes start at the source's threshold, the peak is over the CCD's (analyse.c)
+        return class_star(network, areas, objects["peak"], global_analysis, config.seeing_fwhm, pixel_scale)
 
     @functools.cache
     def image_flags() -> tuple[np.ndarray, np.ndarray]:
@@ -429,7 +493,7 @@ def measure_ccd(
             raise ConfigError("IMAFLAGS_ISO and NIMAFLAGS_ISO need a flag map (-FLAG_IMAGE flags.fits)")
         return isophotal_flags(segmap, flag_map, len(objects), config.flag_type)
 
-    iso_flux, iso_fluxerr = isophotal_flux(objects, rms, gain)
+    iso_flux, iso_fluxerr = isophotal_flux(objects, noise, data, segmap)
     iso_mag, iso_magerr = magnitudes(iso_flux, iso_fluxerr, zeropoint)
     values = {
         "NUMBER": lambda: np.arange(1, len(objects) + 1),
@@ -446,7 +510,7 @@ def measure_ccd(
         "ELONGATION": lambda: objects["a"] / objects["b"],
         "ELLIPTICITY": lambda: 1.0 - objects["b"] / objects["a"],
         "BACKGROUND": lambda: background_under,
-        "ISOAREA_IMAGE": lambda: isophotal_area(data, segmap, len(objects), analysis),
+        "ISOAREA_IMAGE": lambda: isophotal_area(data, segmap, len(objects), pixel_analysis),
         "FLUX_MAX": lambda: objects["peak"],
         "FLUX_ISO": lambda: iso_flux,
         "FLUXERR_ISO": lambda: iso_fluxerr,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .weights import Noise
+
 KRON_NSIG = np.float32(6.0)
 CROWD_THRESHOLD = 0.1
 
@@ -271,17 +273,22 @@ class NeighbourMask:
     """
 
     def __init__(self, image: np.ndarray, segmap: np.ndarray, masking: np.ndarray | None,
-                 blank: np.ndarray | None, correct: bool):
+                 blank: np.ndarray | None, correct: bool, bad: np.ndarray | None = None):
         self.height, self.width = image.shape
         self.pixels = image.ravel()
         self.seg = segmap.ravel()
         self.masking = masking.ravel() if masking is not None else None
         self.blank = blank.ravel() if blank is not None else None
+        #: pixels a weight map gives too little weight (:mod:`.weights`): masked for every source
+        self.bad = bad.ravel() if bad is not None else None
         self.correct = correct
 
-    def masked(self, owner: np.ndarray, flat: np.ndarray) -> np.ndarray:
-        """Whether each pixel ``flat`` is masked for the object ``owner`` (0-based) measuring it."""
+    def masked(self, owner: np.ndarray, flat: np.ndarray, *, with_bad_weights: bool = True) -> np.ndarray:
+        """Whether each pixel ``flat`` is masked for the object ``owner`` (0-based) measuring it;
+        ``with_bad_weights=False`` leaves the weight map's bad pixels unmasked (VIGNET shows them)."""
         masked = self.blank[flat] if self.blank is not None else np.zeros(flat.size, dtype=bool)
+        if with_bad_weights and self.bad is not None:
+            masked |= self.bad[flat]
         if self.masking is not None:
             maybe = np.flatnonzero(self.masking[flat])
             masked[maybe[self.seg[flat[maybe]] != owner[maybe] + 1]] = True
@@ -296,6 +303,8 @@ class NeighbourMask:
         masked = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         if self.blank is not None:
             masked |= self.blank.reshape(shape)[y0:y1, x0:x1]
+        if self.bad is not None:
+            masked |= self.bad.reshape(shape)[y0:y1, x0:x1]
         if self.masking is not None:
             masked |= self.masking.reshape(shape)[y0:y1, x0:x1] & (self.seg.reshape(shape)[y0:y1, x0:x1] != source + 1)
         if not masked.any():
@@ -308,15 +317,24 @@ class NeighbourMask:
 
     def values(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
-        """The pixel values (float64) each object measures at ``flat``, and which were masked.
+        """The pixel values (float64) each object measures at ``flat``, and which were masked."""
+        value, masked, _ = self.replaced(owner, flat, mx, my)
+        return value, masked
+
+    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`values`, and where each value came from: ``flat`` itself, its mirror, or -1 for
+        a masked pixel counted as 0 (a variance map gives a pixel the variance of its source).
 
         ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
         ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it."""
         value = self.pixels[flat].astype(np.float64)
+        source = flat.astype(np.int64, copy=True)
         masked = self.masked(owner, flat)
         if masked.any():
             m_owner, m_flat = owner[masked], flat[masked]
             replacement = np.zeros(m_owner.size)
+            origin = np.full(m_owner.size, -1, dtype=np.int64)
             if self.correct:
                 m_y, m_x = np.divmod(m_flat, self.width)
                 x2 = (2 * mx[m_owner] + np.float32(0.49999) - m_x).astype(np.int64)
@@ -325,8 +343,10 @@ class NeighbourMask:
                 mirror = y2[inside] * self.width + x2[inside]
                 usable_mirror = ~self.masked(m_owner[inside], mirror)
                 replacement[inside[usable_mirror]] = self.pixels[mirror[usable_mirror]]
+                origin[inside[usable_mirror]] = mirror[usable_mirror]
             value[masked] = replacement
-        return value, masked
+            source[masked] = origin
+        return value, masked, source
 
 
 def auto_photometry(
@@ -336,8 +356,7 @@ def auto_photometry(
     kron_fact: float,
     min_radius: float,
     autoapers: tuple[float, float],
-    backsig: float,
-    gain: float,
+    noise: Noise,
 ) -> AutoPhotometry:
     """Measure FLUX_AUTO, FLUXERR_AUTO and KRON_RADIUS for sep's ``objects`` on the
     background-subtracted image that ``mask`` holds."""
@@ -378,18 +397,23 @@ def auto_photometry(
     flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
     for box in (ap.xmin, ap.xmax, ap.ymin, ap.ymax):
         box[~usable] = 0
-    tv, area2, areab2 = (np.zeros(n) for _ in range(3))
+    tv, area2, areab2, pixel_variance = (np.zeros(n) for _ in range(4))
     for lo, hi in _chunks(ap):
         owner, flat, _ = _pixels_inside(ap, mx, my, width, lo, hi)
-        value, masked = mask.values(owner, flat, mx, my)
+        value, masked, source = mask.replaced(owner, flat, mx, my)
         tv += np.bincount(owner, weights=value, minlength=n)
         area2 += np.bincount(owner, minlength=n)
         areab2 += np.bincount(owner[masked], minlength=n)
+        if noise.variance is not None:
+            var = noise.pixel_variance(source)
+            pixel_variance += np.bincount(owner, weights=var + noise.pixel_poisson(value, var), minlength=n)
 
     flags[areab2 > CROWD_THRESHOLD * area2] |= FLAG_CROWDED
-    variance = area2 * backsig * backsig
-    if gain > 0:
-        variance = variance + np.where(tv > 0, tv / gain, 0.0)
+    if noise.variance is None:
+        variance = area2 * noise.backsig * noise.backsig
+    else:
+        variance = pixel_variance
+    variance = variance + noise.flux_poisson(tv)
     flux = np.where(usable, tv, 0.0)
     fluxerr = np.where(usable, np.sqrt(variance), 0.0)
     kron = np.where(flux > 0, kfac, np.float32(0.0)).astype(np.float32)

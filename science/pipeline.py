@@ -21,7 +21,7 @@ import numpy as np
 
 from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
-from .exposure import CCD, list_ccds, read_ccd, read_flags
+from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
 from .focal_plane import Box, layout
 from .ldac import extraction_cards
 from .measure import EmptyCCD, measure_ccd
@@ -89,14 +89,18 @@ class ExposureResult:
         return [c.sources for c in self.measured()]
 
 
-def measure_one(path: str, ccd: CCD, config: ExtractionConfig, flag_ccd: CCD | None = None) -> CCDResult:
-    """Read and measure a single CCD (with its flag map's ``flag_ccd``, when the columns read one);
-    bad data becomes an error on the result, not an exception."""
+def measure_one(
+    path: str, ccd: CCD, config: ExtractionConfig, flag_ccd: CCD | None = None, weight_ccd: CCD | None = None
+) -> CCDResult:
+    """Read and measure a single CCD, with its flag map's ``flag_ccd`` and its weight map's
+    ``weight_ccd`` when the configuration reads them; bad data becomes an error on the result,
+    not an exception."""
     start = time.perf_counter()
     try:
         data, header = read_ccd(path, ccd)
         flags = read_flags(config.flag_image, flag_ccd, data.shape) if flag_ccd is not None else None
-        measured = measure_ccd(data, header, config, ccd.ext_number, flag_map=flags)
+        weights = read_weights(config.weight_image, weight_ccd, data.shape) if weight_ccd is not None else None
+        measured = measure_ccd(data, header, config, ccd.ext_number, flag_map=flags, weight_map=weights)
     except (CCDError, EmptyCCD, MissingZeropoint) as exc:
         reason = exc.reason if isinstance(exc, CCDError) else str(exc)
         return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=reason)
@@ -167,6 +171,8 @@ def measure_exposure(
     start = time.perf_counter()
     ccds = list_ccds(path)
     flag_ccds = _matching_ccds(config.flag_image, "flag map", path, ccds) if config.flag_image else [None] * len(ccds)
+    weight_ccds = (_matching_ccds(config.weight_image, "weight map", path, ccds) if config.weight_image
+                   else [None] * len(ccds))
     workers = min(workers or default_workers(), len(ccds))
     result = ExposureResult(path, layout=layout(ccds), headers={c.ext_number: c.header or "" for c in ccds})
 
@@ -177,12 +183,12 @@ def measure_exposure(
 
     if workers <= 1:
         reuse_freed_memory()
-        for ccd, flag_ccd in zip(ccds, flag_ccds):
-            finished(measure_one(str(path), ccd, config, flag_ccd))
+        for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
+            finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
     else:
         with _pool(workers) as pool:
-            pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd)
-                       for ccd, flag_ccd in zip(ccds, flag_ccds)}
+            pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
+                       for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -196,7 +202,7 @@ def measure_exposure(
 
 
 def _matching_ccds(companion: str, what: str, path: Path, ccds: list[CCD]) -> list[CCD]:
-    """The CCDs of an image that goes with the exposure CCD by CCD (a flag map), checked to match."""
+    """The CCDs of an image that goes with the exposure CCD by CCD (a flag or weight map), checked to match."""
     theirs = list_ccds(companion)
     if len(theirs) != len(ccds):
         raise ExposureError(f"{companion}: the {what} has {len(theirs)} image extensions and the exposure "

@@ -21,6 +21,7 @@ import numpy as np
 from .columns import COLUMNS, parameter
 from .classifier import read_nnw
 from .flag_maps import FLAG_TYPES
+from .weights import FROM_FILE, WEIGHT_TYPES
 from .errors import ConfigError
 
 #: Every keyword source-extractor 2.25 knows (``source-extractor -dd``).
@@ -80,6 +81,13 @@ DEFAULTS: dict[str, str] = {
     "FILTER_THRESH": "",
     "FLAG_IMAGE": "flag.fits",
     "FLAG_TYPE": "OR",
+    "WEIGHT_IMAGE": "weight.fits",
+    "WEIGHT_GAIN": "Y",
+    "WEIGHT_THRESH": "",
+    "RESCALE_WEIGHTS": "Y",
+    "INTERP_TYPE": "ALL",
+    "INTERP_MAXXLAG": "16",
+    "INTERP_MAXYLAG": "16",
 }
 
 #: Values of implemented keywords that we cannot honour: (key, value) -> why.
@@ -87,6 +95,8 @@ _UNSUPPORTED_VALUES = {
     ("DETECT_TYPE", "PHOTO"): "photographic (PHOTO) detection is not implemented; use CCD",
     ("MASK_TYPE", "BLANK"): "MASK_TYPE BLANK is not implemented; use CORRECT or NONE",
     ("BACKPHOTO_TYPE", "LOCAL"): "local photometric background (BACKPHOTO_TYPE LOCAL) is not implemented; use GLOBAL",
+    ("INTERP_TYPE", "VAR_ONLY"): "VAR_ONLY is not implemented: Debian's source-extractor 2.25 stops on it "
+    "(\"WEIGHT_IMAGE missing\"), so there is nothing to match; use ALL or NONE",
 }
 
 _ALLOWED = {
@@ -97,6 +107,7 @@ _ALLOWED = {
     "BACK_TYPE": {"AUTO", "MANUAL"},
     "BACKPHOTO_TYPE": {"GLOBAL", "LOCAL"},
     "FLAG_TYPE": set(FLAG_TYPES),
+    "INTERP_TYPE": {"NONE", "VAR_ONLY", "ALL"},
 }
 
 
@@ -144,6 +155,16 @@ class ExtractionConfig:
     #: source's pixels; unset without IMAFLAGS_ISO or NIMAFLAGS_ISO
     flag_image: str = ""
     flag_type: str = ""
+    #: WEIGHT_TYPE ("" for NONE) and its settings (see :mod:`.weights`); unset without one
+    weight_type: str = ""
+    weight_image: str = ""
+    weight_gain: bool = False
+    #: WEIGHT_THRESH as given, None for the type's default
+    weight_thresh: float | None = None
+    rescale_weights: bool = False
+    #: INTERP_TYPE and its lags: how bad pixels are filled in ("" without weights)
+    interp_type: str = ""
+    interp_lags: tuple[int, ...] = ()
     gain: float = 0.0
     gain_key: str = "GAIN"
     back_type: str = "AUTO"
@@ -204,14 +225,16 @@ class ExtractionConfig:
     @classmethod
     def from_json(cls, text: str) -> "ExtractionConfig":
         raw = json.loads(text)
-        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "star_nnw", "back_size", "back_filtersize", "notes"):
+        for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "star_nnw", "back_size", "back_filtersize", "interp_lags", "notes"):
             raw[key] = tuple(raw[key])
         if raw["filter_kernel"] is not None:
             raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
         return cls(**raw)
 
 
-_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key", "flag_image", "flag_type")
+_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key", "flag_image", "flag_type",
+                                "weight_type", "weight_image", "weight_gain", "weight_thresh", "rescale_weights",
+                                "interp_type", "interp_lags")
 #: The columns that read the flag map.
 FLAG_COLUMNS = frozenset({"IMAFLAGS_ISO", "NIMAFLAGS_ISO"})
 #: A FITS header keyword.
@@ -354,6 +377,36 @@ def _bool(key: str, value: str) -> bool:
     return word == "Y"
 
 
+def _weight_settings(values: dict[str, str], where: Path) -> tuple[str, str, float | None]:
+    """WEIGHT_TYPE ("" for NONE), the weight file (resolved where the user is; "" for BACKGROUND)
+    and WEIGHT_THRESH (None: the type's default)."""
+    types = [t.strip().upper() for t in values["WEIGHT_TYPE"].split(",") if t.strip()] or ["NONE"]
+    if len(set(types)) > 1:
+        raise ConfigError(f"WEIGHT_TYPE {values['WEIGHT_TYPE']}: separate detection and measurement weights "
+                          "are not implemented; give one type")
+    weight_type = types[0]
+    if weight_type == "NONE":
+        return "", "", None
+    if weight_type not in WEIGHT_TYPES:
+        raise ConfigError(f"WEIGHT_TYPE {weight_type} is not implemented; use one of NONE, {', '.join(WEIGHT_TYPES)}")
+    thresholds = _number_list("WEIGHT_THRESH", values["WEIGHT_THRESH"], lambda v: v >= 0, "a number >= 0") \
+        if values["WEIGHT_THRESH"].strip() else ()
+    if len(thresholds) > 1 and len(set(thresholds)) > 1:
+        raise ConfigError("WEIGHT_THRESH: separate detection and measurement thresholds are not implemented; give one")
+    threshold = float(thresholds[0]) if thresholds else None
+    if weight_type not in FROM_FILE:
+        return weight_type, "", threshold
+    names = [name.strip() for name in values["WEIGHT_IMAGE"].split(",") if name.strip()]
+    if len(set(names)) != 1:
+        raise ConfigError(f"WEIGHT_IMAGE {values['WEIGHT_IMAGE']!r}: give one weight map (separate detection and "
+                          "measurement weight maps are not implemented)")
+    path = _resolve(names[0], where)
+    if not path.is_file():
+        raise ConfigError(f"WEIGHT_IMAGE {path}: no such file; WEIGHT_TYPE {weight_type} needs a weight map "
+                          "matching the exposure CCD by CCD (-WEIGHT_IMAGE weights.fits)")
+    return weight_type, str(path), threshold
+
+
 def _resolve(name: str, base: Path) -> Path:
     path = Path(name).expanduser()
     return path if path.is_absolute() else base / path
@@ -448,12 +501,7 @@ def load_config(
     parameters = read_parameters(file_value("PARAMETERS_NAME"))
     notes: list[str] = []
 
-    weight = values["WEIGHT_TYPE"].split(",")[0].strip().upper()
-    if weight != "NONE":
-        raise ConfigError(
-            f"WEIGHT_TYPE {values['WEIGHT_TYPE']} is not implemented and would change every "
-            "measured column; use WEIGHT_TYPE NONE"
-        )
+    weight_type, weight_image, weight_thresh = _weight_settings(values, cli_base)
     if values["FILTER_THRESH"].strip():
         raise ConfigError("FILTER_THRESH is not implemented and would change detections; remove it")
     thresh = _floats("DETECT_THRESH", values["DETECT_THRESH"].split(",")[0], 1)[0]
@@ -527,6 +575,14 @@ def load_config(
         zeropoint_key=key,
         flag_image=flag_image,
         flag_type=flag_type,
+        weight_type=weight_type,
+        weight_image=weight_image,
+        weight_gain=bool(weight_type) and _bool("WEIGHT_GAIN", values["WEIGHT_GAIN"]),
+        weight_thresh=weight_thresh,
+        rescale_weights=bool(weight_type) and _bool("RESCALE_WEIGHTS", values["RESCALE_WEIGHTS"]),
+        interp_type=values["INTERP_TYPE"].strip().upper() if weight_type else "",
+        interp_lags=(_int("INTERP_MAXXLAG", values["INTERP_MAXXLAG"]), _int("INTERP_MAXYLAG", values["INTERP_MAXYLAG"]))
+        if weight_type else (),
         catalog_name=values["CATALOG_NAME"],
         catalog_type=values["CATALOG_TYPE"].upper(),
         detect_minarea=minarea,

@@ -174,6 +174,62 @@ def ccd_image(spec: ExposureSpec, ext: int) -> tuple[np.ndarray, np.ndarray]:
     return pixels, np.array(truth, dtype=TRUTH_DTYPE)
 
 
+#: The synthetic weight maps: inverse variance of the sky noise, falling by this fraction to one corner, ...
+WEIGHT_FALLOFF = 0.3
+#: ... with dead columns and a dead square wider than source-extractor's interpolation lags (16) ...
+DEAD_COLUMNS, DEAD_SQUARE = 2, 40
+#: ... and a band of rows at this fraction of the weight.
+LOW_WEIGHT = 0.05
+
+
+def ccd_weights(spec: ExposureSpec, ext: int) -> np.ndarray:
+    """A weight map for CCD ``ext`` (float32, ADU⁻²), as a survey's pipeline would give one: the
+    sky's inverse variance ``GAIN / SKY``, lower towards one corner (as behind a vignetted flat),
+    0 on dead columns and a dead square, and low on a band of rows (a satellite trail masked soft)."""
+    rng = np.random.default_rng([spec.seed, ext, 7])
+    ny, nx = spec.shape
+    across = np.arange(nx, dtype=np.float32) / nx
+    up = np.arange(ny, dtype=np.float32)[:, None] / ny
+    weights = np.float32(GAIN / SKY) * (np.float32(1.0) - np.float32(WEIGHT_FALLOFF) * across * up)
+    for column in rng.integers(0, nx, DEAD_COLUMNS):
+        weights[:, column] = 0.0
+    side = min(DEAD_SQUARE, nx // 4, ny // 4)
+    x0, y0 = int(rng.integers(0, nx - side)), int(rng.integers(0, ny - side))
+    weights[y0 : y0 + side, x0 : x0 + side] = 0.0
+    band = int(rng.integers(0, max(ny - 8, 1)))
+    weights[band : band + 8] *= np.float32(LOW_WEIGHT)
+    return weights
+
+
+def weight_path(exposure: str | Path) -> Path:
+    """Where ``write_weights`` puts an exposure's weight map: ``1056213p.fits.fz`` ->
+    ``1056213p.weight.fits.fz``, the archive's default pattern ``{id}.weight.fits.fz``."""
+    exposure = Path(exposure)
+    for suffix in (".fits.fz", ".fits"):
+        if exposure.name.endswith(suffix):
+            return exposure.with_name(exposure.name[: -len(suffix)] + ".weight" + suffix)
+    raise ValueError(f"{exposure}: expected a .fits or .fits.fz name")
+
+
+def write_weights(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> Path:
+    """Write the exposure's weight maps (:func:`ccd_weights`), compressed losslessly for a ``.fz``
+    name (GZIP_2 unquantised: a quantised weight map would not give both programs the same weights
+    after decompression); it appears under its name only once complete."""
+    path = Path(path)
+    hdus: list[fits.hdu.base.ExtensionHDU] = []
+    for ext in range(1, spec.nccd + 1):
+        header = fits.Header()
+        header["EXTNAME"] = (f"ccd{ext - 1:02d}", "CCD name")
+        weights = ccd_weights(spec, ext)
+        if path.name.endswith(".fz"):
+            hdus.append(fits.CompImageHDU(data=weights, header=header, compression_type="GZIP_2",
+                                          quantize_level=0.0))
+        else:
+            hdus.append(fits.ImageHDU(data=weights, header=header))
+    _write_atomically(path, fits.HDUList([fits.PrimaryHDU(), *hdus]))
+    return path
+
+
 def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.ndarray:
     """Write a Rice-compressed (or, for a ``.fits`` name, plain) exposure; return its truth table.
 
@@ -202,14 +258,18 @@ def write_exposure(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> np.
             ))
         else:
             hdus.append(fits.ImageHDU(data=pixels, header=header))
+    _write_atomically(path, fits.HDUList([primary, *hdus]))
+    return np.concatenate(truths)
+
+
+def _write_atomically(path: Path, hdul: fits.HDUList) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
-        fits.HDUList([primary, *hdus]).writeto(tmp, overwrite=True)
+        hdul.writeto(tmp, overwrite=True)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return np.concatenate(truths)

@@ -19,6 +19,7 @@ import numpy as np
 import sep
 
 from .photometry import NeighbourMask, box_pixels, circle_box, subpixel_area
+from .weights import Noise
 
 WINPOS_NITERMAX = 16
 WINPOS_NSIG = np.float32(4.0)
@@ -129,8 +130,9 @@ class _Window:
 
     def pixels(self, mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, active: np.ndarray):
         """Which windows ``active`` (centred at ``mx``, ``my``) the image cuts, then, in runs,
-        ``(slot, dx, dy, locarea, value)`` of their pixels: the weight of each (its share inside
-        the window times the Gaussian) and its value, masked pixels mirrored."""
+        ``(slot, dx, dy, locarea, value, source)`` of their pixels: the weight of each (its share
+        inside the window times the Gaussian), its value, masked pixels mirrored, and where the
+        value came from (see :meth:`.NeighbourMask.replaced`)."""
         xmin, xmax, cut_x = circle_box(mx[active], self.raper[active], mask.width)
         ymin, ymax, cut_y = circle_box(my[active], self.raper[active], mask.height)
         yield cut_x | cut_y
@@ -146,8 +148,8 @@ class _Window:
             edge = np.flatnonzero(r2 > self.inner2[owner])
             locarea[edge] = subpixel_area(dx[edge], dy[edge], self.raper2[owner[edge]], WINPOS_OVERSAMP)
             locarea *= np.exp(-r2 * self.invtwosig2[owner])
-            value, _ = mask.values(owner, y * mask.width + x, f_mx, f_my)
-            yield slot, dx, dy, locarea, value
+            value, _, source = mask.replaced(owner, y * mask.width + x, f_mx, f_my)
+            yield slot, dx, dy, locarea, value, source
 
 
 def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -161,7 +163,7 @@ def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarra
         runs = window.pixels(mask, mx, my, active)
         cut[active] |= next(runs)
         tv, xsum, ysum = (np.zeros(active.size) for _ in range(3))
-        for slot, dx, dy, locarea, value in runs:
+        for slot, dx, dy, locarea, value, _ in runs:
             locpix = locarea.astype(np.float64) * value
             tv += np.bincount(slot, weights=locpix, minlength=active.size)
             xsum += np.bincount(slot, weights=locpix * dx, minlength=active.size)
@@ -179,12 +181,12 @@ def _iterate(mask: NeighbourMask, mx: np.ndarray, my: np.ndarray, sig: np.ndarra
 
 def window_errors(
     mask: NeighbourMask, objects: np.ndarray, xwin: np.ndarray, ywin: np.ndarray, half_light_radius: np.ndarray,
-    backsig: float, gain: float,
+    noise: Noise,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """SNR_WIN, ERRAWIN_IMAGE, ERRBWIN_IMAGE and ERRTHETAWIN_IMAGE (degrees) at the windowed
     positions ``xwin``, ``ywin`` (1-based), summed as ``compute_winpos`` sums them in its last
-    step: each pixel's variance (the background's, plus value / GAIN when positive) times its
-    weight squared, with 1/12 pixel² for the pixel's size.  Where the windowed flux is not
+    step: each pixel's variance (the background's or the variance map's, plus value / GAIN when
+    positive, scaled by variance / RMS² under WEIGHT_GAIN) times its weight squared, with 1/12 pixel² for the pixel's size.  Where the windowed flux is not
     positive or the windowed moments are not those of an ellipse, source-extractor falls back
     to the isophotal position errors (sep's ``errx2``, ``erry2``, ``errxy``); so does this."""
     n = len(objects)
@@ -193,10 +195,10 @@ def window_errors(
     active = np.flatnonzero(np.isfinite(window.raper) & (window.raper > 0))
     mx, my = xwin - 1.0, ywin - 1.0
     sums = {key: np.zeros(n) for key in ("tv", "x", "y", "xx", "yy", "xy", "e", "ex", "ey", "exy")}
-    backnoise2 = float(np.float32(backsig) * np.float32(backsig))
+    gain = noise.gain
     runs = window.pixels(mask, mx, my, active)
     next(runs)
-    for slot, dx, dy, locarea, value in runs:
+    for slot, dx, dy, locarea, value, source in runs:
         owner = active[slot]
 
         def add(key: str, term: np.ndarray) -> None:  # one term alive at a time: runs are millions of pixels
@@ -205,8 +207,12 @@ def window_errors(
         # float32 where compute_winpos has floats (dx, dy, locarea and their products), float64 where
         # it has doubles: round windows' error angles depend on it.
         locpix = locarea.astype(np.float64) * value
-        err2 = (locarea * locarea).astype(np.float64) * (
-            backnoise2 + (np.where(value > 0, value / gain, 0.0) if gain > 0 else 0.0))
+        var = noise.pixel_variance(source)
+        if noise.per_pixel_gain:
+            poisson = noise.pixel_poisson(value, var)
+        else:
+            poisson = np.where(value > 0, value / gain, 0.0) if gain > 0 else 0.0
+        err2 = (locarea * locarea).astype(np.float64) * (var + poisson)
         x, y = dx.astype(np.float64), dy.astype(np.float64)
         add("tv", locpix)
         add("x", locpix * x)

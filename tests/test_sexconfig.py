@@ -100,7 +100,7 @@ def test_only_the_apertures_a_column_asks_for_are_measured(workdir):
 
 def test_keys_that_would_change_columns_are_errors():
     with pytest.raises(ConfigError, match="WEIGHT_TYPE"):
-        load_config(overrides=["-WEIGHT_TYPE", "MAP_RMS"])
+        load_config(overrides=["-WEIGHT_TYPE", "MAP_WEIGHT,MAP_RMS"])
     with pytest.raises(ConfigError, match="BACKPHOTO_TYPE"):
         load_config(overrides=["-BACKPHOTO_TYPE", "LOCAL"])
     with pytest.raises(ConfigError, match="MASK_TYPE"):
