@@ -37,11 +37,13 @@ class Fetched:
 class Archive(Protocol):
     uri: str
 
-    def checksum(self, observation_id: str) -> str:
-        """The md5 (hex) of the exposure's file, without downloading it."""
+    def checksum(self, observation_id: str, name: str | None = None) -> str:
+        """The md5 (hex) of the exposure's file (or of ``name``, a file that goes with it, such as
+        its weight map), without downloading it."""
 
-    def fetch(self, observation_id: str, directory: Path) -> Fetched:
-        """Download into ``directory``; a partial file never has the final name."""
+    def fetch(self, observation_id: str, directory: Path, name: str | None = None) -> Fetched:
+        """Download the exposure (or ``name``) into ``directory``; a partial file never has the
+        final name."""
 
     def list_since(self, since: datetime) -> list[str]:
         """Observation IDs that arrived at or after ``since`` (UTC), oldest first."""
@@ -84,21 +86,22 @@ class LocalArchive:
         if not self.root.is_dir():
             raise PermanentError(f"archive {uri}: {self.root} is not a directory")
 
-    def _path(self, observation_id: str) -> Path:
-        path = self.root / file_name(observation_id)
+    def _path(self, observation_id: str, name: str | None = None) -> Path:
+        path = self.root / (name or file_name(observation_id))
         if not path.is_file():
-            raise NotFound(f"observation {observation_id} is not in the archive {self.uri} (no {path.name})")
+            what = f"the file {name} of observation {observation_id}" if name else f"observation {observation_id}"
+            raise NotFound(f"{what} is not in the archive {self.uri} (no {path.name})")
         return path
 
-    def checksum(self, observation_id: str) -> str:
-        path = self._path(observation_id)
+    def checksum(self, observation_id: str, name: str | None = None) -> str:
+        path = self._path(observation_id, name)
         return md5_of(path)
 
-    def fetch(self, observation_id: str, directory: Path) -> Fetched:
+    def fetch(self, observation_id: str, directory: Path, name: str | None = None) -> Fetched:
         """Copy the file, hashing it as it is read.  The folder's md5 is the file's own, so it is
         computed once: from the copy when this process has not hashed the file yet (the file
         must not change meanwhile), else checked against the one it has."""
-        source = self._path(observation_id)
+        source = self._path(observation_id, name)
         before = _md5_key(source)
         expected = _md5_cache.get(before)
         directory.mkdir(parents=True, exist_ok=True)

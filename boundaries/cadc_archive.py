@@ -60,22 +60,22 @@ class CadcArchive(UsesCadcCredential):
             self._client = client
         return self._client
 
-    def _file_uri(self, observation_id: str) -> str:
-        return f"cadc:{self.collection}/{ids.file_name(observation_id)}"
+    def _file_uri(self, observation_id: str, name: str | None = None) -> str:
+        return f"cadc:{self.collection}/{name or ids.file_name(observation_id)}"
 
-    def checksum(self, observation_id: str) -> str:
-        file_uri = self._file_uri(observation_id)
+    def checksum(self, observation_id: str, name: str | None = None) -> str:
+        file_uri = self._file_uri(observation_id, name)
         with translated(f"observation {observation_id} ({file_uri})"):
             info = self._storage().cadcinfo(file_uri)
         if not info.md5sum:
             raise PermanentError(f"observation {observation_id}: the archive gave no md5 for {file_uri}")
         return info.md5sum
 
-    def fetch(self, observation_id: str, directory: Path) -> Fetched:
-        file_uri = self._file_uri(observation_id)
-        expected = self.checksum(observation_id)
+    def fetch(self, observation_id: str, directory: Path, name: str | None = None) -> Fetched:
+        file_uri = self._file_uri(observation_id, name)
+        expected = self.checksum(observation_id, name)
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / ids.file_name(observation_id)
+        target = directory / (name or ids.file_name(observation_id))
         partial = directory / f".{target.name}.download"
         try:
             with translated(f"downloading observation {observation_id} ({file_uri})"):

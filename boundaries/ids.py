@@ -54,6 +54,22 @@ def file_name(observation_id: str) -> str:
     return check(observation_id) + SUFFIX
 
 
+_COMPANION = re.compile(r"[A-Za-z0-9_.+-]+\.fits(\.fz)?")
+
+
+def companion_name(pattern: str, observation_id: str) -> str:
+    """The name of a file that goes with an exposure in the archive, such as its weight map:
+    ``pattern`` with ``{id}`` replaced, ``{id}.weight.fits.fz`` -> ``1056213p.weight.fits.fz``.
+    A pattern that does not name one plain FITS file per ID is refused (InvalidID), saying why."""
+    if not isinstance(pattern, str) or pattern.count("{id}") != 1:
+        raise InvalidID(f"file name pattern {pattern!r} must hold {{id}} once, like {{id}}.weight.fits.fz")
+    name = pattern.replace("{id}", check(observation_id))
+    if not _COMPANION.fullmatch(name) or name == file_name(observation_id):
+        raise InvalidID(f"file name pattern {pattern!r} gives {name!r}: expected a plain .fits or .fits.fz "
+                        "file name (letters, digits, . _ + -) other than the exposure's own")
+    return name
+
+
 def observation_id_of(name: str) -> str | None:
     """The ID of an archive file name such as ``1056213p.fits.fz``, or None."""
     if not name.endswith(SUFFIX):

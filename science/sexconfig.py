@@ -377,9 +377,9 @@ def _bool(key: str, value: str) -> bool:
     return word == "Y"
 
 
-def _weight_settings(values: dict[str, str], where: Path) -> tuple[str, str, float | None]:
-    """WEIGHT_TYPE ("" for NONE), the weight file (resolved where the user is; "" for BACKGROUND)
-    and WEIGHT_THRESH (None: the type's default)."""
+def _weight_settings(values: dict[str, str], where: Path, from_archive: bool) -> tuple[str, str, float | None]:
+    """WEIGHT_TYPE ("" for NONE), the weight file (resolved where the user is; "" for BACKGROUND,
+    or when each exposure's comes from the archive) and WEIGHT_THRESH (None: the type's default)."""
     types = [t.strip().upper() for t in values["WEIGHT_TYPE"].split(",") if t.strip()] or ["NONE"]
     if len(set(types)) > 1:
         raise ConfigError(f"WEIGHT_TYPE {values['WEIGHT_TYPE']}: separate detection and measurement weights "
@@ -394,7 +394,7 @@ def _weight_settings(values: dict[str, str], where: Path) -> tuple[str, str, flo
     if len(thresholds) > 1 and len(set(thresholds)) > 1:
         raise ConfigError("WEIGHT_THRESH: separate detection and measurement thresholds are not implemented; give one")
     threshold = float(thresholds[0]) if thresholds else None
-    if weight_type not in FROM_FILE:
+    if weight_type not in FROM_FILE or from_archive:
         return weight_type, "", threshold
     names = [name.strip() for name in values["WEIGHT_IMAGE"].split(",") if name.strip()]
     if len(set(names)) != 1:
@@ -462,12 +462,15 @@ def load_config(
     *,
     cwd: str | Path | None = None,
     zeropoint_key: str | None = None,
+    weights_from_archive: bool = False,
 ) -> ExtractionConfig:
     """Build an :class:`ExtractionConfig` as ``source-extractor -c FILE OVERRIDES`` would.
 
     Without ``sex_file`` the project's ``config/default.sex`` is used, and its
     relative file names resolve beside it.  ``zeropoint_key`` names a header
-    keyword holding each CCD's zeropoint, to use instead of MAG_ZEROPOINT.  A user's file resolves relative
+    keyword holding each CCD's zeropoint, to use instead of MAG_ZEROPOINT.
+    ``weights_from_archive`` leaves WEIGHT_IMAGE out: the flows fetch each exposure's weight map
+    from the archive, and its md5, not its name, joins the record.  A user's file resolves relative
     names against ``cwd`` (the current directory), as source-extractor does.
     """
     from .. import config as packaged
@@ -501,7 +504,7 @@ def load_config(
     parameters = read_parameters(file_value("PARAMETERS_NAME"))
     notes: list[str] = []
 
-    weight_type, weight_image, weight_thresh = _weight_settings(values, cli_base)
+    weight_type, weight_image, weight_thresh = _weight_settings(values, cli_base, weights_from_archive)
     if values["FILTER_THRESH"].strip():
         raise ConfigError("FILTER_THRESH is not implemented and would change detections; remove it")
     thresh = _floats("DETECT_THRESH", values["DETECT_THRESH"].split(",")[0], 1)[0]

@@ -15,17 +15,22 @@ SETTINGS = config.settings()["download"]
 
 
 @task(name="download", **task_options(SETTINGS))
-def download(observation_id: str, archive: str, scratch: Path) -> Fetched:
-    """Fetch ``<id>.fits.fz`` with its md5 verified, holding one download slot.
+def download(observation_id: str, archive: str, scratch: Path, name: str | None = None) -> Fetched:
+    """Fetch ``<id>.fits.fz`` (or ``name``, a file that goes with it: its weight map) with its md5
+    verified, holding one download slot.
 
     The global concurrency limit caps simultaneous downloads across every
     flow run; ``strict=True`` makes a missing limit an error, not "no limit".
     """
     with concurrency(SETTINGS["concurrency_limit"], occupy=1, strict=True):
-        return open_archive(archive).fetch(observation_id, scratch)
+        if name is None:
+            return open_archive(archive).fetch(observation_id, scratch)
+        return open_archive(archive).fetch(observation_id, scratch, name)
 
 
 @task(name="archive checksum", **task_options(SETTINGS))
-def archive_checksum(observation_id: str, archive: str) -> str:
-    """The exposure's md5 from the archive, without downloading it."""
-    return open_archive(archive).checksum(observation_id)
+def archive_checksum(observation_id: str, archive: str, name: str | None = None) -> str:
+    """The exposure's md5 (or that of ``name``, its weight map) from the archive, without downloading it."""
+    if name is None:
+        return open_archive(archive).checksum(observation_id)
+    return open_archive(archive).checksum(observation_id, name)

@@ -53,6 +53,21 @@ def test_download_with_the_proxy_certificate_verifies_the_md5(archive, small_exp
     assert _who_asked(cadc, NAME) == {cadc.user}  # authenticated by the client certificate
 
 
+def test_an_exposures_weight_map_comes_from_beside_it(archive, cadc, tmp_path):
+    """``cadc:CFHT/<id>.weight.fits.fz``, by the same client, md5 checked; a missing one is NotFound, named."""
+    import hashlib
+
+    weights = b"SIMPLE  =                    T" + b" " * 2850
+    cadc.add_exposure(f"{ID}.weight.fits.fz", weights)
+    name = f"{ID}.weight.fits.fz"
+    assert archive.checksum(ID, name) == hashlib.md5(weights).hexdigest()
+    fetched = archive.fetch(ID, tmp_path, name)
+    assert fetched.path == tmp_path / name and fetched.path.read_bytes() == weights
+    assert sorted(os.listdir(tmp_path)) == [name]
+    with pytest.raises(NotFound, match=r"1056213p.*cadc:CFHT/1056213p\.rms\.fits\.fz"):
+        archive.checksum(ID, f"{ID}.rms.fits.fz")
+
+
 def test_a_bearer_token_works_too(cadc, small_exposure, tmp_path):
     cadc.add_exposure(NAME, small_exposure.read_bytes())
     before = len(cadc.requests)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -78,6 +79,14 @@ def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path, record_pr
         catalogue_batch(ids=[f"{n:07d}p" for n in range(100_000)], destination=destination, archive=local_site["archive"])
     assert len(_exposure_runs()) == before
     assert not Path(tmp_path, "out").exists()
+
+
+def test_a_weight_pattern_that_cannot_name_weight_maps_stops_the_batch_before_anything_starts(local_site, tmp_path):
+    before = len(_exposure_runs())
+    with pytest.raises(ValueError, match=r"no exposure was started: weight_pattern: .*must hold \{id\} once"):
+        catalogue_batch(ids=["1056213p"], destination=f"file://{tmp_path}/out", archive=local_site["archive"],
+                        overrides=["-WEIGHT_TYPE", "MAP_WEIGHT"], weight_pattern="weights.fits")
+    assert len(_exposure_runs()) == before and not (tmp_path / "out").exists()
 
 
 def test_batch_catalogues_exposures_then_skips_them(local_site, tmp_path):
@@ -317,6 +326,81 @@ def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["exposure-1056217p"]))
         )
     assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
+
+
+#: A ShapePipe-like configuration: FITS_LDAC, weight maps, DETECT_THRESH 1.5, BACK_SIZE 64,
+#: windowed positions and the stamps PSFEx reads.
+SHAPEPIPE_SEX = """\
+CATALOG_TYPE     FITS_LDAC
+PARAMETERS_NAME  shapepipe.param
+DETECT_THRESH    1.5
+ANALYSIS_THRESH  1.5
+BACK_SIZE        64
+WEIGHT_TYPE      MAP_WEIGHT
+WEIGHT_GAIN      Y
+PHOT_APERTURES   5,10
+"""
+SHAPEPIPE_PARAM = """NUMBER EXT_NUMBER X_WORLD Y_WORLD X_IMAGE Y_IMAGE XWIN_IMAGE YWIN_IMAGE ERRAWIN_IMAGE ERRBWIN_IMAGE
+ERRTHETAWIN_IMAGE MAG_AUTO MAGERR_AUTO FLUX_AUTO FLUXERR_AUTO FLUX_APER(2) FLUXERR_APER(2) FLUX_RADIUS FWHM_IMAGE
+FLAGS SNR_WIN ELONGATION VIGNET(51,51)""".split()
+
+
+def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight_maps(local_site, tmp_path):
+    """Through ``prefect deployment run``: each exposure's weight map comes from the archive
+    beside it, its md5 joins the record, and a changed weight map (alone) makes the exposure
+    run again while the other is skipped."""
+    from canfar_catalogue.boundaries.archive import md5_of
+    from canfar_catalogue.boundaries.provenance import Provenance
+    from canfar_catalogue.science.synthetic import ExposureSpec, write_weights
+
+    (tmp_path / "shapepipe.param").write_text("\n".join(SHAPEPIPE_PARAM) + "\n")
+    sex = tmp_path / "shapepipe.sex"
+    from canfar_catalogue import config as packaged
+
+    sex.write_text(SHAPEPIPE_SEX.replace("shapepipe.param", str(tmp_path / "shapepipe.param"))
+                   + f"FILTER_NAME      {packaged.path('default.conv')}\n")
+    destination = tmp_path / "vospace"
+    archive = local_site["archive_path"]
+
+    def batch() -> str:
+        command = [
+            str(BIN / "prefect"), "deployment", "run", "catalogue/batch",
+            "--param", 'ids=["1056213p","1056215p"]', "--param", f"destination=file://{destination}",
+            "--param", f"sex_file={sex}", "--watch", "--watch-timeout", "300",
+        ]
+        done = subprocess.run(command, env=local_site["env"], capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    batch()
+    records = {}
+    for observation_id in ("1056213p", "1056215p"):
+        record = Provenance.from_json((destination / f"{observation_id}.provenance.json").read_text())
+        assert record.weight_md5 == md5_of(archive / f"{observation_id}.weight.fits.fz")
+        records[observation_id] = record
+    # the stored catalogue is the one the same configuration makes with that weight map by hand
+    config = load_config(sex, weights_from_archive=False, overrides=[
+        "-WEIGHT_IMAGE", str(archive / "1056213p.weight.fits.fz")])
+    by_hand = run_exposure(archive / "1056213p.fits.fz", config, tmp_path / "by-hand.ldac.fits", workers=1)
+    from astropy.io import fits
+
+    with fits.open(destination / "1056213p.ldac.fits") as stored, fits.open(by_hand.catalogue) as mine:
+        assert [h.name for h in stored] == ["PRIMARY"] + ["LDAC_IMHEAD", "LDAC_OBJECTS"] * 2
+        for ours, theirs in zip(stored[2::2], mine[2::2]):
+            assert ours.data["VIGNET"].shape[1:] == (51, 51)
+            assert np.array_equal(ours.data["FLUXERR_AUTO"], theirs.data["FLUXERR_AUTO"])
+            assert np.array_equal(ours.data["XWIN_IMAGE"], theirs.data["XWIN_IMAGE"])
+    # a new weight map for one exposure: that one runs again, the other is skipped
+    write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=99))
+    try:
+        batch()
+        again = Provenance.from_json((destination / "1056213p.provenance.json").read_text())
+        same = Provenance.from_json((destination / "1056215p.provenance.json").read_text())
+        assert again.flow_run_id != records["1056213p"].flow_run_id
+        assert again.weight_md5 == md5_of(archive / "1056213p.weight.fits.fz") != records["1056213p"].weight_md5
+        assert same.flow_run_id == records["1056215p"].flow_run_id
+    finally:
+        write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=1))
 
 
 def _processes_of(flow_run_id: str) -> list[int]:

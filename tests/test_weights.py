@@ -3,12 +3,14 @@ and every error column against Debian's source-extractor given the same weight m
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
+from canfar_catalogue.boundaries.ids import InvalidID, companion_name
 from canfar_catalogue.science import load_config, run_exposure
 from canfar_catalogue.science.errors import ConfigError, ExposureError
 from canfar_catalogue.science.synthetic import ExposureSpec, ccd_weights, weight_path, write_exposure, write_weights
@@ -168,3 +170,15 @@ def test_a_weight_map_that_does_not_fit_is_refused_by_name(exposure, tmp_path, m
     assert load_config(overrides=["-WEIGHT_GAIN", "N", "-INTERP_TYPE", "NONE"]).fingerprint() == plain.fingerprint()
     weighted = load_config(overrides=["-WEIGHT_TYPE", "MAP_WEIGHT", "-WEIGHT_IMAGE", str(weights)])
     assert weighted.fingerprint() != plain.fingerprint() and weighted.weight_gain and weighted.interp_lags == (16, 16)
+
+
+def test_a_weight_map_pattern_names_one_plain_file_beside_each_exposure():
+    assert companion_name("{id}.weight.fits.fz", "1056213p") == "1056213p.weight.fits.fz"
+    assert companion_name("wht_{id}.fits", "1056213p") == "wht_1056213p.fits"
+    for pattern, why in (("../{id}.weight.fits.fz", "plain"), ("{id}/w.fits", "plain"), ("weights.fits", "{id} once"),
+                         ("{id}.fits.fz", "other than the exposure's own"), ("{id}.weight.png", "plain .fits"),
+                         ("{id}{id}.fits", "{id} once")):
+        with pytest.raises(InvalidID, match=re.escape(why)):
+            companion_name(pattern, "1056213p")
+    with pytest.raises(InvalidID, match="not a CFHT ID"):
+        companion_name("{id}.weight.fits.fz", "../etc")
