@@ -4,7 +4,9 @@ A ``w`` x ``h`` stamp of the background-subtracted CCD whose pixel
 ``(w // 2, h // 2)`` is the source's pixel, ``(int)(x + 0.49999)``,
 ``(int)(y + 0.49999)`` (0-based).  Pixels outside the CCD, and pixels masked
 for the source (its neighbours' under MASK_TYPE CORRECT, blank ones), hold
--1e30, source-extractor's -BIG, which PSFEx reads as "no data".
+-1e30, source-extractor's -BIG, which PSFEx reads as "no data".  Pixels a weight map
+marks bad keep their values (filled in, when they were): source-extractor copies the
+image as it holds it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,6 @@ def vignets(mask: NeighbourMask, objects: np.ndarray, width: int, height: int) -
     flat = y[inside] * mask.width + x[inside]
     stamps = np.full((n, height, width), NO_DATA, dtype=np.float32)
     values = mask.pixels[flat].astype(np.float32)
-    values[mask.masked(owner, flat)] = NO_DATA
+    values[mask.masked(owner, flat, with_bad_weights=False)] = NO_DATA  # bad-weight pixels show their values there
     stamps[inside] = values
     return stamps
