@@ -396,15 +396,22 @@ def _weight_settings(values: dict[str, str], where: Path, from_archive: bool) ->
     threshold = float(thresholds[0]) if thresholds else None
     if weight_type not in FROM_FILE or from_archive:
         return weight_type, "", threshold
-    names = [name.strip() for name in values["WEIGHT_IMAGE"].split(",") if name.strip()]
+    path = _companion_image("WEIGHT_IMAGE", values["WEIGHT_IMAGE"], where, "weight map",
+                            f"WEIGHT_TYPE {weight_type} needs", "separate detection and measurement weight maps")
+    return weight_type, path, threshold
+
+
+def _companion_image(key: str, value: str, where: Path, what: str, needed_by: str, several: str) -> str:
+    """The one file ``key`` names, resolved where the user is (even the packaged default.sex's
+    names: these are the user's data) and checked to exist."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
     if len(set(names)) != 1:
-        raise ConfigError(f"WEIGHT_IMAGE {values['WEIGHT_IMAGE']!r}: give one weight map (separate detection and "
-                          "measurement weight maps are not implemented)")
+        raise ConfigError(f"{key} {value!r}: give one {what} ({several} are not implemented)")
     path = _resolve(names[0], where)
     if not path.is_file():
-        raise ConfigError(f"WEIGHT_IMAGE {path}: no such file; WEIGHT_TYPE {weight_type} needs a weight map "
-                          "matching the exposure CCD by CCD (-WEIGHT_IMAGE weights.fits)")
-    return weight_type, str(path), threshold
+        raise ConfigError(f"{key} {path}: no such file; {needed_by} a {what} matching the exposure CCD by CCD "
+                          f"(-{key} {what.split()[0]}s.fits)")
+    return str(path)
 
 
 def _resolve(name: str, base: Path) -> Path:
@@ -557,16 +564,9 @@ def load_config(
         star_nnw = read_nnw(file_value("STARNNW_NAME"))
     flag_image, flag_type = "", ""
     if FLAG_COLUMNS & {parameter(p).name for p in parameters}:
-        names = [name.strip() for name in values["FLAG_IMAGE"].split(",") if name.strip()]
-        if len(names) != 1:
-            raise ConfigError(f"FLAG_IMAGE {values['FLAG_IMAGE']!r}: give one flag map (several, for "
-                              "IMAFLAGS_ISO(n), are not implemented)")
-        # the user's data, where the user is (even when the name is the packaged default.sex's flag.fits)
-        flag_path = _resolve(names[0], cli_base)
-        if not flag_path.is_file():
-            raise ConfigError(f"FLAG_IMAGE {flag_path}: no such file; IMAFLAGS_ISO and NIMAFLAGS_ISO need a flag "
-                              "map matching the exposure CCD by CCD (-FLAG_IMAGE flags.fits)")
-        flag_image, flag_type = str(flag_path), values["FLAG_TYPE"].strip().upper()
+        flag_image = _companion_image("FLAG_IMAGE", values["FLAG_IMAGE"], cli_base, "flag map",
+                                      "IMAFLAGS_ISO and NIMAFLAGS_ISO need", "several, for IMAFLAGS_ISO(n),")
+        flag_type = values["FLAG_TYPE"].strip().upper()
     key = (zeropoint_key or "").strip().upper()
     if key:
         if not _HEADER_KEY.fullmatch(key):

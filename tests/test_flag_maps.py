@@ -126,7 +126,7 @@ def test_flag_columns_without_a_usable_flag_map_setting_are_refused_by_name(expo
     with pytest.raises(ConfigError, match=r"FLAG_IMAGE .*flag\.fits: no such file; IMAFLAGS_ISO"):
         load_config(overrides=["-PARAMETERS_NAME", str(param)])  # source-extractor's default name, here
     with pytest.raises(ConfigError, match="give one flag map"):
-        load_config(overrides=["-PARAMETERS_NAME", str(param), "-FLAG_IMAGE", f"{flag_map},{flag_map}"])
+        load_config(overrides=["-PARAMETERS_NAME", str(param), "-FLAG_IMAGE", f"{flag_map},other.fits"])
     with pytest.raises(ConfigError, match="FLAG_TYPE: 'SUM' is not one of AND, MAX, MIN, MOST, OR"):
         load_config(overrides=["-PARAMETERS_NAME", str(param), "-FLAG_IMAGE", str(flag_map), "-FLAG_TYPE", "SUM"])
     # without the flag columns the flag map is not read, and does not change the fingerprint
