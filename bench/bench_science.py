@@ -1,6 +1,6 @@
 """Classic funpack + source-extractor against our pipeline on one full-size exposure.
 
-    python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench] [--threads]
+    python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench] [--threads] [--weights]
 
 Runs the variants in turn on the same Rice-compressed exposure, in every
 repetition (paired, so all see the same machine load): the tutorial's
@@ -26,12 +26,15 @@ from pathlib import Path
 from canfar_catalogue import config
 from canfar_catalogue.science.columns import COLUMNS
 from canfar_catalogue.science.sexconfig import FLAG_COLUMNS
-from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
+from canfar_catalogue.science.synthetic import ExposureSpec, weight_path, write_exposure, write_weights
 
 #: A survey's .param: every column we support but the VIGNET stamps, the vectors as survey pipelines
 #: ask for them.
 SURVEY_SIZES = {"FLUX_APER": 3, "FLUXERR_APER": 3, "MAG_APER": 3, "MAGERR_APER": 3, "FLUX_RADIUS": 2}
 SURVEY_SETTINGS = ["-PHOT_APERTURES", "5,10,20", "-PHOT_FLUXFRAC", "0.5,0.9"]
+
+
+WEIGHTED_CLASSIC = "classic, MAP_WEIGHT (the weight map funpacked too)"
 
 
 def write_survey_param(path: Path) -> Path:
@@ -112,6 +115,9 @@ def main() -> None:
                         help="pixel type of the synthetic exposure (float32 like processed MegaCam files)")
     parser.add_argument("--threads", action="store_true",
                         help="also run the CCDs in two threads of one process (shows that sep holds the GIL)")
+    parser.add_argument("--weights", action="store_true",
+                        help="also both with the exposure's weight map (WEIGHT_TYPE MAP_WEIGHT); source-extractor "
+                        "gets it funpacked too, as the tutorial would")
     args = parser.parse_args()
 
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
@@ -125,6 +131,10 @@ def main() -> None:
     if not exposure.exists():
         print(f"generating {exposure} ({args.nccd} CCDs of 2048x4612, {args.pixels}) ...", flush=True)
         write_exposure(exposure, ExposureSpec(nccd=args.nccd, seed=1056213, pixel_type=args.pixels))
+    weights = weight_path(exposure)
+    if args.weights and not weights.exists():
+        print(f"generating {weights} ...", flush=True)
+        write_weights(weights, ExposureSpec(nccd=args.nccd, seed=1056213, pixel_type=args.pixels))
     sex = str(config.path("default.sex"))
     conv = str(config.path("default.conv"))
     param = str(config.path("default.param"))
@@ -145,6 +155,15 @@ def main() -> None:
         "ours, 2 processes, survey .param": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "2",
                                                          "-PARAMETERS_NAME", survey, *SURVEY_SETTINGS, "-CATALOG_NAME", "s.cat"]],
     }
+    if args.weights:
+        weighted = ["-WEIGHT_TYPE", "MAP_WEIGHT"]
+        variants[WEIGHTED_CLASSIC] = lambda d: [
+            [funpack, "-D", "-O", str(d / "w.fits"), str(d / "w.fits.fz")],
+            *classic(d, "-PARAMETERS_NAME", param, "-CATALOG_NAME", "cw.cat", *weighted, "-WEIGHT_IMAGE", "w.fits"),
+        ]
+        variants["ours, 2 processes, MAP_WEIGHT"] = lambda d: [[
+            *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "w.cat", *weighted,
+            "-WEIGHT_IMAGE", str(weights.resolve())]]
     if args.threads:
         variants["ours, 2 threads (to show sep holds the GIL)"] = lambda d: [[sys.executable, "-c", THREADED, str(exposure.resolve())]]
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -156,6 +175,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             shutil.copy(exposure, work / "x.fits.fz")  # funpack -D deletes its input, as in the tutorial
+            if args.weights:
+                shutil.copy(weights, work / "w.fits.fz")
             before = set(work.iterdir())
             seconds, peak = run_measured(commands(work.resolve()), work)
             times[name].append(seconds)
@@ -166,12 +187,13 @@ def main() -> None:
 
     tutorial = statistics.median(times["classic funpack -D + source-extractor"])
     surveyed = statistics.median(times[SURVEY_CLASSIC])
+    weighted_classic = statistics.median(times[WEIGHTED_CLASSIC]) if args.weights else None
     print(f"\n{args.nccd} {args.pixels} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores; "
-          "each ratio is to classic with the same .param")
+          "each ratio is to classic with the same .param and weights")
     print(f"{'variant':52s} {'wall s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} {'disk MB':>9s}")
     for name in variants:
         median = statistics.median(times[name])
-        reference = surveyed if "survey" in name else tutorial
+        reference = surveyed if "survey" in name else weighted_classic if "MAP_WEIGHT" in name else tutorial
         print(f"{name:52s} {median:8.2f} {median / reference:6.2f} {peaks[name] / 1e6:12.0f} {written[name] / 1e6:9.1f}")
 
 
