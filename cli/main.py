@@ -69,6 +69,11 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
         return EXIT_BAD_INPUT
     for note in config.notes:
         print(f"canfar-catalogue: note: {note}", file=sys.stderr)
+    folder = Path(config.catalog_name).parent
+    if not folder.is_dir():  # said now, not after measuring every CCD
+        print(f"canfar-catalogue: CATALOG_NAME {config.catalog_name}: the directory {folder} does not exist; "
+              "create it or name another", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     def progress(ccd: CCDResult, done: int, total: int) -> None:
         if args.quiet:

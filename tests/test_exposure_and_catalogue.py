@@ -144,6 +144,12 @@ def test_missing_file_and_missing_config_are_bad_input(workdir, capsys):
     assert "nope.sex" in capsys.readouterr().err
 
 
+def test_a_catalogue_name_in_a_missing_directory_is_refused_before_measuring(workdir, small_exposure, capsys):
+    assert main(["detect", str(small_exposure), "-CATALOG_NAME", "nowhere/x.cat"]) == 2
+    said = capsys.readouterr().err
+    assert "CATALOG_NAME nowhere/x.cat: the directory nowhere does not exist" in said and "sources in" not in said
+
+
 @pytest.mark.parametrize(
     "bad, reason",
     [
