@@ -28,11 +28,12 @@ from ..tasks.detect import detect
 from ..tasks.download import archive_checksum, download
 from ..tasks.upload import upload
 from . import qa_view
-from .scratch import scratch_root
+from .scratch import scratch_root, sweep_stale
 
 
 #: An exposure's weight map in the archive, when WEIGHT_TYPE reads one (config/pipeline.toml).
 WEIGHT_PATTERN = config.settings()["download"]["weight_pattern"]
+STALE_SCRATCH_HOURS = float(config.settings()["detect"]["stale_scratch_hours"])
 
 
 class PermanentFailure(Exception):
@@ -79,6 +80,8 @@ def catalogue_exposure(
         raise PermanentFailure(str(exc)) from None
     config_hash = extraction.fingerprint()
     workdir = scratch_root(scratch) / str(flow_run.get_id() or observation_id)
+    for stale in sweep_stale(workdir.parent, STALE_SCRATCH_HOURS, keep=workdir):
+        logger.info("removed %s, left by a run killed more than %g hours ago", stale, STALE_SCRATCH_HOURS)
     catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
     try:
         input_md5 = input_md5 or archive_checksum(observation_id, archive)
