@@ -35,9 +35,7 @@ from .radius import GROWTH_MINHLRAD, flux_radius
 from .seeing import Seeing, measure_seeing
 from .sexconfig import ExtractionConfig
 from .vignet import vignets
-from .weights import (
-    BIG, FROM_FILE, Noise, default_threshold, interpolate, scale_factor, to_variance, variance_threshold,
-)
+from .weights import FROM_FILE, Noise, from_weight_map, interpolate, rescale, scale_factor
 from .windowed import window_errors, windowed_positions
 
 # sep touches its whole pixel stack on every call, so start from
@@ -323,10 +321,7 @@ def measure_ccd(
     if config.weight_type in FROM_FILE:
         if weight_map is None:
             raise ConfigError(f"WEIGHT_TYPE {config.weight_type} needs a weight map (-WEIGHT_IMAGE weights.fits)")
-        variance = to_variance(config.weight_type, weight_map)
-        variance[~np.isfinite(variance)] = BIG
-        weight_limit = variance_threshold(config.weight_type, config.weight_thresh
-                                          if config.weight_thresh is not None else default_threshold(config.weight_type))
+        variance, weight_limit = from_weight_map(config.weight_type, weight_map, config.weight_thresh)
         bad = variance >= weight_limit
         if bad.any():
             unmeasured = bad if blank is None else bad | blank
@@ -336,9 +331,8 @@ def measure_ccd(
         variance = np.square(bkg.rms(dtype=np.float32))
     elif config.weight_type in ("MAP_WEIGHT", "MAP_VAR"):
         factor = scale_factor(bkg.rms(), variance, unmeasured, mesh)
-        if config.rescale_weights:  # a weight of 0 stays "infinite"; a variance map is scaled whole, as there
-            scaled = variance < BIG if config.weight_type == "MAP_WEIGHT" else np.ones(variance.shape, dtype=bool)
-            variance[scaled] *= np.float32(factor * factor)
+        if config.rescale_weights:
+            rescale(config.weight_type, variance, factor)
         else:
             rms /= factor
     if config.back_type == "MANUAL":

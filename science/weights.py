@@ -71,6 +71,25 @@ def to_variance(weight_type: str, pixels: np.ndarray) -> np.ndarray:
     raise ValueError(f"{weight_type} has no weight file")
 
 
+def from_weight_map(weight_type: str, pixels: np.ndarray, threshold: float | None) -> tuple[np.ndarray, np.float32]:
+    """A weight-map CCD as a variance map (non-finite values bad) and the variance from which a
+    pixel is bad (WEIGHT_THRESH, None for the type's default)."""
+    variance = to_variance(weight_type, pixels)
+    variance[~np.isfinite(variance)] = BIG
+    return variance, variance_threshold(weight_type, threshold if threshold is not None else default_threshold(weight_type))
+
+
+def rescale(weight_type: str, variance: np.ndarray, factor: float) -> None:
+    """Scale a variance map by ``factor``² in place, as ``weight_to_var`` does with the measured
+    factor: a weight of 0 stays "infinite"; a variance map is scaled whole, its "infinite" pixels
+    too (which then no longer reach BIG, so are not bad: measured against source-extractor)."""
+    square = np.float32(factor * factor)
+    if weight_type == "MAP_WEIGHT":
+        variance[variance < BIG] *= square
+    else:
+        variance *= square
+
+
 def variance_threshold(weight_type: str, threshold: float | None) -> np.float32:
     """WEIGHT_THRESH as a variance, converted as source-extractor does before rescaling."""
     if threshold is None:
