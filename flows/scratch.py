@@ -17,7 +17,10 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from ..boundaries import ids
 
 
 def scratch_root(explicit: str | None = None) -> Path:
@@ -27,15 +30,28 @@ def scratch_root(explicit: str | None = None) -> Path:
     return Path(tempfile.gettempdir()) / "canfar-catalogue"
 
 
+def _is_run_directory(name: str) -> bool:
+    """A directory a run made: named after its flow run's id, or after its exposure (outside Prefect)."""
+    try:
+        uuid.UUID(name)
+        return True
+    except ValueError:
+        try:
+            return ids.check(name) == name
+        except ids.InvalidID:
+            return False
+
+
 def sweep_stale(root: Path, older_than_hours: float, keep: Path | None = None) -> list[Path]:
     """Remove the run directories under ``root`` that nothing has changed for ``older_than_hours``
-    (nor anything in them); returns what was removed."""
+    (nor anything in them); returns what was removed.  Only directories named as runs name theirs
+    are looked at: a scratch folder the user chose may hold other things."""
     if not root.is_dir():
         return []
     cutoff = time.time() - older_than_hours * 3600.0
     removed = []
     for directory in root.iterdir():
-        if not directory.is_dir() or directory == keep:
+        if not directory.is_dir() or directory == keep or not _is_run_directory(directory.name):
             continue
         try:
             newest = max([directory.stat().st_mtime] + [p.stat().st_mtime for p in directory.rglob("*")])

@@ -84,17 +84,21 @@ def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path, record_pr
 def test_a_run_sweeps_away_scratch_left_by_runs_killed_long_ago(local_site, tmp_path):
     """kill -9 leaves a run's scratch directory (its downloaded exposure) behind; a later run removes
     directories untouched for stale_scratch_hours, and only those."""
+    import uuid
+
     scratch = tmp_path / "scratch"
-    killed, recent = scratch / "killed-run", scratch / "recent-run"
-    for directory in (killed, recent):
+    killed, recent, users = (scratch / str(uuid.uuid4()), scratch / str(uuid.uuid4()), scratch / "my-old-notes")
+    for directory in (killed, recent, users):
         directory.mkdir(parents=True)
         (directory / "1056213p.fits.fz").write_bytes(b"x" * 1000)
     long_ago = time.time() - 13 * 3600
-    for path in (killed / "1056213p.fits.fz", killed):
+    for path in (killed / "1056213p.fits.fz", killed, users / "1056213p.fits.fz", users):
         os.utime(path, (long_ago, long_ago))
     catalogue_exposure("1056215p", local_site["archive"], f"file://{tmp_path}/out", scratch=str(scratch))
     assert not killed.exists() and (recent / "1056213p.fits.fz").exists()
-    assert (tmp_path / "out" / "1056215p.cat").exists() and sorted(p.name for p in scratch.iterdir()) == ["recent-run"]
+    assert (users / "1056213p.fits.fz").exists()  # not named as a run names its directory: not ours to remove
+    assert (tmp_path / "out" / "1056215p.cat").exists()
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([recent.name, users.name])
 
 
 def test_a_weight_pattern_that_cannot_name_weight_maps_stops_the_batch_before_anything_starts(local_site, tmp_path):
