@@ -26,7 +26,7 @@ from pathlib import Path
 from canfar_catalogue import config
 from canfar_catalogue.science.columns import COLUMNS
 from canfar_catalogue.science.sexconfig import FLAG_COLUMNS
-from canfar_catalogue.science.synthetic import ExposureSpec, weight_path, write_exposure, write_weights
+from canfar_catalogue.science.synthetic import ExposureSpec, beside, write_exposure, write_weights
 
 #: A survey's .param: every column we support but the VIGNET stamps, the vectors as survey pipelines
 #: ask for them.
@@ -131,7 +131,7 @@ def main() -> None:
     if not exposure.exists():
         print(f"generating {exposure} ({args.nccd} CCDs of 2048x4612, {args.pixels}) ...", flush=True)
         write_exposure(exposure, ExposureSpec(nccd=args.nccd, seed=1056213, pixel_type=args.pixels))
-    weights = weight_path(exposure)
+    weights = beside(exposure, "weight")
     if args.weights and not weights.exists():
         print(f"generating {weights} ...", flush=True)
         write_weights(weights, ExposureSpec(nccd=args.nccd, seed=1056213, pixel_type=args.pixels))

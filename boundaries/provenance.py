@@ -4,8 +4,8 @@ The catalogue (``<id>.cat``, or ``<id>.ldac.fits`` for FITS_LDAC) is stored
 first and ``<id>.provenance.json`` second, so the record's presence means the
 catalogue is complete; the record names the catalogue's file.  An exposure is done when
 the record names the same input md5 and configuration hash as the run that
-would redo it (and, with a weight map, the same weight md5), and the
-catalogue's md5 is the one the record names.
+would redo it (and the same md5s of the weight and flag maps read with it),
+and the catalogue's md5 is the one the record names.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class Provenance:
     flow_run_id: str | None = None
     #: The catalogue's file name beside the record; older records mean ``<id>.cat``.
     catalogue: str = ""
-    #: The md5 of the weight map measured with the exposure; "" without one (and in older records).
-    weight_md5: str = ""
+    #: The md5s of the files read with the exposure, by kind ("weight", "flag"); none in older records.
+    companion_md5: dict[str, str] = field(default_factory=dict)
     #: The exposure's quality numbers (:meth:`..science.qa.ExposureQuality.to_dict`); older records have none.
     qa: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -74,13 +74,14 @@ def stored(destination: Destination, observation_id: str) -> Provenance | None:
 
 
 def is_done(
-    destination: Destination, observation_id: str, input_md5: str, config_hash: str, weight_md5: str = ""
+    destination: Destination, observation_id: str, input_md5: str, config_hash: str,
+    companion_md5: dict[str, str] | None = None,
 ) -> Provenance | None:
-    """The stored record when this exposure is done with this input (exposure and weight map)
-    and configuration."""
+    """The stored record when this exposure is done with this input (the exposure, and the weight
+    and flag maps read with it) and configuration."""
     record = stored(destination, observation_id)
     if (record and record.input_md5 == input_md5 and record.config_hash == config_hash
-            and record.weight_md5 == weight_md5):
+            and (record.companion_md5 or {}) == (companion_md5 or {})):
         return record
     return None
 

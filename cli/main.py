@@ -125,16 +125,19 @@ def _write_qa(target: Path, result, zeropoint: float) -> None:
 
 
 def _synth(args: argparse.Namespace, _: list[str]) -> int:
-    from ..science.synthetic import ExposureSpec, weight_path, write_exposure, write_weights
+    from ..science.synthetic import ExposureSpec, beside, write_exposure, write_flags, write_weights
 
     spec = ExposureSpec(nccd=args.nccd, shape=(args.height, args.width), seed=args.seed, pixel_type=args.pixels,
                         psf=args.psf)
     truth = write_exposure(args.output, spec)
     print(f"canfar-catalogue: wrote {args.output} ({spec.nccd} CCDs, {len(truth)} sources)", file=sys.stderr)
     if args.weights:
-        weights = write_weights(weight_path(args.output), spec)
+        weights = write_weights(beside(args.output, "weight"), spec)
         print(f"canfar-catalogue: wrote {weights} (its weight map: -WEIGHT_TYPE MAP_WEIGHT -WEIGHT_IMAGE {weights})",
               file=sys.stderr)
+    if args.flags:
+        flags = write_flags(beside(args.output, "flag"), spec)
+        print(f"canfar-catalogue: wrote {flags} (its flag map, for IMAFLAGS_ISO: -FLAG_IMAGE {flags})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -259,6 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", action="store_true",
         help="also write its weight map beside it (1056213p.fits.fz -> 1056213p.weight.fits.fz): inverse "
         "variance, with dead columns, a dead square and a low-weight band",
+    )
+    synth.add_argument(
+        "--flags", action="store_true",
+        help="also write its flag map beside it (1056213p.flag.fits.fz): 1 on the weight map's dead pixels, "
+        "2 on its low-weight band",
     )
     synth.set_defaults(run=_synth)
 

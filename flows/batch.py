@@ -24,7 +24,7 @@ import hashlib
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -43,9 +43,8 @@ from ..boundaries.errors import NotFound
 from ..boundaries.provenance import catalogue_name, is_done
 from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
-from ..science.weights import FROM_FILE
 from ..tasks.policy import task_options
-from . import qa_view
+from . import companions, qa_view
 
 SETTINGS = config.settings()["batch"]
 #: Each exposure's key quality numbers, in the batch's table (from its provenance record).
@@ -63,7 +62,7 @@ class Exposure:
 
     id: str
     input_md5: str = ""
-    weight_md5: str = ""  # its weight map's, when WEIGHT_TYPE reads one
+    companion_md5: dict[str, str] = field(default_factory=dict)  # its weight and flag maps', when read
     status: str = "pending"  # pending, skipped, running, completed, failed, cancelled
     attempts: int = 0  # runs followed, started or re-attached to (at most max_attempts)
     started: int = 0  # runs this batch started
@@ -78,10 +77,10 @@ class Exposure:
 @task(name="plan", **task_options(DOWNLOAD))
 def plan(
     observation_ids: list[str], archive: str, destination: str, config_hash: str, force: bool,
-    weight_pattern: str | None = None,
+    patterns: dict[str, str] | None = None,
 ) -> list[Exposure]:
-    """Look up every input md5 (with ``weight_pattern``, the weight map's too) and skip what is
-    already catalogued, without downloading.
+    """Look up every input md5 (with ``patterns``, those of the weight and flag maps named so too)
+    and skip what is already catalogued, without downloading.
 
     Each ID costs a few small requests to the archive and the destination, so
     they are made from several threads: a 10,000-ID batch plans in minutes, not hours.
@@ -93,13 +92,13 @@ def plan(
         exposure = Exposure(observation_id)
         try:
             exposure.input_md5 = source.checksum(observation_id)
-            if weight_pattern:
-                exposure.weight_md5 = source.checksum(observation_id, ids.companion_name(weight_pattern, observation_id))
+            for kind, name in companions.names(patterns or {}, list(patterns or {}), observation_id).items():
+                exposure.companion_md5[kind] = source.checksum(observation_id, name)
         except NotFound as exc:
             exposure.status, exposure.message = "failed", str(exc)
             return exposure
         record = None if force else is_done(target, observation_id, exposure.input_md5, config_hash,
-                                            exposure.weight_md5)
+                                            exposure.companion_md5)
         if record:
             exposure.status, exposure.sources, exposure.message = "skipped", record.sources, "already catalogued"
             exposure.qa, exposure.made_by = record.qa, record.flow_run_id
@@ -113,7 +112,7 @@ def _work_key(exposure: Exposure, config_hash: str, destination: str, force: boo
     """What makes two runs the same work; a run's idempotency key is this and its number."""
     where = hashlib.sha256(destination.encode()).hexdigest()[:12]
     mode = "force" if force else "skip"
-    inputs = exposure.input_md5 + (f"+{exposure.weight_md5}" if exposure.weight_md5 else "")
+    inputs = exposure.input_md5 + companions.key_part(exposure.companion_md5)
     return f"catalogue:{exposure.id}:{inputs}:{config_hash}:{where}:{mode}"
 
 
@@ -177,7 +176,8 @@ def catalogue_batch(
     overrides: list[str] | None = None,
     force: bool = False,
     zeropoint_key: str | None = None,
-    weight_pattern: str = DOWNLOAD["weight_pattern"],
+    weight_pattern: str = companions.PATTERNS["weight"],
+    flag_pattern: str = companions.PATTERNS["flag"],
     job_variables: dict | None = None,
     exposure_deployment: str = SETTINGS["exposure_deployment"],
     max_ids: int = int(SETTINGS["max_ids"]),
@@ -194,24 +194,26 @@ def catalogue_batch(
     exposure as data.  ``zeropoint_key`` names a header keyword holding each
     CCD's zeropoint (MegaPipe's PHOTZP), used instead of MAG_ZEROPOINT.
     With a WEIGHT_TYPE that reads a weight map, each exposure's is the
-    archive's ``weight_pattern`` file (``{id}`` is the exposure's ID).
+    archive's ``weight_pattern`` file (``{id}`` is the exposure's ID); with
+    IMAFLAGS_ISO, its flag map is the ``flag_pattern`` file.
     ``job_variables`` go unchanged to each per-exposure run (image, flavour
     and resources on an HTCondor pool).
     """
     logger = get_run_logger()
     wanted = _names(ids, max_ids)
-    extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key, weights_from_archive=True)
-    reads_weights = extraction.weight_type in FROM_FILE
-    if reads_weights:
-        _weight_names(weight_pattern, wanted)
-        logger.info("weight maps: WEIGHT_TYPE %s from the archive's %s files", extraction.weight_type, weight_pattern)
+    extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key, maps_from_archive=True)
+    patterns = {"weight": weight_pattern, "flag": flag_pattern}
+    reads = {kind: patterns[kind] for kind in companions.needed(extraction)}
+    companions.check_patterns(reads, list(reads), wanted)
+    for kind, pattern in reads.items():
+        logger.info("%s maps: each exposure's from the archive's %s files", kind, pattern)
     for note in extraction.notes:
         logger.info("configuration: %s", note)
     config_hash = extraction.fingerprint()
     target = open_destination(destination)
     require_lifetime([open_archive(archive), target], timedelta(hours=expected_hours))
 
-    exposures = plan(wanted, archive, destination, config_hash, force, weight_pattern if reads_weights else None)
+    exposures = plan(wanted, archive, destination, config_hash, force, reads)
     todo = deque(e for e in exposures if e.status == "pending")
     logger.info(
         "%d exposures: %d to do, %d already catalogued, %d not in the archive",
@@ -220,7 +222,7 @@ def catalogue_batch(
     )
     running: dict[str, Exposure] = {}
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force,
-                  "weight_pattern": weight_pattern}
+                  "weight_pattern": weight_pattern, "flag_pattern": flag_pattern}
     stuck_after = timedelta(seconds=stuck_pending_seconds)
     deployment_id = None
 
@@ -228,7 +230,7 @@ def catalogue_batch(
         child = run_deployment(
             exposure_deployment,
             parameters={"observation_id": exposure.id, "input_md5": exposure.input_md5,
-                        "weight_md5": exposure.weight_md5 or None, **parameters},
+                        "companion_md5": exposure.companion_md5, **parameters},
             job_variables=job_variables or None,
             idempotency_key=key,
             flow_run_name=name,
@@ -253,7 +255,7 @@ def catalogue_batch(
             exposure = running.pop(run_id)
             record = None
             if state.is_completed() or state.is_cancelled():
-                record = is_done(target, exposure.id, exposure.input_md5, config_hash, exposure.weight_md5)
+                record = is_done(target, exposure.id, exposure.input_md5, config_hash, exposure.companion_md5)
                 if record and state.is_cancelled() and record.flow_run_id != run_id:
                     record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
@@ -285,15 +287,6 @@ def _names(observation_ids: list[str], limit: int) -> list[str]:
         return ids.check_all(observation_ids, limit)
     except ids.InvalidID as exc:
         raise ValueError(f"no exposure was started: {exc}") from None
-
-
-def _weight_names(pattern: str, observation_ids: list[str]) -> None:
-    """A pattern that cannot name each exposure's weight map stops the batch before anything starts."""
-    try:
-        for observation_id in observation_ids:
-            ids.companion_name(pattern, observation_id)
-    except ids.InvalidID as exc:
-        raise ValueError(f"no exposure was started: weight_pattern: {exc}") from None
 
 
 def _deployment_id(name: str):

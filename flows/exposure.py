@@ -21,18 +21,15 @@ from ..boundaries.provenance import Provenance, catalogue_name, is_done, softwar
 from ..boundaries.storage import open_destination
 from .. import config
 from ..science import ExtractionConfig, InputError, load_config
-from ..science.weights import FROM_FILE
 from ..science.qa import assess
 from ..science.qa_figure import exposure_title
 from ..tasks.detect import detect
 from ..tasks.download import archive_checksum, download
 from ..tasks.upload import upload
-from . import qa_view
+from . import companions, qa_view
 from .scratch import scratch_root, sweep_stale
 
 
-#: An exposure's weight map in the archive, when WEIGHT_TYPE reads one (config/pipeline.toml).
-WEIGHT_PATTERN = config.settings()["download"]["weight_pattern"]
 STALE_SCRATCH_HOURS = float(config.settings()["detect"]["stale_scratch_hours"])
 
 
@@ -56,8 +53,9 @@ def catalogue_exposure(
     force: bool = False,
     scratch: str | None = None,
     input_md5: str | None = None,
-    weight_pattern: str = WEIGHT_PATTERN,
-    weight_md5: str | None = None,
+    weight_pattern: str = companions.PATTERNS["weight"],
+    flag_pattern: str = companions.PATTERNS["flag"],
+    companion_md5: dict[str, str] | None = None,
 ) -> dict:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
     for CATALOG_TYPE FITS_LDAC).
@@ -67,14 +65,16 @@ def catalogue_exposure(
     the exposure's md5 when the caller has looked it up already (the batch
     has): the archive is then not asked again; the download still checks it.
     With a WEIGHT_TYPE that reads a weight map, the map is the archive's
-    ``weight_pattern`` file beside the exposure; its md5 (``weight_md5`` when the
-    batch has it) joins the exposure's in the skip check and the record.
+    ``weight_pattern`` file beside the exposure, and with IMAFLAGS_ISO its flag
+    map the ``flag_pattern`` file; their md5s (``companion_md5`` when the batch
+    has them) join the exposure's in the skip check and the record.
     """
     logger = get_run_logger()
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
-        weight_name = ids.companion_name(weight_pattern, observation_id) if extraction.weight_type in FROM_FILE else None
+        files = companions.names({"weight": weight_pattern, "flag": flag_pattern}, companions.needed(extraction),
+                                 observation_id)
         target = open_destination(destination)  # a bad URI fails here, before any download
     except (ids.InvalidID, InputError, PermanentError) as exc:
         raise PermanentFailure(str(exc)) from None
@@ -85,10 +85,9 @@ def catalogue_exposure(
     catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
     try:
         input_md5 = input_md5 or archive_checksum(observation_id, archive)
-        if weight_name:
-            weight_md5 = weight_md5 or archive_checksum(observation_id, archive, weight_name)
-        weight_md5 = weight_md5 or ""
-        done = None if force else is_done(target, observation_id, input_md5, config_hash, weight_md5)
+        known = companion_md5 or {}
+        md5s = {kind: known.get(kind) or archive_checksum(observation_id, archive, name) for kind, name in files.items()}
+        done = None if force else is_done(target, observation_id, input_md5, config_hash, md5s)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
             _publish(observation_id, "skipped", done.sources, [], target.location(catalogue.name))
@@ -98,17 +97,17 @@ def catalogue_exposure(
         if fetched.md5 != input_md5:
             logger.warning("%s: the archive's file changed since the batch looked (md5 %s, now %s); "
                            "catalogued as it is now", observation_id, input_md5, fetched.md5)
-        if weight_name:
-            weights = download(observation_id, archive, workdir, weight_name)
-            weight_md5 = weights.md5
-            extraction = dataclasses.replace(extraction, weight_image=str(weights.path))
+        beside = {kind: download(observation_id, archive, workdir, name) for kind, name in files.items()}
+        md5s = {kind: got.md5 for kind, got in beside.items()}
+        extraction = dataclasses.replace(extraction, **{companions.SETTING[kind]: str(got.path)
+                                                        for kind, got in beside.items()})
         result = detect(fetched.path, extraction.to_json(), catalogue)
         quality = assess(result, result.zeropoint(extraction.mag_zeropoint))
         figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))
         record = Provenance(
             observation_id=observation_id,
             input_md5=fetched.md5,
-            weight_md5=weight_md5,
+            companion_md5=md5s,
             config_hash=config_hash,
             catalogue_md5="",
             sources=result.count,

@@ -469,15 +469,15 @@ def load_config(
     *,
     cwd: str | Path | None = None,
     zeropoint_key: str | None = None,
-    weights_from_archive: bool = False,
+    maps_from_archive: bool = False,
 ) -> ExtractionConfig:
     """Build an :class:`ExtractionConfig` as ``source-extractor -c FILE OVERRIDES`` would.
 
     Without ``sex_file`` the project's ``config/default.sex`` is used, and its
     relative file names resolve beside it.  ``zeropoint_key`` names a header
     keyword holding each CCD's zeropoint, to use instead of MAG_ZEROPOINT.
-    ``weights_from_archive`` leaves WEIGHT_IMAGE out: the flows fetch each exposure's weight map
-    from the archive, and its md5, not its name, joins the record.  A user's file resolves relative
+    ``maps_from_archive`` leaves WEIGHT_IMAGE and FLAG_IMAGE out: the flows fetch each exposure's
+    weight and flag maps from the archive, and their md5s, not their names, join the record.  A user's file resolves relative
     names against ``cwd`` (the current directory), as source-extractor does.
     """
     from .. import config as packaged
@@ -511,7 +511,7 @@ def load_config(
     parameters = read_parameters(file_value("PARAMETERS_NAME"))
     notes: list[str] = []
 
-    weight_type, weight_image, weight_thresh = _weight_settings(values, cli_base, weights_from_archive)
+    weight_type, weight_image, weight_thresh = _weight_settings(values, cli_base, maps_from_archive)
     if values["FILTER_THRESH"].strip():
         raise ConfigError("FILTER_THRESH is not implemented and would change detections; remove it")
     thresh = _floats("DETECT_THRESH", values["DETECT_THRESH"].split(",")[0], 1)[0]
@@ -564,8 +564,9 @@ def load_config(
         star_nnw = read_nnw(file_value("STARNNW_NAME"))
     flag_image, flag_type = "", ""
     if FLAG_COLUMNS & {parameter(p).name for p in parameters}:
-        flag_image = _companion_image("FLAG_IMAGE", values["FLAG_IMAGE"], cli_base, "flag map",
-                                      "IMAFLAGS_ISO and NIMAFLAGS_ISO need", "several, for IMAFLAGS_ISO(n),")
+        flag_image = "" if maps_from_archive else _companion_image(
+            "FLAG_IMAGE", values["FLAG_IMAGE"], cli_base, "flag map", "IMAFLAGS_ISO and NIMAFLAGS_ISO need",
+            "several, for IMAFLAGS_ISO(n),")
         flag_type = values["FLAG_TYPE"].strip().upper()
     key = (zeropoint_key or "").strip().upper()
     if key:

@@ -201,32 +201,51 @@ def ccd_weights(spec: ExposureSpec, ext: int) -> np.ndarray:
     return weights
 
 
-def weight_path(exposure: str | Path) -> Path:
-    """Where ``write_weights`` puts an exposure's weight map: ``1056213p.fits.fz`` ->
-    ``1056213p.weight.fits.fz``, the archive's default pattern ``{id}.weight.fits.fz``."""
+def beside(exposure: str | Path, kind: str) -> Path:
+    """Where an exposure's weight or flag map goes: ``1056213p.fits.fz`` ->
+    ``1056213p.weight.fits.fz`` (kind "weight"), as the archive's default patterns
+    ``{id}.weight.fits.fz`` and ``{id}.flag.fits.fz`` name them."""
     exposure = Path(exposure)
     for suffix in (".fits.fz", ".fits"):
         if exposure.name.endswith(suffix):
-            return exposure.with_name(exposure.name[: -len(suffix)] + ".weight" + suffix)
+            return exposure.with_name(f"{exposure.name[: -len(suffix)]}.{kind}{suffix}")
     raise ValueError(f"{exposure}: expected a .fits or .fits.fz name")
+
+
+def ccd_flags(spec: ExposureSpec, ext: int) -> np.ndarray:
+    """A flag map for CCD ``ext`` (int16) matching :func:`ccd_weights`: 1 on its dead pixels,
+    2 on its low-weight band, as a survey's pipeline marks what it masked."""
+    weights = ccd_weights(spec, ext)
+    flags = np.zeros(weights.shape, dtype=np.int16)
+    flags[weights == 0] = 1
+    flags[(weights > 0) & (weights < np.float32(0.5 * GAIN / SKY))] = 2  # the falloff alone stays above half
+    return flags
+
+
+def write_flags(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> Path:
+    """Write the exposure's flag maps (:func:`ccd_flags`), lossless; complete or absent."""
+    return _write_maps(Path(path), spec, ccd_flags)
 
 
 def write_weights(path: str | Path, spec: ExposureSpec = ExposureSpec()) -> Path:
     """Write the exposure's weight maps (:func:`ccd_weights`), compressed losslessly for a ``.fz``
     name (GZIP_2 unquantised: a quantised weight map would not give both programs the same weights
     after decompression); it appears under its name only once complete."""
-    path = Path(path)
+    return _write_maps(Path(path), spec, ccd_weights)
+
+
+def _write_maps(path: Path, spec: ExposureSpec, render) -> Path:
     hdus: list[fits.hdu.base.ExtensionHDU] = []
     for ext in range(1, spec.nccd + 1):
         header = fits.Header()
         header["EXTNAME"] = (f"ccd{ext - 1:02d}", "CCD name")
-        weights = ccd_weights(spec, ext)
+        pixels = render(spec, ext)
         if path.name.endswith(".fz"):
             # tiles of 128 rows: half the size of astropy's one-row tiles, and a quarter faster to read
-            hdus.append(fits.CompImageHDU(data=weights, header=header, compression_type="GZIP_2",
+            hdus.append(fits.CompImageHDU(data=pixels, header=header, compression_type="GZIP_2",
                                           quantize_level=0.0, tile_shape=(min(128, spec.shape[0]), spec.shape[1])))
         else:
-            hdus.append(fits.ImageHDU(data=weights, header=header))
+            hdus.append(fits.ImageHDU(data=pixels, header=header))
     _write_atomically(path, fits.HDUList([fits.PrimaryHDU(), *hdus]))
     return path
 

@@ -68,7 +68,7 @@ os.environ.update(
 )
 BIN = Path(sys.executable).parent
 
-from canfar_catalogue.science.synthetic import ExposureSpec, weight_path, write_exposure, write_weights  # noqa: E402
+from canfar_catalogue.science.synthetic import ExposureSpec, beside, write_exposure, write_flags, write_weights  # noqa: E402
 
 
 def _healthy(url: str) -> bool:
@@ -125,7 +125,8 @@ def local_site(prefect_server):
     archive.mkdir()
     for seed, observation_id in enumerate(("1056213p", "1056215p", "1056216p", "1056217p"), start=1):
         write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec.small(seed=seed))
-        write_weights(weight_path(archive / f"{observation_id}.fits.fz"), ExposureSpec.small(seed=seed))
+        write_weights(beside(archive / f"{observation_id}.fits.fz", "weight"), ExposureSpec.small(seed=seed))
+        write_flags(beside(archive / f"{observation_id}.fits.fz", "flag"), ExposureSpec.small(seed=seed))
     (archive / "1056299p.fits.fz").write_bytes(b"SIMPLE  =                    T" + b" " * 2850)  # corrupt
     env = {
         **os.environ,

@@ -101,11 +101,15 @@ def test_a_run_sweeps_away_scratch_left_by_runs_killed_long_ago(local_site, tmp_
     assert sorted(p.name for p in scratch.iterdir()) == sorted([recent.name, users.name])
 
 
-def test_a_weight_pattern_that_cannot_name_weight_maps_stops_the_batch_before_anything_starts(local_site, tmp_path):
+def test_a_weight_or_flag_pattern_that_cannot_name_the_maps_stops_the_batch_before_anything_starts(local_site, tmp_path):
     before = len(_exposure_runs())
     with pytest.raises(ValueError, match=r"no exposure was started: weight_pattern: .*must hold \{id\} once"):
         catalogue_batch(ids=["1056213p"], destination=f"file://{tmp_path}/out", archive=local_site["archive"],
                         overrides=["-WEIGHT_TYPE", "MAP_WEIGHT"], weight_pattern="weights.fits")
+    (tmp_path / "flags.param").write_text("NUMBER\nIMAFLAGS_ISO\n")
+    with pytest.raises(ValueError, match=r"no exposure was started: flag_pattern: .*other than the exposure's own"):
+        catalogue_batch(ids=["1056213p"], destination=f"file://{tmp_path}/out", archive=local_site["archive"],
+                        overrides=["-PARAMETERS_NAME", str(tmp_path / "flags.param")], flag_pattern="{id}.fits.fz")
     assert len(_exposure_runs()) == before and not (tmp_path / "out").exists()
 
 
@@ -348,7 +352,7 @@ def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
     assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
 
 
-#: A ShapePipe-like configuration: FITS_LDAC, weight maps, DETECT_THRESH 1.5, BACK_SIZE 64,
+#: A ShapePipe-like configuration: FITS_LDAC, weight and flag maps, DETECT_THRESH 1.5, BACK_SIZE 64,
 #: windowed positions and the stamps PSFEx reads.
 SHAPEPIPE_SEX = """\
 CATALOG_TYPE     FITS_LDAC
@@ -362,12 +366,14 @@ PHOT_APERTURES   5,10
 """
 SHAPEPIPE_PARAM = """NUMBER EXT_NUMBER X_WORLD Y_WORLD X_IMAGE Y_IMAGE XWIN_IMAGE YWIN_IMAGE ERRAWIN_IMAGE ERRBWIN_IMAGE
 ERRTHETAWIN_IMAGE MAG_AUTO MAGERR_AUTO FLUX_AUTO FLUXERR_AUTO FLUX_APER(2) FLUXERR_APER(2) FLUX_RADIUS FWHM_IMAGE
-FLAGS SNR_WIN ELONGATION VIGNET(51,51)""".split()
+FLAGS IMAFLAGS_ISO NIMAFLAGS_ISO SNR_WIN ELONGATION VIGNET(51,51)""".split()
 
 
-def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight_maps(local_site, tmp_path):
-    """Through ``prefect deployment run``: each exposure's weight map comes from the archive
-    beside it, its md5 joins the record, and a changed weight map (alone) makes the exposure
+def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight_and_flag_maps(
+    local_site, tmp_path
+):
+    """Through ``prefect deployment run``: each exposure's weight and flag maps come from the archive
+    beside it, their md5s join the record, and a changed weight map (alone) makes the exposure
     run again while the other is skipped."""
     from canfar_catalogue.boundaries.archive import md5_of
     from canfar_catalogue.boundaries.provenance import Provenance
@@ -396,11 +402,12 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
     records = {}
     for observation_id in ("1056213p", "1056215p"):
         record = Provenance.from_json((destination / f"{observation_id}.provenance.json").read_text())
-        assert record.weight_md5 == md5_of(archive / f"{observation_id}.weight.fits.fz")
+        assert record.companion_md5 == {"weight": md5_of(archive / f"{observation_id}.weight.fits.fz"),
+                                        "flag": md5_of(archive / f"{observation_id}.flag.fits.fz")}
         records[observation_id] = record
     # the stored catalogue is the one the same configuration makes with that weight map by hand
-    config = load_config(sex, weights_from_archive=False, overrides=[
-        "-WEIGHT_IMAGE", str(archive / "1056213p.weight.fits.fz")])
+    config = load_config(sex, overrides=["-WEIGHT_IMAGE", str(archive / "1056213p.weight.fits.fz"),
+                                         "-FLAG_IMAGE", str(archive / "1056213p.flag.fits.fz")])
     by_hand = run_exposure(archive / "1056213p.fits.fz", config, tmp_path / "by-hand.ldac.fits", workers=1)
     from astropy.io import fits
 
@@ -410,6 +417,8 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
             assert ours.data["VIGNET"].shape[1:] == (51, 51)
             assert np.array_equal(ours.data["FLUXERR_AUTO"], theirs.data["FLUXERR_AUTO"])
             assert np.array_equal(ours.data["XWIN_IMAGE"], theirs.data["XWIN_IMAGE"])
+            assert np.array_equal(ours.data["IMAFLAGS_ISO"], theirs.data["IMAFLAGS_ISO"])
+        assert sum(int((h.data["IMAFLAGS_ISO"] > 0).sum()) for h in stored[2::2]) > 0  # the dead pixels flag some
     # a new weight map for one exposure: that one runs again, the other is skipped
     write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=99))
     try:
@@ -417,7 +426,8 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
         again = Provenance.from_json((destination / "1056213p.provenance.json").read_text())
         same = Provenance.from_json((destination / "1056215p.provenance.json").read_text())
         assert again.flow_run_id != records["1056213p"].flow_run_id
-        assert again.weight_md5 == md5_of(archive / "1056213p.weight.fits.fz") != records["1056213p"].weight_md5
+        assert again.companion_md5["weight"] == md5_of(archive / "1056213p.weight.fits.fz") \
+            != records["1056213p"].companion_md5["weight"]
         assert same.flow_run_id == records["1056215p"].flow_run_id
     finally:
         write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=1))

@@ -13,7 +13,7 @@ from astropy.io import fits
 from canfar_catalogue.boundaries.ids import InvalidID, companion_name
 from canfar_catalogue.science import load_config, run_exposure
 from canfar_catalogue.science.errors import ConfigError, ExposureError
-from canfar_catalogue.science.synthetic import ExposureSpec, ccd_weights, weight_path, write_exposure, write_weights
+from canfar_catalogue.science.synthetic import ExposureSpec, ccd_weights, beside, write_exposure, write_weights
 from canfar_catalogue.science.weights import BIG, interpolate
 
 from . import reference
@@ -38,7 +38,7 @@ def exposure(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
     root = tmp_path_factory.mktemp("weights")
     fz = root / "1056213p.fits.fz"
     write_exposure(fz, SPEC)
-    weights = write_weights(weight_path(fz), SPEC)
+    weights = write_weights(beside(fz, "weight"), SPEC)
     plain = reference.funpack(weights, root / "1056213p.weight.fits")
     return fz, weights, plain, reference.write_param(root / "weights.param", PARAMETERS)
 

@@ -1,0 +1,48 @@
+"""Files that go with an exposure in the archive: its weight map and its flag map.
+
+A configuration that reads one (``WEIGHT_TYPE`` MAP_WEIGHT, MAP_VAR or MAP_RMS; the
+IMAFLAGS_ISO columns) gets each exposure's from the archive beside it, named by a
+pattern (``config/pipeline.toml``: ``{id}.weight.fits.fz``, ``{id}.flag.fits.fz``).
+Their md5s join the exposure's wherever "the same input" is decided: the plan's skip
+check, the batch's idempotency key and the provenance record; so a new weight map
+makes its exposure run again, and nothing else.
+"""
+
+from __future__ import annotations
+
+from .. import config
+from ..boundaries import ids
+from ..science import ExtractionConfig
+from ..science.weights import FROM_FILE
+
+SETTINGS = config.settings()["download"]
+#: Each kind of file's default name in the archive.
+PATTERNS = {"weight": SETTINGS["weight_pattern"], "flag": SETTINGS["flag_pattern"]}
+#: The configuration setting each kind fills in once fetched.
+SETTING = {"weight": "weight_image", "flag": "flag_image"}
+
+
+def needed(extraction: ExtractionConfig) -> list[str]:
+    """The kinds of file the configuration reads beside each exposure."""
+    return [kind for kind, reads in (("weight", extraction.weight_type in FROM_FILE),
+                                      ("flag", bool(extraction.flag_type))) if reads]
+
+
+def names(patterns: dict[str, str], kinds: list[str], observation_id: str) -> dict[str, str]:
+    """Each needed file's name in the archive for this exposure (InvalidID for a bad pattern)."""
+    return {kind: ids.companion_name(patterns[kind], observation_id) for kind in kinds}
+
+
+def check_patterns(patterns: dict[str, str], kinds: list[str], observation_ids: list[str]) -> None:
+    """A pattern that cannot name every exposure's file stops the batch before anything starts."""
+    for kind in kinds:
+        try:
+            for observation_id in observation_ids:
+                ids.companion_name(patterns[kind], observation_id)
+        except ids.InvalidID as exc:
+            raise ValueError(f"no exposure was started: {kind}_pattern: {exc}") from None
+
+
+def key_part(md5s: dict[str, str]) -> str:
+    """The files' md5s as they join the exposure's in an idempotency key."""
+    return "".join(f"+{kind}={md5}" for kind, md5 in sorted(md5s.items()))
