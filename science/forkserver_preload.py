@@ -8,9 +8,12 @@ modules once, so that each worker starts in milliseconds.
 
 import os
 
-from . import pipeline  # noqa: F401  (imported for the workers)
 from .lifetime import PARENT_ENV, die_with_parent, watch_parent
 
+# Bound to the parent before the heavy imports below: a flow run killed while its fork server
+# was still importing left the fork server alive (measured in CI), holding the run's pipes open.
 _parent = int(os.environ[PARENT_ENV]) if os.environ.get(PARENT_ENV) else os.getppid()
 die_with_parent(_parent)
 watch_parent(_parent)
+
+from . import pipeline  # noqa: E402,F401  (imported for the workers)

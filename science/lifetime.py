@@ -9,7 +9,6 @@ Linux can send a signal to a child when its parent dies; we ask for SIGKILL.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 
@@ -29,7 +28,9 @@ def die_with_parent(expected: int | None = None) -> None:
     """
     parent = expected if expected is not None else os.getppid()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the running program's own symbols (libc's among them): find_library("c") would start
+        # ldconfig and read its output, a pipe a killed parent can leave this process blocked on
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return

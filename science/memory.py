@@ -10,7 +10,6 @@ CCD reuse the same pages (measured in bench/RESULTS.md).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -24,9 +23,8 @@ def reuse_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the program's own symbols, libc's among them: no ldconfig started
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
