@@ -437,18 +437,26 @@ def measure_ccd(
         snr_win, errawin, errbwin, errthetawin = window_errors(mask, objects, xwin, ywin, half_light, noise)
     x_image = objects["x"] + 1.0
     y_image = objects["y"] + 1.0
-    analysis = global_analysis = config.analysis_threshold(rms)
-    if variance is not None:  # each pixel's analysis threshold, and each source's lowest (examineiso)
-        analysis_map = np.float32(analysis / rms if rms > 0 else 1.0) * np.sqrt(variance)
-        pixel_analysis = analysis_map
-        analysis = source_thresholds(segmap, len(objects), analysis_map)
-    else:
-        pixel_analysis = analysis
+    global_analysis = config.analysis_threshold(rms)
+
+    # Under a variance map each pixel has its own analysis threshold and each source the lowest
+    # over its pixels (examineiso); worked out only when a column asks, it is a CCD-sized map.
+    @functools.cache
+    def pixel_analysis() -> float | np.ndarray:
+        if variance is None:
+            return global_analysis
+        return np.float32(global_analysis / rms if rms > 0 else 1.0) * np.sqrt(variance)
+
+    @functools.cache
+    def analysis() -> float | np.ndarray:
+        if variance is None:
+            return global_analysis
+        return source_thresholds(segmap, len(objects), pixel_analysis())
     background_under = np.broadcast_to(np.asarray(under, dtype=np.float64), (len(objects),))
 
     @functools.cache
     def fwhm_image() -> np.ndarray:
-        return gaussian_fwhm(data, segmap, objects, analysis, satur - background_under)
+        return gaussian_fwhm(data, segmap, objects, analysis(), satur - background_under)
 
     @functools.cache
     def scale() -> np.ndarray:  # degrees per pixel at each source
@@ -468,7 +476,7 @@ def measure_ccd(
         return surface_brightness(objects["peak"])
 
     def mu_threshold() -> np.ndarray:
-        return surface_brightness(analysis)
+        return surface_brightness(analysis())
 
     def stellarity() -> np.ndarray:
         pixel_scale = config.pixel_scale or float(
@@ -476,7 +484,7 @@ def measure_ccd(
         )
         if pixel_scale <= 0:
             raise ConfigError("CLASS_STAR needs the pixel scale: set PIXEL_SCALE, or give the CCDs a celestial WCS")
-        areas = isophotal_areas(data, segmap, objects, analysis)
+        areas = isophotal_areas(data, segmap, objects, analysis())
         network = Network.from_numbers(config.star_nnw)
         # the isophotes start at the source's threshold, the peak is over the CCD's (analyse.c)
         return class_star(network, areas, objects["peak"], global_analysis, config.seeing_fwhm, pixel_scale)
@@ -504,7 +512,7 @@ def measure_ccd(
         "ELONGATION": lambda: objects["a"] / objects["b"],
         "ELLIPTICITY": lambda: 1.0 - objects["b"] / objects["a"],
         "BACKGROUND": lambda: background_under,
-        "ISOAREA_IMAGE": lambda: isophotal_area(data, segmap, len(objects), pixel_analysis),
+        "ISOAREA_IMAGE": lambda: isophotal_area(data, segmap, len(objects), pixel_analysis()),
         "FLUX_MAX": lambda: objects["peak"],
         "FLUX_ISO": lambda: iso_flux,
         "FLUXERR_ISO": lambda: iso_fluxerr,
