@@ -47,6 +47,12 @@ def cpu_times() -> tuple[float, float]:
     return fields[3] + fields[4], sum(fields[:8])
 
 
+def busy_core_seconds(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Core-seconds spent busy (by anything on the machine) between two ``cpu_times()``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return ((after[1] - before[1]) - (after[0] - before[0])) / tick
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its living descendants."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -157,8 +163,10 @@ def main() -> None:
         files = [archive / f"{i}.fits.fz" for i in ids]
         loop = home / "loop"
         loop.mkdir()
+        loop_cpu = cpu_times()
         detect = sum(timed([str(BIN / "canfar-catalogue"), "detect", str(f), "-q", "-CATALOG_NAME", str(loop / f"{f.name}.cat")])
                      for f in files)
+        loop_busy = busy_core_seconds(loop_cpu, cpu_times())
         print(f"detect loop: {detect:.1f} s", flush=True)
         classic = 0.0
         for f in files:
@@ -191,6 +199,7 @@ def main() -> None:
         sampler.join()
         server_cpu = tree_cpu_seconds(server.pid) - server_cpu
         idle = (samples[-1][0] - samples[0][0]) / (samples[-1][1] - samples[0][1])
+        batch_busy = busy_core_seconds(samples[0], samples[-1])
         print(f"batch: {batch:.1f} s", flush=True)
 
         from prefect.client.orchestration import get_client
@@ -232,6 +241,8 @@ def main() -> None:
         print("  " + f"{row['exposure']:10s}" + "".join(f"{row[c]:14.2f}" for c in columns))
     print("  " + f"{'median':10s}" + "".join(f"{statistics.median(r[c] for r in rows):14.2f}" for c in columns))
     print(f"\ncore time idle while the batch ran: {idle:.1%}")
+    print(f"busy core-seconds: batch {batch_busy:.1f}, detect loop {loop_busy:.1f}: "
+          f"{(batch_busy - loop_busy) / args.exposures:.1f} more per exposure in the batch")
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
           f"{1000 * server_cpu / max(len(logs), 1):.0f} ms per log line ({len(logs)}{'+' if len(logs) == 200 else ''} lines)")
 

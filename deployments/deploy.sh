@@ -46,9 +46,12 @@ for pool in "$CANFAR_CATALOGUE_POOL:$pool_type" "$CANFAR_CATALOGUE_EXPOSURE_POOL
   if ! "$prefect" work-pool inspect "${pool%%:*}" >/dev/null 2>&1; then
     step "$prefect" work-pool create "${pool%%:*}" --type "${pool##*:}"
   fi
+  if [ "${pool##*:}" = process ]; then
+    step python -m canfar_catalogue.worker.process_pool "${pool%%:*}"
+  fi
 done
-# Two at once by default: one exposure's process start, download and upload then overlap the other's
-# science (bench/bench_batch.py: 72 s -> 66 s for four full-size exposures on 2 cores).
+# Two at once by default: while one measures on every core, the other starts, downloads and waits for its
+# turn at the cores (science/turns.py), then its CCDs follow the first one's at once (bench/bench_batch.py).
 slots_exposures="${CANFAR_CATALOGUE_EXPOSURE_SLOTS:-2}"
 if "$prefect" work-queue inspect exposures --pool "$CANFAR_CATALOGUE_EXPOSURE_POOL" >/dev/null 2>&1; then
   step "$prefect" work-queue set-concurrency-limit exposures "$slots_exposures" --pool "$CANFAR_CATALOGUE_EXPOSURE_POOL"

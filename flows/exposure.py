@@ -31,6 +31,8 @@ from .scratch import scratch_root, sweep_stale
 
 
 STALE_SCRATCH_HOURS = float(config.settings()["detect"]["stale_scratch_hours"])
+#: In the scratch root: the runs sharing it (one machine's) take turns at its cores by it.
+TURNS = ".measuring"
 
 
 class PermanentFailure(Exception):
@@ -101,7 +103,7 @@ def catalogue_exposure(
         md5s = {kind: got.md5 for kind, got in beside.items()}
         extraction = dataclasses.replace(extraction, **{companions.SETTING[kind]: str(got.path)
                                                         for kind, got in beside.items()})
-        result = detect(fetched.path, extraction.to_json(), catalogue)
+        result = detect(fetched.path, extraction.to_json(), catalogue, workdir.parent / TURNS)
         quality = assess(result, result.zeropoint(extraction.mag_zeropoint))
         figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))
         record = Provenance(

@@ -29,6 +29,7 @@ from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
 from .seeing import Seeing
 from .sexconfig import ExtractionConfig, MissingZeropoint
+from .turns import Turn
 
 
 @dataclass
@@ -148,6 +149,21 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def _started() -> None:
+    """Nothing: submitted once per worker, to have them all started (and importing done)."""
+
+
+class _NoTurn:
+    def take(self) -> None:
+        pass
+
+    def give_back(self) -> None:
+        pass
+
+
+_NO_TURN = _NoTurn()
+
+
 def _start_worker(parent: int | None) -> None:
     """Each CCD worker dies with the process that started it, and reuses freed memory."""
     die_with_parent(parent)
@@ -160,12 +176,16 @@ def measure_exposure(
     *,
     workers: int | None = None,
     progress: Callable[[CCDResult, int, int], None] | None = None,
+    turn: Turn | None = None,
 ) -> ExposureResult:
     """Measure every CCD of an exposure.
 
     Raises :class:`ExposureError` for a file that cannot be used at all (before
     any CCD is measured).  A bad CCD is recorded on the result and skipped.
-    ``progress(result, done, total)`` is called as each CCD finishes.
+    ``progress(result, done, total)`` is called as each CCD finishes.  With a
+    ``turn`` (:mod:`.turns`), the CCD workers are started first, the turn is
+    taken before the first CCD and given back once the last CCDs are in
+    progress, so that the next exposure's CCDs follow on the cores at once.
     """
     path = Path(path)
     start = time.perf_counter()
@@ -181,18 +201,28 @@ def measure_exposure(
         if progress:
             progress(ccd_result, len(result.ccds), len(ccds))
 
-    if workers <= 1:
-        reuse_freed_memory()
-        for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
-            finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
-    else:
-        with _pool(workers) as pool:
-            pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
-                       for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(future.result())
+    turn = turn or _NO_TURN
+    try:
+        if workers <= 1:
+            reuse_freed_memory()
+            turn.take()
+            for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
+                finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
+        else:
+            with _pool(workers) as pool:
+                if turn is not _NO_TURN:
+                    wait([pool.submit(_started) for _ in range(workers)])  # workers up before the turn
+                turn.take()
+                pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
+                           for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
+                while pending:
+                    if len(pending) <= workers:  # every CCD left is in a worker's hands
+                        turn.give_back()
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        finished(future.result())
+    finally:
+        turn.give_back()
     result.ccds.sort(key=lambda c: c.ext_number)
     result.seconds = time.perf_counter() - start
     if len(result.failed) == len(result.ccds):
@@ -217,9 +247,10 @@ def run_exposure(
     *,
     workers: int | None = None,
     progress: Callable[[CCDResult, int, int], None] | None = None,
+    turn: Turn | None = None,
 ) -> ExposureResult:
     """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default)."""
-    result = measure_exposure(path, config, workers=workers, progress=progress)
+    result = measure_exposure(path, config, workers=workers, progress=progress, turn=turn)
     target = Path(catalogue if catalogue is not None else config.catalog_name)
     headers = None
     if config.catalog_type == "FITS_LDAC":

@@ -26,9 +26,10 @@ from canfar_catalogue.boundaries import storage
 from canfar_catalogue.boundaries.errors import PermissionDenied, TransientError
 from canfar_catalogue.boundaries.storage import LocalStorage
 from canfar_catalogue.flows.batch import BatchFailed, catalogue_batch
-from canfar_catalogue.flows.exposure import catalogue_exposure
+from canfar_catalogue.flows.exposure import TURNS, catalogue_exposure
 from canfar_catalogue.science import load_config, run_exposure
 from canfar_catalogue.tasks import download as download_module
+from canfar_catalogue.worker.process_pool import with_engine_command
 
 from .conftest import BIN
 
@@ -98,7 +99,9 @@ def test_a_run_sweeps_away_scratch_left_by_runs_killed_long_ago(local_site, tmp_
     assert not killed.exists() and (recent / "1056213p.fits.fz").exists()
     assert (users / "1056213p.fits.fz").exists()  # not named as a run names its directory: not ours to remove
     assert (tmp_path / "out" / "1056215p.cat").exists()
-    assert sorted(p.name for p in scratch.iterdir()) == sorted([recent.name, users.name])
+    # beside them, the empty file by which the runs on this machine take turns at its cores
+    assert sorted(p.name for p in scratch.iterdir()) == sorted([recent.name, users.name, TURNS])
+    assert (scratch / TURNS).stat().st_size == 0
 
 
 def test_a_weight_or_flag_pattern_that_cannot_name_the_maps_stops_the_batch_before_anything_starts(local_site, tmp_path):
@@ -350,6 +353,19 @@ def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["exposure-1056217p"]))
         )
     assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
+    # deploy.sh gave the process pool the engine as its command: one Python per flow run, no workspace supervisor
+    with get_client(sync_client=True) as client:
+        template = client.read_work_pool("test-pool").base_job_template
+    assert template["variables"]["properties"]["command"]["default"] == f"{BIN / 'python'} -m prefect.engine"
+
+
+def test_a_process_pool_keeps_a_command_it_was_given():
+    template = {"variables": {"properties": {"command": {"default": None, "title": "Command"}}}}
+    given = with_engine_command(template, "/venv/bin/python -m prefect.engine")
+    assert given["variables"]["properties"]["command"] == {"default": "/venv/bin/python -m prefect.engine",
+                                                           "title": "Command"}
+    assert with_engine_command(given, "/other/python -m prefect.engine") is None
+    assert template["variables"]["properties"]["command"]["default"] is None  # not changed in place
 
 
 #: A ShapePipe-like configuration: FITS_LDAC, weight and flag maps, DETECT_THRESH 1.5, BACK_SIZE 64,
