@@ -105,6 +105,40 @@ def breakdown(flow_runs) -> list[dict]:
     return rows
 
 
+CONDOR_POOL = "bench-condor"
+
+
+def condor_environment(home: Path) -> dict[str, str]:
+    """Exposures as jobs on the tests' fake schedd (tests/fake_schedd.py): each job a local process in its
+    own scratch directory, with a genuine user log."""
+    settings = home / "settings.toml"
+    settings.write_text('[htcondor]\nschedd_factory = "tests.fake_schedd:from_environment"\n'
+                        'pool_factory = "tests.fake_schedd:pool_from_environment"\n')
+    return {"PYTHONPATH": str(ROOT), "FAKE_SCHEDD_STATE": str(home / "schedd"), "CANFAR_CATALOGUE_SETTINGS": str(settings),
+            "CANFAR_CATALOGUE_EXPOSURE_POOL": CONDOR_POOL, "CANFAR_CATALOGUE_EXPOSURE_POOL_TYPE": "htcondor"}
+
+
+def job_lives(flow_runs, logs: Path) -> list[dict]:
+    """Per exposure run: from its job's submission (user log) to the engine's Running state, and from the
+    job's end to the run's final state (the worker reading the log and reporting it)."""
+    import htcondor2
+
+    rows = []
+    for run in sorted(flow_runs, key=lambda r: r.start_time):
+        events = {}
+        for event in htcondor2.JobEventLog(str(logs / str(run.id) / "job.log")).events(stop_after=0):
+            events.setdefault(event.type, event.timestamp)  # the first of each kind
+        submitted = events[htcondor2.JobEventType.SUBMIT]
+        ended = events[htcondor2.JobEventType.JOB_TERMINATED]
+        rows.append({
+            "exposure": run.name,
+            "submitted to Running": run.start_time.timestamp() - submitted,
+            "job end to final state": run.end_time.timestamp() - ended,
+            "job": ended - submitted,
+        })
+    return rows
+
+
 def _stop(process: subprocess.Popen, sig: int, grace: float = 30.0) -> None:
     """Signal a process group, and kill it if it has not exited within ``grace`` seconds
     (a worker with a flow run's process still ending can take longer than that)."""
@@ -123,6 +157,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=None,
                         help="exposures running at once on the pool (default: deploy.sh's)")
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    parser.add_argument("--pool", choices=("process", "htcondor"), default="process",
+                        help="where the exposures run: the process pool, or jobs on the tests' fake schedd "
+                             "(no target; shows the HTCondor worker's share of each job's life)")
     args = parser.parse_args()
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
     funpack = shutil.which("funpack")
@@ -152,14 +189,22 @@ def main() -> None:
     }
     if args.slots:
         env["CANFAR_CATALOGUE_EXPOSURE_SLOTS"] = str(args.slots)
+    job_variables = {}
+    if args.pool == "htcondor":
+        env.update(condor_environment(home))
+        job_variables = {"python": sys.executable, "log_directory": str(home / "condor-logs"), "request_cpus": os.cpu_count()}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
     server = start_server(home, env)
-    worker = None
+    worker = condor_worker = None
     try:
         subprocess.run(["bash", str(ROOT / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
         worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "bench-batch", "--type", "process"],
                                   env=env, stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT,
                                   start_new_session=True)
+        if args.pool == "htcondor":
+            condor_worker = subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", CONDOR_POOL, "--type", "htcondor"],
+                env=env, stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         files = [archive / f"{i}.fits.fz" for i in ids]
         loop = home / "loop"
         loop.mkdir()
@@ -193,7 +238,8 @@ def main() -> None:
         server_cpu = tree_cpu_seconds(server.pid)
         sampler.start()
         batch = timed([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}",
-                       "--param", "force=true", "--watch", "--watch-interval", "1"],
+                       "--param", "force=true", "--param", f"job_variables={json.dumps(job_variables)}",
+                       "--watch", "--watch-interval", "1"],
                       env=env, capture_output=True)
         stop.set()
         sampler.join()
@@ -211,6 +257,7 @@ def main() -> None:
             parent = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["batch"])))[0]
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)
         rows = breakdown(runs)
+        jobs = job_lives(runs, home / "condor-logs") if args.pool == "htcondor" else []
         first_child = min(r.created for r in runs)
         last_end = max(r.end_time for r in runs)
         phases = {
@@ -220,13 +267,15 @@ def main() -> None:
             "after the last exposure (to the batch's end)": (parent.end_time - last_end).total_seconds(),
         }
     finally:
+        if condor_worker:
+            _stop(condor_worker, signal.SIGINT)
         if worker:
             _stop(worker, signal.SIGINT)  # Prefect's worker stops on SIGINT
         _stop(server, signal.SIGTERM)
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
-          f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots")
+          f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool")
     print(f"  detect loop   {detect:7.1f} s")
     print(f"  classic loop  {classic:7.1f} s")
     print(f"  batch         {batch:7.1f} s   {batch / detect:.2f}x the detect loop, {batch / classic:.2f}x the classic loop")
@@ -240,6 +289,13 @@ def main() -> None:
     for row in rows:
         print("  " + f"{row['exposure']:10s}" + "".join(f"{row[c]:14.2f}" for c in columns))
     print("  " + f"{'median':10s}" + "".join(f"{statistics.median(r[c] for r in rows):14.2f}" for c in columns))
+    if jobs:
+        columns = ["submitted to Running", "job end to final state", "job"]
+        print("\neach job's life (user log events against the run's states), seconds:\n  " + f"{'exposure':10s}"
+              + "".join(f"{c:>24s}" for c in columns))
+        for job in jobs:
+            print("  " + f"{job['exposure']:10s}" + "".join(f"{job[c]:24.2f}" for c in columns))
+        print("  " + f"{'median':10s}" + "".join(f"{statistics.median(j[c] for j in jobs):24.2f}" for c in columns))
     print(f"\ncore time idle while the batch ran: {idle:.1%}")
     print(f"busy core-seconds: batch {batch_busy:.1f}, detect loop {loop_busy:.1f}: "
           f"{(batch_busy - loop_busy) / args.exposures:.1f} more per exposure in the batch")
