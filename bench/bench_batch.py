@@ -1,6 +1,6 @@
 """What a user's whole batch costs against its science: the batch, a detect loop, the classic loop.
 
-    python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench]
+    python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench] [--pool htcondor]
 
 On the embedded default (a local Prefect server on SQLite, the ``process``
 work pool, a local archive and storage folder), in one run, on the same
@@ -16,8 +16,14 @@ Prints each wall time and the batch's ratio to the detect loop, then what the
 batch's time went to: per exposure, dispatch (created to Running), process
 start (Running to its first task), download, detect, upload and the end
 (last task to the run's final state); the share of core time left idle
-(``/proc/stat``) while the batch ran; and the Prefect server's CPU per flow
-run and per log line.
+(``/proc/stat``) while the batch ran, and the busy core-seconds of the batch
+against the detect loop's; and the Prefect server's CPU per flow run, per log
+line and per event.
+
+``--pool htcondor`` runs the exposures as jobs on the tests' fake schedd
+instead (each job a local process with its own scratch directory and a
+genuine user log), and adds each job's life: from its submission to its
+run's Running state, and from its end to its run's final state.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from bench_prefect import free_port, start_server
@@ -250,12 +257,18 @@ def main() -> None:
 
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, LogFilter, LogFilterFlowRunId
+        from prefect.events.filters import EventFilter, EventOccurredFilter
 
         with get_client(sync_client=True) as client:
             runs = [r for r in client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["exposure"])))
                     if r.state and r.state.is_completed()]
             parent = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["batch"])))[0]
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)
+            every_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs] + [parent.id]))
+            logs = 0
+            while page := client.read_logs(log_filter=every_run, limit=200, offset=logs):
+                logs += len(page)
+            window = EventOccurredFilter(since=parent.created, until=parent.end_time + timedelta(seconds=5))
+            events = client.read_events(filter=EventFilter(occurred=window), limit=1).total
         rows = breakdown(runs)
         jobs = job_lives(runs, home / "condor-logs") if args.pool == "htcondor" else []
         first_child = min(r.created for r in runs)
@@ -300,7 +313,8 @@ def main() -> None:
     print(f"busy core-seconds: batch {batch_busy:.1f}, detect loop {loop_busy:.1f}: "
           f"{(batch_busy - loop_busy) / args.exposures:.1f} more per exposure in the batch")
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
-          f"{1000 * server_cpu / max(len(logs), 1):.0f} ms per log line ({len(logs)}{'+' if len(logs) == 200 else ''} lines)")
+          f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
+          f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
 
 
 if __name__ == "__main__":
