@@ -62,7 +62,8 @@ class CCDResult:
 class ExposureResult:
     path: Path
     ccds: list[CCDResult] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # measuring it, without its wait for a turn at the cores
+    waited: float = 0.0  # its wait for a turn at the cores (:mod:`.turns`)
     catalogue: Path | None = None
     #: Where each CCD sits on the focal plane, by label (:func:`.focal_plane.layout`).
     layout: dict[str, Box] = field(default_factory=dict)
@@ -154,6 +155,8 @@ def _started() -> None:
 
 
 class _NoTurn:
+    """Measuring alone: nothing to wait for."""
+
     def take(self) -> None:
         pass
 
@@ -201,30 +204,36 @@ def measure_exposure(
         if progress:
             progress(ccd_result, len(result.ccds), len(ccds))
 
-    turn = turn or _NO_TURN
+    held = turn or _NO_TURN
+
+    def take_turn() -> None:
+        asked = time.perf_counter()
+        held.take()
+        result.waited = time.perf_counter() - asked
+
     try:
         if workers <= 1:
             reuse_freed_memory()
-            turn.take()
+            take_turn()
             for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
                 finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
         else:
             with _pool(workers) as pool:
-                if turn is not _NO_TURN:
+                if turn is not None:
                     wait([pool.submit(_started) for _ in range(workers)])  # workers up before the turn
-                turn.take()
+                take_turn()
                 pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
                            for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
                 while pending:
                     if len(pending) <= workers:  # every CCD left is in a worker's hands
-                        turn.give_back()
+                        held.give_back()
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         finished(future.result())
     finally:
-        turn.give_back()
+        held.give_back()
     result.ccds.sort(key=lambda c: c.ext_number)
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - start - result.waited
     if len(result.failed) == len(result.ccds):
         reasons = "; ".join(f"{c.label}: {c.error}" for c in result.failed[:3])
         raise ExposureError(f"{path}: no CCD could be measured ({reasons})")

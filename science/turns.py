@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -41,13 +40,11 @@ class LockFileTurn:
     def __init__(self, path: Path, waiting: Callable[[], None] | None = None):
         self.path = Path(path)
         self.waiting = waiting  # called once, when the turn is not free at once
-        self.waited = 0.0  # seconds the last take() blocked
         self._fd: int | None = None
 
     def take(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        start = time.perf_counter()
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,7 +55,6 @@ class LockFileTurn:
         except BaseException:
             os.close(fd)
             raise
-        self.waited = time.perf_counter() - start
         self._fd = fd
 
     def give_back(self) -> None:

@@ -36,7 +36,7 @@ def detect(exposure: Path, config_json: str, catalogue: Path, turns: Path | None
             logger.info("[%d/%d] %s: %d sources in %.1f s", done, total, ccd.label, ccd.count, ccd.seconds)
 
     result = run_exposure(exposure, extraction, catalogue, progress=progress, turn=turn)
-    if turn is not None and turn.waited >= 0.1:
-        logger.info("%s: waited %.1f s for the cores", exposure.name, turn.waited)
+    if result.waited >= 0.1:
+        logger.info("%s: waited %.1f s for the cores", exposure.name, result.waited)
     logger.info("%s: %d sources from %d CCDs in %.1f s", exposure.name, result.count, len(result.ccds), result.seconds)
     return result
