@@ -36,6 +36,9 @@ class Fetched:
 
 class Archive(Protocol):
     uri: str
+    #: A service that other users share (CADC): downloads from it hold one of the download
+    #: slots, so that a big batch does not flood it.  A local folder needs no such bound.
+    shared: bool
 
     def checksum(self, observation_id: str, name: str | None = None) -> str:
         """The md5 (hex) of the exposure's file (or of ``name``, a file that goes with it, such as
@@ -79,6 +82,8 @@ def _hash(path: Path) -> str:
 
 class LocalArchive:
     """A folder of ``<id>.fits.fz`` files standing in for the CADC archive."""
+
+    shared = False
 
     def __init__(self, uri: str):
         self.uri = uri

@@ -42,6 +42,8 @@ def mjd(moment: datetime) -> float:
 class CadcArchive(UsesCadcCredential):
     """``cadc:<collection>``, for example ``cadc:CFHT``."""
 
+    shared = True
+
     def __init__(self, uri: str, auth: CadcAuth | None = None):
         self.uri = uri
         self.collection = uri.split(":", 1)[1].strip("/")

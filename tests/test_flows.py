@@ -231,8 +231,9 @@ def test_an_unwritable_destination_is_a_permanent_failure(local_site, tmp_path):
 
 
 class CountingArchive:
-    """An archive whose downloads take a while, counting how many run at once."""
+    """A shared archive whose downloads take a while, counting how many run at once."""
 
+    shared = True
     lock = threading.Lock()
     active = 0
     peak = 0
@@ -334,6 +335,17 @@ def test_downloads_never_exceed_the_global_concurrency_limit(local_site, tmp_pat
 
     with pytest.raises(Exception, match="no-such-limit"):
         without_limit()
+
+
+def test_a_local_folder_takes_no_download_slot(local_site, tmp_path, monkeypatch):
+    """Only a shared archive (CADC) is bounded: a folder's download never asks for the limit."""
+    monkeypatch.setitem(download_module.SETTINGS, "concurrency_limit", "no-such-limit")
+
+    @flow
+    def fetch_from_folder():
+        return download_module.download("1056213p", local_site["archive"], tmp_path / "x")
+
+    assert fetch_from_folder().path.stat().st_size > 0
 
 
 def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
