@@ -9,9 +9,9 @@ installation) and then execs a second interpreter, ``python -m
 prefect.engine``, which imports Prefect and the flow all over again.  Our
 deployments pull nothing and install nothing (the code is the installed
 package), so the first interpreter is pure cost: measured on the embedded
-default, about 1.5 s of a core and of wall time per flow run
-(``bench/bench_batch.py``).  Given a ``command``, the worker starts the
-engine directly.
+default, about 1.2 core-seconds per flow run, and 0.5–0.8 s between a run's
+creation and its Running state (``bench/bench_batch.py``).  Given a
+``command``, the worker starts the engine directly.
 
 This sets the pool's default ``command`` to this environment's interpreter
 running the engine, so the worker must run in the same environment as the
