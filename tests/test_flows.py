@@ -365,19 +365,25 @@ def test_prefect_deployment_run_end_to_end(local_site, tmp_path):
             artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=["exposure-1056217p"]))
         )
     assert table and json.loads(table[0].data)[0]["ccd"] == "ccd00"
-    # deploy.sh gave the process pool the engine as its command: one Python per flow run, no workspace supervisor
+    # deploy.sh gave the process pool the pilot's client as its command: no workspace supervisor, no new imports
     with get_client(sync_client=True) as client:
         template = client.read_work_pool("test-pool").base_job_template
-    assert template["variables"]["properties"]["command"]["default"] == f"{BIN / 'python'} -m prefect.engine"
+    assert template["variables"]["properties"]["command"]["default"] == f"{BIN / 'python'} -m canfar_catalogue.worker.pilot"
 
 
-def test_a_process_pool_keeps_a_command_it_was_given():
+def test_a_process_pool_keeps_a_command_it_was_given_and_replaces_the_one_deploy_sh_set_before():
     template = {"variables": {"properties": {"command": {"default": None, "title": "Command"}}}}
-    given = with_engine_command(template, "/venv/bin/python -m prefect.engine")
-    assert given["variables"]["properties"]["command"] == {"default": "/venv/bin/python -m prefect.engine",
+    given = with_engine_command(template, "/venv/bin/python -m canfar_catalogue.worker.pilot")
+    assert given["variables"]["properties"]["command"] == {"default": "/venv/bin/python -m canfar_catalogue.worker.pilot",
                                                            "title": "Command"}
-    assert with_engine_command(given, "/other/python -m prefect.engine") is None
     assert template["variables"]["properties"]["command"]["default"] is None  # not changed in place
+    earlier = ("/venv/bin/python -m prefect.engine",)
+    assert with_engine_command(given, "/venv/bin/python -m canfar_catalogue.worker.pilot", earlier) is None
+    theirs = with_engine_command(template, "/opt/run-my-engine")
+    assert with_engine_command(theirs, "/venv/bin/python -m canfar_catalogue.worker.pilot", earlier) is None
+    before = with_engine_command(template, earlier[0])
+    upgraded = with_engine_command(before, "/venv/bin/python -m canfar_catalogue.worker.pilot", earlier)
+    assert upgraded["variables"]["properties"]["command"]["default"] == "/venv/bin/python -m canfar_catalogue.worker.pilot"
 
 
 #: A ShapePipe-like configuration: FITS_LDAC, weight and flag maps, DETECT_THRESH 1.5, BACK_SIZE 64,

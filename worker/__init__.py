@@ -1,10 +1,7 @@
-"""The HTCondor worker: Prefect flow runs as HTCondor jobs on CANFAR cloud workers.
+"""How flow runs start: as HTCondor jobs on CANFAR cloud workers, or forked from a warm pilot on a process pool.
 
-Importing this package registers the ``htcondor`` worker type with Prefect
-(through the ``prefect.collections`` entry point), so that
-``prefect worker start --pool <pool> --type htcondor`` finds it.
+``htcondor`` registers the ``htcondor`` worker type with Prefect (through the
+``prefect.collections`` entry point), so that ``prefect worker start --pool
+<pool> --type htcondor`` finds it.  Nothing is imported here: the process
+pool's command, :mod:`.pilot`, must start in milliseconds.
 """
-
-from .htcondor import HTCondorJobConfiguration, HTCondorVariables, HTCondorWorker, HTCondorWorkerResult
-
-__all__ = ["HTCondorJobConfiguration", "HTCondorVariables", "HTCondorWorker", "HTCondorWorkerResult"]

@@ -1,0 +1,156 @@
+"""The process pool's pilot (worker/pilot.py): runs forked from a warm process, with the client standing for them.
+
+Each test has a pilot of its own (a fresh environment gives a fresh address).
+The module run here, in place of Prefect's engine, says who it is and then
+does what ``behaviour.json`` in its working directory says, so that the
+clients' environments stay equal (which they must, to share a pilot).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from canfar_catalogue.worker import pilot
+
+TARGET = textwrap.dedent("""
+    import json, os, sys, time
+    behaviour = json.loads(open("behaviour.json").read()) if os.path.exists("behaviour.json") else {}
+    print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+                      "run": os.environ.get("PREFECT__FLOW_RUN_ID"), "argv": sys.argv}), flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    time.sleep(behaviour.get("sleep", 0))
+    sys.exit(behaviour.get("exit", 0))
+""")
+
+
+@pytest.fixture
+def site(tmp_path):
+    """An environment of its own (so a pilot of its own), with the target module importable."""
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "pilot_target.py").write_text(TARGET)
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[process_pool]\npilot_idle_seconds = 4\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "modules"), "CANFAR_CATALOGUE_SETTINGS": str(settings),
+           "PILOT_TEST": uuid.uuid4().hex}
+    yield env
+    for pid in _pilots(env):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _pilots(env: dict) -> list[int]:
+    name = pilot.address(env)[1:]
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and name in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _client(env: dict, cwd: Path, run: str = "", **behaviour) -> subprocess.Popen:
+    cwd.mkdir(exist_ok=True)
+    (cwd / "behaviour.json").write_text(json.dumps(behaviour))
+    return subprocess.Popen([sys.executable, "-m", "canfar_catalogue.worker.pilot", "pilot_target"], cwd=cwd,
+                            env={**env, "PREFECT__FLOW_RUN_ID": run}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _started_pilot(env: dict, tmp_path: Path) -> int:
+    """Run once with no pilot (the run is the client itself, and starts a pilot); the pilot's pid."""
+    first = _client(env, tmp_path / "first", run="first")
+    out, _ = first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert json.loads(out)["pid"] == first.pid  # no pilot yet: the client ran the module itself
+    _wait_for(lambda: _pilots(env))
+    return _pilots(env)[0]
+
+
+def test_a_run_is_a_copy_of_the_pilot_with_the_clients_streams_environment_folder_and_exit_code(site, tmp_path):
+    warm = _started_pilot(site, tmp_path)
+    client = _client(site, tmp_path / "second", run="run-2", exit=3)
+    out, err = client.communicate(timeout=60)
+    said = json.loads(out)
+    assert said["ppid"] == warm and said["pid"] != client.pid
+    assert said["run"] == "run-2" and said["cwd"] == str(tmp_path / "second")
+    assert said["argv"][0].endswith("pilot_target.py")
+    assert "to stderr" in err
+    assert client.returncode == 3
+    assert _pilots(site) == [warm]  # the same pilot serves the next run
+
+
+def test_a_signal_to_the_client_reaches_the_run_and_the_client_ends_as_the_run_did(site, tmp_path):
+    _started_pilot(site, tmp_path)
+    client = _client(site, tmp_path / "signalled", run="run-term", sleep=60)
+    run = json.loads(client.stdout.readline())["pid"]
+    client.send_signal(signal.SIGTERM)
+    client.wait(timeout=30)
+    assert client.returncode == -signal.SIGTERM
+    _wait_for(lambda: not _alive(run), 5)
+
+
+def test_a_client_killed_outright_takes_its_run_with_it(site, tmp_path):
+    warm = _started_pilot(site, tmp_path)
+    client = _client(site, tmp_path / "killed", run="run-kill", sleep=60)
+    run = json.loads(client.stdout.readline())["pid"]
+    client.kill()
+    client.wait(timeout=30)
+    _wait_for(lambda: not _alive(run), 5)
+    assert _alive(warm)  # the pilot lives on for the next run
+
+
+def test_a_pilot_with_no_run_left_exits(site, tmp_path):
+    warm = _started_pilot(site, tmp_path)
+    client = _client(site, tmp_path / "last", run="run-last", sleep=1)
+    client.communicate(timeout=60)
+    assert client.returncode == 0 and _alive(warm)
+    _wait_for(lambda: not _alive(warm), 30)  # pilot_idle_seconds = 4, counted from the last run's end
+
+
+def test_a_client_whose_pilot_does_not_answer_runs_the_module_itself(site, tmp_path):
+    mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mute.bind(pilot.address(site))  # takes the address: no pilot can start, and this one closes every connection
+    mute.listen(4)
+    try:
+        client = _client(site, tmp_path / "mute", run="run-mute", exit=5)
+        connection, _ = mute.accept()
+        connection.close()
+        out, _ = client.communicate(timeout=60)
+    finally:
+        mute.close()
+    assert json.loads(out)["pid"] == client.pid
+    assert client.returncode == 5
+
+
+def test_the_pilots_address_changes_with_the_environment_but_not_with_a_runs_own_variables():
+    env = {"PATH": "/usr/bin", "PREFECT_API_URL": "http://127.0.0.1:4200/api"}
+    assert pilot.address(env) == pilot.address({**env, "PREFECT__FLOW_RUN_ID": "x", "PREFECT__CONTROL_TOKEN": "t"})
+    assert pilot.address(env) != pilot.address({**env, "PREFECT_API_URL": "http://127.0.0.1:4201/api"})
+    assert pilot.address(env).startswith(b"\0canfar-catalogue-pilot-")
