@@ -27,7 +27,8 @@ TARGET = textwrap.dedent("""
     import json, os, sys, time
     behaviour = json.loads(open("behaviour.json").read()) if os.path.exists("behaviour.json") else {}
     print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
-                      "run": os.environ.get("PREFECT__FLOW_RUN_ID"), "argv": sys.argv}), flush=True)
+                      "run": os.environ.get("PREFECT__FLOW_RUN_ID"), "argv": sys.argv, "path0": sys.path[0]}),
+          flush=True)
     print("to stderr", file=sys.stderr, flush=True)
     time.sleep(behaviour.get("sleep", 0))
     sys.exit(behaviour.get("exit", 0))
@@ -99,7 +100,7 @@ def test_a_run_is_a_copy_of_the_pilot_with_the_clients_streams_environment_folde
     out, err = client.communicate(timeout=60)
     said = json.loads(out)
     assert said["ppid"] == warm and said["pid"] != client.pid
-    assert said["run"] == "run-2" and said["cwd"] == str(tmp_path / "second")
+    assert said["run"] == "run-2" and said["cwd"] == said["path0"] == str(tmp_path / "second")
     assert said["argv"][0].endswith("pilot_target.py")
     assert "to stderr" in err
     assert client.returncode == 3

@@ -218,6 +218,7 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
     except OSError:  # another pilot has it
         return None
     listener.listen(64)  # clients that come while the imports run wait in the backlog
+    os.chdir("/")  # not the first run's working directory, which its worker removes
     for module in WARM_MODULES:
         __import__(module)
     gc.freeze()  # what is imported stays shared with the copies: the collector neither walks nor writes it
@@ -293,6 +294,7 @@ def _run_in_copy(start: _Start) -> None:
         os.close(fd)
     connection, request = start.connection, start.request
     os.chdir(request["cwd"])
+    sys.path[0] = request["cwd"]  # as ``python -m`` started there would have it
     os.environ.clear()
     os.environ.update(request["environment"])
     from prefect.context import refresh_global_settings_context
