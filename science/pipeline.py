@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -121,6 +122,10 @@ def measure_one(
     )
 
 
+#: The parent's main module, by name, for the fork server (:mod:`.forkserver_preload`).
+MAIN_ENV = "CANFAR_CATALOGUE_POOL_MAIN"
+
+
 def default_workers() -> int:
     """One process per core the scheduler gives us (HTCondor and cgroups may give fewer)."""
     try:
@@ -144,6 +149,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([f"{__package__}.forkserver_preload"])
         os.environ[PARENT_ENV] = str(os.getpid())  # read by the fork server when it starts
+        os.environ[MAIN_ENV] = getattr(sys.modules["__main__"].__spec__, "name", None) or ""
         parent = None  # the fork server, alive when it forks a worker
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(parent,)

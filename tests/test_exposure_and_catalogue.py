@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +323,25 @@ def test_a_zeropoint_from_the_header_is_used_only_when_asked_for_and_named(workd
 
     with pytest.raises(ConfigError, match="not a FITS header keyword"):
         load_config(zeropoint_key="PHOT ZP")
+
+
+MAIN_PROBE = """
+import os, sys, threading
+if __name__ == "__mp_main__":  # multiprocessing running this main module again in a worker
+    open(os.environ["PROBE"], "a").write("imported again in a CCD worker\\n")
+from canfar_catalogue.science import load_config, measure_exposure
+if __name__ == "__main__":
+    threading.Thread(target=threading.Event().wait, daemon=True).start()  # threads, as in a flow run: a fork server
+    print(measure_exposure(sys.argv[1], load_config(), workers=2).count)
+"""
+
+
+def test_ccd_workers_of_a_parent_with_threads_do_not_run_its_main_module_again(small_exposure, tmp_path):
+    """A flow run's main module is Prefect's engine; run again in each CCD worker it imported all of Prefect."""
+    (tmp_path / "main_probe.py").write_text(MAIN_PROBE)
+    probe = tmp_path / "probe.txt"
+    done = subprocess.run([sys.executable, "-m", "main_probe", str(small_exposure)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path), "PROBE": str(probe)})
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 0
+    assert not probe.exists(), probe.read_text()
