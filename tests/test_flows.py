@@ -258,8 +258,9 @@ class CountingArchive:
 
 
 def test_a_local_download_reads_the_file_once(local_site, tmp_path, monkeypatch):
-    """A folder's md5 is its file's own: the copy is hashed as it is read, and the checksum asked
-    for afterwards is remembered, not computed again.  A file that changes meanwhile is refused."""
+    """A folder's md5 is its file's own: the file is linked (on one file system) and hashed as it is
+    read, and the checksum asked for afterwards is remembered, not computed again.  A file that
+    changes meanwhile is refused.  Where it cannot be linked, it is copied."""
     import hashlib
 
     source = local_site["archive_path"] / "1056213p.fits.fz"
@@ -270,7 +271,17 @@ def test_a_local_download_reads_the_file_once(local_site, tmp_path, monkeypatch)
     fetched = archive.fetch("1056213p", tmp_path / "scratch")
     assert fetched.md5 == hashlib.md5(source.read_bytes()).hexdigest()
     assert (tmp_path / "scratch" / source.name).read_bytes() == source.read_bytes()
+    assert (tmp_path / "scratch" / source.name).samefile(source)  # a link: nothing written
     assert archive.checksum("1056213p") == fetched.md5 and hashed == []
+
+    def cross_device(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(archives.os, "link", cross_device)
+        copied = archive.fetch("1056213p", tmp_path / "elsewhere")
+    assert copied.md5 == fetched.md5 and copied.path.read_bytes() == source.read_bytes()
+    assert not copied.path.samefile(source) and [p.name for p in copied.path.parent.iterdir()] == [source.name]
 
     monkeypatch.setattr(archives, "_md5_cache", {})
     stats = iter([(str(source), 1, 1), (str(source), 2, 2)])  # size and mtime before, then after the copy
