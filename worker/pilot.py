@@ -53,6 +53,7 @@ WARM_MODULES = (
     "prefect.engine", "prefect.flow_engine", "prefect.task_engine",
     "canfar_catalogue.flows.batch", "canfar_catalogue.flows.exposure", "canfar_catalogue.flows.nightly",
     "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.patches", "PIL.Image",
+    "cadcdata", "vos",
 )
 #: Signals the client passes on to the run's process.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
