@@ -155,3 +155,13 @@ def test_the_pilots_address_changes_with_the_environment_but_not_with_a_runs_own
     assert pilot.address(env) == pilot.address({**env, "PREFECT__FLOW_RUN_ID": "x", "PREFECT__CONTROL_TOKEN": "t"})
     assert pilot.address(env) != pilot.address({**env, "PREFECT_API_URL": "http://127.0.0.1:4201/api"})
     assert pilot.address(env).startswith(b"\0canfar-catalogue-pilot-")
+
+
+def test_a_pilot_and_its_clients_deal_only_with_processes_of_their_own_user(monkeypatch):
+    """An abstract socket has no permissions: each end checks who is at the other (SO_PEERCRED)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        assert pilot.same_user(ours)
+        other = os.getuid() + 1
+        monkeypatch.setattr(pilot.os, "getuid", lambda: other)
+        assert not pilot.same_user(ours)

@@ -80,6 +80,18 @@ def _installation_stamp() -> list:
     return [(str(p), p.stat().st_mtime_ns) for p in folders + files]
 
 
+def same_user(sock: socket.socket) -> bool:
+    """Whether the process at the other end of ``sock`` runs as this one's user.
+
+    An abstract socket has no file permissions: any user of the machine could
+    connect to a pilot (and have it run code as us), or take a pilot's address
+    first (and be sent a run's environment, credentials included).  Both
+    ends check.
+    """
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid == os.getuid()
+
+
 # -- messages -----------------------------------------------------------------------------------------------------
 
 def _send(sock: socket.socket, message: dict, fds: list[int] = ()) -> None:
@@ -118,6 +130,11 @@ def run(module: str = ENGINE) -> None:
     except OSError:
         pilot.close()
         _start_pilot(here)
+        _become(module)
+    if not same_user(pilot):  # someone else's process holds the address: tell it nothing
+        print("pilot: the pilot's address is held by another user's process; running the engine here",
+              file=sys.stderr)
+        pilot.close()
         _become(module)
     pending: list[int] = []
     child: list[int] = []
@@ -246,6 +263,9 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
                     pass
                 continue
             connection, _ = listener.accept()
+            if not same_user(connection):
+                connection.close()
+                continue
             connection.settimeout(10)
             try:
                 request, streams = _receive(connection, max_fds=3)
