@@ -31,7 +31,7 @@ from typing import Callable
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterId, FlowRunFilterName
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
 
@@ -44,7 +44,7 @@ from ..boundaries.provenance import catalogue_name, is_done
 from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
 from ..tasks.policy import task_options
-from . import companions, qa_view
+from . import attempts, companions, qa_view
 
 SETTINGS = config.settings()["batch"]
 #: Each exposure's key quality numbers, in the batch's table (from its provenance record).
@@ -116,18 +116,6 @@ def _work_key(exposure: Exposure, config_hash: str, destination: str, force: boo
     return f"catalogue:{exposure.id}:{inputs}:{config_hash}:{where}:{mode}"
 
 
-def _runs_of(deployment_id, exposure: Exposure, work: str) -> list[FlowRun]:
-    """Every run of this work, whichever batch started it."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]), name=FlowRunFilterName(like_=exposure.id)
-            ),
-            limit=200,
-        )
-    return [run for run in runs if (run.idempotency_key or "").startswith(work + ":")]
-
-
 def _can_progress(run: FlowRun, stuck_after: timedelta) -> bool:
     """Unfinished, and not Pending without infrastructure for longer than ``stuck_after``."""
     state = run.state
@@ -136,11 +124,6 @@ def _can_progress(run: FlowRun, stuck_after: timedelta) -> bool:
     if state.type != StateType.PENDING or run.infrastructure_pid:
         return True
     return datetime.now(timezone.utc) - state.timestamp < stuck_after
-
-
-def _number(run: FlowRun) -> int:
-    tail = (run.idempotency_key or "").rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 def _follow_or_start(
@@ -159,7 +142,7 @@ def _follow_or_start(
     else:
         exposure.started += 1
         name = exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})"
-        exposure.flow_run_id = start(exposure, f"{work}:{max(map(_number, earlier), default=0) + 1}", name)
+        exposure.flow_run_id = start(exposure, f"{work}:{max(map(attempts.number, earlier), default=0) + 1}", name)
     exposure.status = "running"
 
 
@@ -244,7 +227,7 @@ def catalogue_batch(
             exposure = todo.popleft()
             deployment_id = deployment_id or _deployment_id(exposure_deployment)
             work = _work_key(exposure, config_hash, destination, force)
-            _follow_or_start(exposure, _runs_of(deployment_id, exposure, work), work, stuck_after, start)
+            _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, work), work, stuck_after, start)
             running[exposure.flow_run_id] = exposure
         if not running:
             break
@@ -254,16 +237,22 @@ def catalogue_batch(
                 continue
             exposure = running.pop(run_id)
             record = None
+            superseded = attempts.is_superseded(state)
             if state.is_completed() or state.is_cancelled():
                 record = is_done(target, exposure.id, exposure.input_md5, config_hash, exposure.companion_md5)
-                if record and state.is_cancelled() and record.flow_run_id != run_id:
+                if record and state.is_cancelled() and record.flow_run_id != run_id and not superseded:
                     record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
                 exposure.status, exposure.sources, exposure.qa = "completed", record.sources, record.qa
                 exposure.message = (
-                    "cancelled after its catalogue was stored" if state.is_cancelled()
+                    "stored by a later run of the same work" if superseded
+                    else "cancelled after its catalogue was stored" if state.is_cancelled()
                     else "re-attached to a run in flight from an earlier batch" if exposure.reattached else ""
                 )
+            elif superseded:  # another batch started a later attempt: follow that one
+                logger.info("%s: run %s %s; following the later one", exposure.id, run_id, state.message)
+                exposure.status = "pending"
+                todo.append(exposure)
             elif state.is_cancelled():
                 exposure.status, exposure.message = "cancelled", state.message or "cancelled"
             else:

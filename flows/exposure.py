@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 
 from ..boundaries import ids
 from ..boundaries.errors import PermanentError
@@ -26,7 +27,7 @@ from ..science.qa_figure import exposure_title
 from ..tasks.detect import detect
 from ..tasks.download import archive_checksum, download
 from ..tasks.upload import upload
-from . import companions, qa_view
+from . import attempts, companions, qa_view
 from .scratch import scratch_root, sweep_stale
 
 
@@ -80,6 +81,9 @@ def catalogue_exposure(
         target = open_destination(destination)  # a bad URI fails here, before any download
     except (ids.InvalidID, InputError, PermanentError) as exc:
         raise PermanentFailure(str(exc)) from None
+    later = attempts.later_attempt(flow_run.get_id(), observation_id)
+    if later:
+        return _superseded(later, logger)
     config_hash = extraction.fingerprint()
     workdir = scratch_root(scratch) / str(flow_run.get_id() or observation_id)
     for stale in sweep_stale(workdir.parent, STALE_SCRATCH_HOURS, keep=workdir):
@@ -120,6 +124,10 @@ def catalogue_exposure(
             flow_run_id=flow_run.get_id(),
             qa=quality.to_dict(),
         )
+        later = attempts.later_attempt(flow_run.get_id(), observation_id)  # stored by one run only
+        if later:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return _superseded(later, logger)
         location = upload(catalogue, record, destination)
     except (ids.InvalidID, InputError, PermanentError) as exc:
         _clean(workdir, catalogue, logger)
@@ -143,6 +151,13 @@ def catalogue_exposure(
     qa_view.publish_exposure(observation_id, quality, png)
     logger.info("%s: %d sources -> %s", observation_id, result.count, location)
     return {"id": observation_id, "status": "completed", "sources": result.count, "catalogue": location}
+
+
+def _superseded(later, logger) -> State:
+    """End this run as superseded by ``later``, a later attempt of the same work (:mod:`.attempts`)."""
+    message = attempts.superseded_message(later)
+    logger.warning("this run stops here: %s, which a batch started while this one seemed lost", message)
+    return Cancelled(message=message)
 
 
 def _clean(workdir: Path, catalogue: Path, logger) -> None:

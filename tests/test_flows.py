@@ -478,6 +478,52 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
         write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=1))
 
 
+def _two_attempts(local_site, destination: Path) -> tuple:
+    """Attempts 1 and 2 of one exposure's work, both Pending (no worker takes them), and their parameters."""
+    import uuid
+
+    from prefect.states import Pending
+
+    work = f"catalogue:1056213p:{uuid.uuid4().hex}"
+    parameters = {"observation_id": "1056213p", "archive": local_site["archive"], "destination": f"file://{destination}"}
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(EXPOSURE_DEPLOYMENT)
+        early, late = [client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=Pending(),
+                                                              idempotency_key=f"{work}:{n}", name="1056213p")
+                       for n in (1, 2)]
+    return early, late, parameters
+
+
+def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(local_site, tmp_path):
+    """A run left Pending while the server was down can run once it is back, after another batch started
+    a later attempt of its work: the latest attempt wins, and the earlier one ends Cancelled, storing nothing."""
+    from prefect.flow_engine import run_flow
+
+    from canfar_catalogue.flows import attempts
+
+    destination = tmp_path / "out"
+    early, late, parameters = _two_attempts(local_site, destination)
+    state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
+    assert state.is_cancelled() and attempts.is_superseded(state) and str(late.id) in state.message
+    assert not destination.exists()
+    assert attempts.later_attempt(str(late.id), "1056213p") is None  # the latest carries on
+
+
+def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(local_site, tmp_path, monkeypatch):
+    from prefect.flow_engine import run_flow
+
+    from canfar_catalogue.flows import attempts, exposure
+
+    destination = tmp_path / "out"
+    early, late, parameters = _two_attempts(local_site, destination)
+    answers = iter([None, late])  # no later attempt when it starts; one when it is about to store
+    monkeypatch.setattr(exposure.attempts, "later_attempt", lambda run_id, observation_id: next(answers))
+    state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
+    assert attempts.is_superseded(state), state.message
+    assert not destination.exists() or not list(destination.iterdir())
+    assert not (Path(local_site["root"]) / "scratch" / str(early.id)).exists()
+
+
 def _processes_of(flow_run_id: str) -> list[int]:
     """The pids of a flow run's processes, oldest first (the process worker puts its id in the environment)."""
     marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()

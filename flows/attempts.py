@@ -1,0 +1,63 @@
+"""The runs of one piece of work, numbered: which is the latest, and which has been superseded.
+
+A batch names each per-exposure run by the work it does (the exposure, its
+inputs' md5s, the configuration and the destination) and an attempt number:
+its idempotency key is ``<work>:<n>``.  A batch starts attempt n + 1 when
+attempt n crashed, or when it has sat Pending with no process for longer
+than ``stuck_pending_seconds``.  That second case can be wrong: with the
+Prefect server down, a worker cannot record the process it did start, and
+that process's engine retries until the server is back, then runs.  Prefect
+lets a run leave Crashed or Cancelled for Running, so marking the old run
+does not stop it.  Instead the latest attempt wins: a run that finds a later
+attempt of its own work, when it starts and again before it stores its
+catalogue, stops there and ends Cancelled as superseded; a batch that was
+following it follows the later one.
+"""
+
+from __future__ import annotations
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun, State
+
+#: How a superseded run's Cancelled state message begins.
+SUPERSEDED = "superseded by"
+
+
+def number(run: FlowRun) -> int:
+    """The run's attempt number (0 for a run no batch started)."""
+    tail = (run.idempotency_key or "").rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def runs_of(deployment_id, observation_id: str, work: str) -> list[FlowRun]:
+    """Every run of this work, whichever batch started it."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]), name=FlowRunFilterName(like_=observation_id)
+            ),
+            limit=200,
+        )
+    return [run for run in runs if (run.idempotency_key or "").startswith(work + ":")]
+
+
+def later_attempt(flow_run_id: str | None, observation_id: str) -> FlowRun | None:
+    """The latest run of the same work as ``flow_run_id`` with a higher attempt number, if any."""
+    if not flow_run_id:
+        return None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+    if not number(run) or run.deployment_id is None:
+        return None
+    work = run.idempotency_key.rsplit(":", 1)[0]
+    later = [other for other in runs_of(run.deployment_id, observation_id, work) if number(other) > number(run)]
+    return max(later, key=number, default=None)
+
+
+def superseded_message(later: FlowRun) -> str:
+    return f"{SUPERSEDED} run {later.name} ({later.id}), a later attempt of the same work"
+
+
+def is_superseded(state: State) -> bool:
+    return state.is_cancelled() and (state.message or "").startswith(SUPERSEDED)
