@@ -3,6 +3,8 @@
 The batch checks every ID and the configuration before anything starts,
 skips exposures already catalogued, and starts one run of the per-exposure
 deployment for each of the others, with a bounded number unfinished at once.
+IDs are looked up a few at a time, then in doubling steps, so the first
+exposures start while the rest are still being looked up.
 A child that crashes or fails for a transient reason is started again, up to
 ``max_attempts`` runs; Prefect's own flow retries do not apply to crashed runs.
 
@@ -196,13 +198,23 @@ def catalogue_batch(
     target = open_destination(destination)
     require_lifetime([open_archive(archive), target], timedelta(hours=expected_hours))
 
-    exposures = plan(wanted, archive, destination, config_hash, force, reads)
-    todo = deque(e for e in exposures if e.status == "pending")
-    logger.info(
-        "%d exposures: %d to do, %d already catalogued, %d not in the archive",
-        len(exposures), len(todo), sum(e.status == "skipped" for e in exposures),
-        sum(e.status == "failed" for e in exposures),
-    )
+    exposures: list[Exposure] = []
+    unplanned = deque(wanted)
+    todo: deque[Exposure] = deque()
+
+    def plan_next() -> None:
+        """Plan the next IDs, a few at first so that the first exposures start at once, then in
+        doubling steps (a night's thousands of IDs cost minutes of look-ups)."""
+        step = min(max(2, 2 * len(exposures)), int(SETTINGS["plan_step"]), len(unplanned))
+        planned = plan([unplanned.popleft() for _ in range(step)], archive, destination, config_hash, force, reads)
+        exposures.extend(planned)
+        todo.extend(e for e in planned if e.status == "pending")
+        logger.info(
+            "planned %d of %d exposures: %d to do, %d already catalogued, %d not in the archive",
+            len(exposures), len(wanted), sum(e.status == "pending" for e in planned),
+            sum(e.status == "skipped" for e in planned), sum(e.status == "failed" for e in planned),
+        )
+
     running: dict[str, Exposure] = {}
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force,
                   "weight_pattern": weight_pattern, "flag_pattern": flag_pattern}
@@ -222,15 +234,17 @@ def catalogue_batch(
         )
         return str(child.id)
 
-    while todo or running:
+    while todo or running or unplanned:
+        if unplanned and len(todo) < max_in_flight - len(running):
+            plan_next()
         while todo and len(running) < max_in_flight:
             exposure = todo.popleft()
             deployment_id = deployment_id or _deployment_id(exposure_deployment)
             work = _work_key(exposure, config_hash, destination, force)
             _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, work), work, stuck_after, start)
             running[exposure.flow_run_id] = exposure
-        if not running:
-            break
+        if not running or (unplanned and len(running) < max_in_flight):
+            continue  # room for more: plan the next IDs first (or finish)
         time.sleep(poll_seconds)
         for run_id, state in _states(list(running)).items():
             if not state.is_final():

@@ -154,6 +154,21 @@ def test_batch_catalogues_exposures_then_skips_them(local_site, tmp_path):
     assert all(f"| {r['id']} | skipped | {r['fwhm']:.2f} |" in summary.data for r in again)
 
 
+def test_the_first_exposures_start_while_the_rest_are_looked_up(local_site, tmp_path):
+    """IDs are planned two first, then in doubling steps: the first runs exist before the next look-up."""
+    ids = ["1056213p", "1056215p", "1056216p", "1056217p"]
+    state = catalogue_batch(ids=ids, destination=f"file://{tmp_path}/vospace", archive=local_site["archive"],
+                            exposure_deployment=EXPOSURE_DEPLOYMENT, return_state=True)
+    rows = state.result()
+    assert [r["status"] for r in rows] == ["completed"] * 4 and [r["id"] for r in rows] == ids
+    plans = sorted(_task_runs(state.state_details.flow_run_id, "plan"), key=lambda t: t.start_time)
+    assert len(plans) == 2  # two IDs, then the other two
+    with get_client(sync_client=True) as client:
+        children = sorted((client.read_flow_run(r["flow_run"]) for r in rows), key=lambda r: r.created)
+    assert [r.name for r in children[:2]] == ids[:2]
+    assert children[1].created < plans[1].start_time
+
+
 def test_missing_and_corrupt_exposures_fail_clearly_and_the_rest_finish(local_site, tmp_path):
     destination = f"file://{tmp_path}/vospace"
     with pytest.raises(BatchFailed) as failure:
