@@ -186,6 +186,8 @@ def catalogue_batch(
     """
     logger = get_run_logger()
     wanted = _names(ids, max_ids)
+    if max_in_flight < 1:
+        raise ValueError(f"no exposure was started: max_in_flight must be at least 1, not {max_in_flight}")
     extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key, maps_from_archive=True)
     patterns = {"weight": weight_pattern, "flag": flag_pattern}
     reads = {kind: patterns[kind] for kind in companions.needed(extraction)}

@@ -75,6 +75,8 @@ def test_hostile_ids_are_rejected_before_any_run(local_site, tmp_path, record_pr
         catalogue_batch(ids=["1056213p", 1056213], destination=destination, archive=local_site["archive"])
     with pytest.raises(ValueError, match="at most 10000"):
         catalogue_batch(ids=[f"{n:07d}p" for n in range(10_001)], destination=destination, archive=local_site["archive"])
+    with pytest.raises(ValueError, match="max_in_flight must be at least 1, not 0"):
+        catalogue_batch(ids=["1056213p"], destination=destination, archive=local_site["archive"], max_in_flight=0)
     # 100,000 IDs do not even make a flow run: the Prefect server refuses parameters over 512 kB.
     with pytest.raises(Exception, match="less than 524,288 bytes"):
         catalogue_batch(ids=[f"{n:07d}p" for n in range(100_000)], destination=destination, archive=local_site["archive"])
