@@ -495,23 +495,35 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
         write_weights(archive / "1056213p.weight.fits.fz", ExposureSpec.small(seed=1))
 
 
-def _two_attempts(local_site, destination: Path) -> tuple:
-    """Attempts 1 and 2 of one exposure's work, both Pending (no worker takes them), and their parameters."""
+@pytest.fixture
+def two_attempts(local_site, tmp_path):
+    """Attempts 1 and 2 of one exposure's work, both Pending (no worker takes them), and their parameters.
+
+    Pending runs hold places in the exposures' queue, so whatever is left Pending is cancelled afterwards.
+    """
     import uuid
 
-    from prefect.states import Pending
+    from prefect.states import Cancelled, Pending
 
     work = f"catalogue:1056213p:{uuid.uuid4().hex}"
-    parameters = {"observation_id": "1056213p", "archive": local_site["archive"], "destination": f"file://{destination}"}
+    parameters = {"observation_id": "1056213p", "archive": local_site["archive"],
+                  "destination": f"file://{tmp_path / 'out'}"}
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(EXPOSURE_DEPLOYMENT)
-        early, late = [client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=Pending(),
-                                                              idempotency_key=f"{work}:{n}", name="1056213p")
-                       for n in (1, 2)]
-    return early, late, parameters
+        runs = [client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=Pending(),
+                                                       idempotency_key=f"{work}:{n}", name="1056213p")
+                for n in (1, 2)]
+    yield (*runs, parameters)
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)  # run_flow leaves its runs' last log lines queued: send them while the server is up
+    with get_client(sync_client=True) as client:
+        for run in runs:
+            if not client.read_flow_run(run.id).state.is_final():
+                client.set_flow_run_state(run.id, Cancelled(message="left by a test"), force=True)
 
 
-def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(local_site, tmp_path):
+def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(two_attempts, tmp_path):
     """A run left Pending while the server was down can run once it is back, after another batch started
     a later attempt of its work: the latest attempt wins, and the earlier one ends Cancelled, storing nothing."""
     from prefect.flow_engine import run_flow
@@ -519,20 +531,21 @@ def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(local_site, tmp_p
     from canfar_catalogue.flows import attempts
 
     destination = tmp_path / "out"
-    early, late, parameters = _two_attempts(local_site, destination)
+    early, late, parameters = two_attempts
     state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
     assert state.is_cancelled() and attempts.is_superseded(state) and str(late.id) in state.message
     assert not destination.exists()
     assert attempts.later_attempt(str(late.id), "1056213p") is None  # the latest carries on
 
 
-def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(local_site, tmp_path, monkeypatch):
+def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(two_attempts, local_site, tmp_path,
+                                                                      monkeypatch):
     from prefect.flow_engine import run_flow
 
     from canfar_catalogue.flows import attempts, exposure
 
     destination = tmp_path / "out"
-    early, late, parameters = _two_attempts(local_site, destination)
+    early, late, parameters = two_attempts
     answers = iter([None, late])  # no later attempt when it starts; one when it is about to store
     monkeypatch.setattr(exposure.attempts, "later_attempt", lambda run_id, observation_id: next(answers))
     state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
