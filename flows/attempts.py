@@ -55,6 +55,13 @@ def later_attempt(flow_run_id: str | None, observation_id: str) -> FlowRun | Non
     return max(later, key=number, default=None)
 
 
+def stored_by_later(runs: list[FlowRun], run_id: str, stored_by: str | None) -> bool:
+    """Whether ``stored_by`` (the run a catalogue's record names) is a later attempt than ``run_id``,
+    both among ``runs``, the runs of one piece of work."""
+    numbers = {str(run.id): number(run) for run in runs}
+    return stored_by in numbers and run_id in numbers and numbers[stored_by] > numbers[run_id]
+
+
 def superseded_message(later: FlowRun) -> str:
     return f"{SUPERSEDED} run {later.name} ({later.id}), a later attempt of the same work"
 

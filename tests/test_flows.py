@@ -538,6 +538,22 @@ def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(two_attempts, tmp
     assert attempts.later_attempt(str(late.id), "1056213p") is None  # the latest carries on
 
 
+def test_a_batch_takes_a_superseded_runs_catalogue_only_from_a_later_attempt():
+    import uuid
+
+    from prefect.client.schemas.objects import FlowRun
+
+    from canfar_catalogue.flows import attempts
+
+    runs = [FlowRun(id=uuid.uuid4(), flow_id=uuid.uuid4(), name="1056213p", idempotency_key=f"catalogue:w:{n}")
+            for n in (1, 2, 3)]
+    first, second, third = (str(run.id) for run in runs)
+    assert attempts.stored_by_later(runs, second, third)
+    assert not attempts.stored_by_later(runs, second, first)  # an earlier attempt's (an earlier batch's) catalogue
+    assert not attempts.stored_by_later(runs, second, str(uuid.uuid4()))  # a run of other work
+    assert attempts.number(runs[2]) == 3 and attempts.number(FlowRun(flow_id=uuid.uuid4(), name="x")) == 0
+
+
 def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(two_attempts, local_site, tmp_path,
                                                                       monkeypatch):
     from prefect.flow_engine import run_flow
