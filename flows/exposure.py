@@ -59,7 +59,7 @@ def catalogue_exposure(
     weight_pattern: str = companions.PATTERNS["weight"],
     flag_pattern: str = companions.PATTERNS["flag"],
     companion_md5: dict[str, str] | None = None,
-) -> dict:
+) -> dict | State:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
     for CATALOG_TYPE FITS_LDAC).
 
@@ -70,7 +70,9 @@ def catalogue_exposure(
     With a WEIGHT_TYPE that reads a weight map, the map is the archive's
     ``weight_pattern`` file beside the exposure, and with IMAFLAGS_ISO its flag
     map the ``flag_pattern`` file; their md5s (``companion_md5`` when the batch
-    has them) join the exposure's in the skip check and the record.
+    has them) join the exposure's in the skip check and the record.  A run
+    that a batch has replaced by a later attempt of the same work ends
+    Cancelled without storing anything (:mod:`.attempts`).
     """
     logger = get_run_logger()
     try:
