@@ -341,7 +341,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         current = await self.client.read_flow_run(flow_run.id)
         if current.state and (current.state.is_final() or current.state.type == StateType.CANCELLING):
             # it had finished, or is being cancelled: the 004 changes nothing, a 009 or 005 follows
-            logger.info("HTCondor job %d was evicted%s; its run is %s", cluster, why, current.state.type.value)
+            logger.warning("HTCondor job %d was evicted%s; its run is %s", cluster, why, current.state.type.value)
             return
         logger.warning("HTCondor job %d was evicted from its execute node%s; waiting for HTCondor to run it again", cluster, why)
         await self.client.set_flow_run_state(
