@@ -42,13 +42,17 @@ def runs_of(deployment_id, observation_id: str, work: str) -> list[FlowRun]:
     return [run for run in runs if (run.idempotency_key or "").startswith(work + ":")]
 
 
-def later_attempt(flow_run_id: str | None, observation_id: str) -> FlowRun | None:
-    """The latest run of the same work as ``flow_run_id`` with a higher attempt number, if any."""
+def read_run(flow_run_id: str | None) -> FlowRun | None:
+    """The flow run ``flow_run_id`` (None outside one): its idempotency key says which attempt it is."""
     if not flow_run_id:
         return None
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run_id)
-    if not number(run) or run.deployment_id is None:
+        return client.read_flow_run(flow_run_id)
+
+
+def later_attempt(run: FlowRun | None, observation_id: str) -> FlowRun | None:
+    """The latest run of the same work as ``run`` with a higher attempt number, if any."""
+    if run is None or not number(run) or run.deployment_id is None:
         return None
     work = run.idempotency_key.rsplit(":", 1)[0]
     later = [other for other in runs_of(run.deployment_id, observation_id, work) if number(other) > number(run)]

@@ -256,10 +256,11 @@ def catalogue_batch(
             superseded = attempts.is_superseded(state)
             if state.is_completed() or state.is_cancelled():
                 record = is_done(target, exposure.id, exposure.input_md5, config_hash, exposure.companion_md5)
-                if record and state.is_cancelled() and record.flow_run_id != run_id and not (superseded and (
-                        attempts.stored_by_later(attempts.runs_of(deployment_id, exposure.id, _work_key(
-                            exposure, config_hash, destination, force)), run_id, record.flow_run_id))):
-                    record = None  # a catalogue from before: this run was cancelled before storing its own
+                if record and state.is_cancelled() and record.flow_run_id != run_id:
+                    work = _work_key(exposure, config_hash, destination, force)
+                    if not (superseded and attempts.stored_by_later(attempts.runs_of(deployment_id, exposure.id, work),
+                                                                    run_id, record.flow_run_id)):
+                        record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
                 exposure.status, exposure.sources, exposure.qa = "completed", record.sources, record.qa
                 exposure.message = (

@@ -83,7 +83,8 @@ def catalogue_exposure(
         target = open_destination(destination)  # a bad URI fails here, before any download
     except (ids.InvalidID, InputError, PermanentError) as exc:
         raise PermanentFailure(str(exc)) from None
-    later = attempts.later_attempt(flow_run.get_id(), observation_id)
+    this_run = attempts.read_run(flow_run.get_id())
+    later = attempts.later_attempt(this_run, observation_id)
     if later:
         return _superseded(later, logger)
     config_hash = extraction.fingerprint()
@@ -126,7 +127,7 @@ def catalogue_exposure(
             flow_run_id=flow_run.get_id(),
             qa=quality.to_dict(),
         )
-        later = attempts.later_attempt(flow_run.get_id(), observation_id)  # stored by one run only
+        later = attempts.later_attempt(this_run, observation_id)  # stored by one run only
         if later:
             shutil.rmtree(workdir, ignore_errors=True)
             return _superseded(later, logger)

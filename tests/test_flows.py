@@ -535,7 +535,7 @@ def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(two_attempts, tmp
     state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
     assert state.is_cancelled() and attempts.is_superseded(state) and str(late.id) in state.message
     assert not destination.exists()
-    assert attempts.later_attempt(str(late.id), "1056213p") is None  # the latest carries on
+    assert attempts.later_attempt(attempts.read_run(str(late.id)), "1056213p") is None  # the latest carries on
 
 
 def test_a_batch_takes_a_superseded_runs_catalogue_only_from_a_later_attempt():
@@ -563,7 +563,7 @@ def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(two_attem
     destination = tmp_path / "out"
     early, late, parameters = two_attempts
     answers = iter([None, late])  # no later attempt when it starts; one when it is about to store
-    monkeypatch.setattr(exposure.attempts, "later_attempt", lambda run_id, observation_id: next(answers))
+    monkeypatch.setattr(exposure.attempts, "later_attempt", lambda run, observation_id: next(answers))
     state = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
     assert attempts.is_superseded(state), state.message
     assert not destination.exists() or not list(destination.iterdir())
