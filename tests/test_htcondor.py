@@ -372,14 +372,20 @@ def test_a_vacated_job_runs_again_and_its_exposure_is_catalogued_once(condor_sit
     assert "Job was evicted. Code 1022" in log and log.count("Job executing") == 2
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    with get_client(sync_client=True) as client:
-        pending = [s for s in client.read_flow_run_states(job["CanfarFlowRunId"]) if s.type.value == "PENDING"]
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[job["CanfarFlowRunId"]])))
+    def eviction_seen() -> bool:
+        with get_client(sync_client=True) as client:
+            pending = [s for s in client.read_flow_run_states(job["CanfarFlowRunId"]) if s.type.value == "PENDING"]
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[job["CanfarFlowRunId"]])))
+        return any("evicted (Job vacated by schedd)" in (s.message or "") for s in pending) or any(
+            f"HTCondor job {job['ClusterId']} was evicted (Job vacated by schedd)" in log.message for log in logs)
+
     # The worker reads the 004 at its next look at the user log.  When the job has run again and finished by
     # then (the fake runs a vacated job again at once; a job of 1 CCD takes 3 s), the run is already Completed
-    # and stays so: the eviction is then in the run's log only, not a Pending state.
-    assert any("evicted (Job vacated by schedd)" in (s.message or "") for s in pending) or any(
-        f"HTCondor job {job['ClusterId']} was evicted (Job vacated by schedd)" in log.message for log in logs)
+    # and stays so: the eviction is then in the run's log only, which the worker sends in batches (every 2 s).
+    deadline = time.monotonic() + 20
+    while not eviction_seen() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert eviction_seen()
 
 
 @pytest.mark.fault('execution', 'HTCondor job removed by the user (condor_rm)',
