@@ -88,11 +88,19 @@ class CadcAuth:
             return {"vospace_token": self.token()}
         return {"vospace_certfile": str(self._require_certificate())}
 
+    def renewal(self) -> str:
+        """What to do when the CADC refuses this credential, by its method."""
+        if self.method == "token":
+            return f"write a new token to {self.token_file}"
+        if self.method == "netrc":
+            return f"check your CADC entry in {self.netrc}"
+        return f"check it is valid (`{RENEW}`)"
+
     def lifetime(self) -> tuple[timedelta, str]:
         """How long the credential stays valid, and how to renew it."""
         if self.method == "token":
             self.token()
-            return timedelta.max, f"write a new token to {self.token_file}"
+            return timedelta.max, self.renewal()
         return proxy_lifetime(self._require_certificate()), RENEW
 
     def renew_if_short(self) -> bool:
@@ -106,7 +114,7 @@ class CadcAuth:
 
         if not self.netrc.is_file():
             raise PermissionDenied(f"cannot renew the proxy certificate: no {self.netrc}; add your CADC login there")
-        with translated(f"renewing the proxy certificate {self.certificate} from {self.netrc}"):
+        with translated(f"renewing the proxy certificate {self.certificate} from {self.netrc}", self):
             pem = net.get_cert(net.Subject(netrc=str(self.netrc)), days_valid=self.proxy_days)
         write_private(self.certificate, pem)
         return True
@@ -197,28 +205,38 @@ def own_retries_off(client: Any) -> Any:
 
 
 @contextmanager
-def translated(what: str) -> Iterator[None]:
-    """Turn the CADC clients' exceptions into ours, with ``what`` in the message."""
+def translated(what: str, auth: CadcAuth | None = None) -> Iterator[None]:
+    """Turn the CADC clients' exceptions into ours, with ``what`` in the message.
+
+    An error from an HTTP answer names its status; one without an answer says
+    what happened instead.  A refused credential's advice follows ``auth``'s
+    method: a proxy certificate is renewed, a token rewritten, a .netrc entry checked.
+    """
     import requests
     import urllib3
     from cadcutils import exceptions
 
+    renewal = auth.renewal() if auth else f"check it is valid (`{RENEW}`)"
     try:
         yield
-    except exceptions.NotFoundException:
-        raise NotFound(f"{what}: not found (404)") from None
-    except exceptions.UnauthorizedException:
+    except exceptions.NotFoundException as exc:
+        raise NotFound(f"{what}: not found ({_status(exc, 404)})") from None
+    except exceptions.UnauthorizedException as exc:
+        raise PermissionDenied(f"{what}: the CADC did not accept the credential ({_status(exc, 401)}); {renewal}") from None
+    except exceptions.ForbiddenException as exc:
         raise PermissionDenied(
-            f"{what}: the CADC did not accept the credential (401); check it is valid (`{RENEW}`)"
+            f"{what}: permission denied ({_status(exc, 403)}); check that your CADC account may access it"
         ) from None
-    except exceptions.ForbiddenException:
-        raise PermissionDenied(f"{what}: permission denied (403); check that your CADC account may access it") from None
     except exceptions.SslException as exc:
-        raise PermissionDenied(f"{what}: TLS failed ({exc}); check the proxy certificate (`{RENEW}`)") from None
+        advice = (
+            "check the CADC's certificate authority ([cadc] ca_bundle)" if auth and auth.method == "token"
+            else f"check the proxy certificate (`{RENEW}`)"
+        )
+        raise PermissionDenied(f"{what}: TLS failed ({exc}); {advice}") from None
     except exceptions.BadRequestException as exc:
-        raise PermanentError(f"{what}: the CADC rejected the request (400): {exc}") from None
-    except exceptions.ByteLimitException:
-        raise PermanentError(f"{what}: over the storage quota (413)") from None
+        raise PermanentError(f"{what}: the CADC rejected the request ({_status(exc, 400)}): {exc}") from None
+    except exceptions.ByteLimitException as exc:
+        raise PermanentError(f"{what}: over the storage quota ({_status(exc, 413)})") from None
     except (
         exceptions.HttpException,
         requests.RequestException,
@@ -229,7 +247,7 @@ def translated(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: {_short(exc)}") from None
     except TypeError as exc:
         # cadcdata 2.5.2 reports a 503 that outlasted its retries this way.
-        raise TransientError(f"{what}: service unavailable ({exc})") from None
+        raise TransientError(f"{what}: service unavailable (HTTP 503, {exc})") from None
     except OSError as exc:
         # vos reports errors as OSError whose errno is an errno or an HTTP status.
         if exc.errno in (errno.EACCES, errno.EPERM, 401, 403):
@@ -239,10 +257,42 @@ def translated(what: str) -> Iterator[None]:
         raise TransientError(f"{what}: {_short(exc)}") from None
 
 
+def _response(exc: BaseException) -> Any:
+    """The HTTP answer behind a client's exception, or None.
+
+    ``is None`` and not truth: a ``requests.Response`` with a status of 400 or
+    more is false, so ``response or other`` would drop every error's answer.
+    """
+    for candidate in (getattr(exc, "orig_exception", None), exc):
+        response = getattr(candidate, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            return response
+    return None
+
+
+def _status(exc: BaseException, default: int) -> str:
+    """``HTTP 404 Not Found``: the answer's status, or ``default`` when the client kept no answer."""
+    response = _response(exc)
+    if response is None:
+        from http import HTTPStatus
+
+        return f"HTTP {default} {HTTPStatus(default).phrase}"
+    return f"HTTP {response.status_code} {response.reason}"
+
+
 def _short(exc: BaseException) -> str:
-    """The exception in one line: the HTTP status when there is one (cadcutils' own text is often empty)."""
-    response = getattr(getattr(exc, "orig_exception", None), "response", None) or getattr(exc, "response", None)
-    status = f"HTTP {response.status_code} {response.reason}: " if getattr(response, "status_code", None) else ""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = status + text
+    """The exception in one line: the HTTP status when there was an answer, else what happened
+    (cadcutils' own text is often empty, or the name of its exception class)."""
+    import requests
+
+    response = _response(exc)
+    text = " ".join(str(exc).split())
+    if response is not None:
+        text = f"HTTP {response.status_code} {response.reason}" + (f": {text}" if text else "")
+    elif isinstance(getattr(exc, "orig_exception", None) or exc, (requests.Timeout, TimeoutError)):
+        text = f"timed out ({text or type(exc).__name__})"
+    elif isinstance(getattr(exc, "orig_exception", None) or exc, (requests.ConnectionError, ConnectionError)):
+        text = f"connection dropped ({text or type(exc).__name__})"
+    else:
+        text = text or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "…"

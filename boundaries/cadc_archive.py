@@ -56,7 +56,7 @@ class CadcArchive(UsesCadcCredential):
         if self._client is None:
             from cadcdata import StorageInventoryClient
 
-            with translated(f"connecting to the CADC archive for {self.uri}"):
+            with translated(f"connecting to the CADC archive for {self.uri}", self.auth):
                 client = StorageInventoryClient(self.auth.subject())
             own_retries_off(client._cadc_client)
             self._client = client
@@ -67,7 +67,7 @@ class CadcArchive(UsesCadcCredential):
 
     def checksum(self, observation_id: str, name: str | None = None) -> str:
         file_uri = self._file_uri(observation_id, name)
-        with translated(f"observation {observation_id} ({file_uri})"):
+        with translated(f"observation {observation_id} ({file_uri})", self.auth):
             info = self._storage().cadcinfo(file_uri)
         if not info.md5sum:
             raise PermanentError(f"observation {observation_id}: the archive gave no md5 for {file_uri}")
@@ -80,7 +80,7 @@ class CadcArchive(UsesCadcCredential):
         target = directory / (name or ids.file_name(observation_id))
         partial = directory / f".{target.name}.download"
         try:
-            with translated(f"downloading observation {observation_id} ({file_uri})"):
+            with translated(f"downloading observation {observation_id} ({file_uri})", self.auth):
                 self._storage().cadcget(file_uri, dest=str(partial))
             got = md5_of(partial)
             if got != expected:
@@ -100,7 +100,8 @@ class CadcArchive(UsesCadcCredential):
 
         query = DISCOVERY.format(collection=self.collection, mjd=mjd(since))
         out = io.StringIO()
-        with translated(f"asking {self.tap_service} for {self.collection} exposures since {since:%Y-%m-%d %H:%M}"):
+        asking = f"asking {self.tap_service} for {self.collection} exposures since {since:%Y-%m-%d %H:%M}"
+        with translated(asking, self.auth):
             client = CadcTapClient(self.auth.subject(), resource_id=self.tap_service)
             own_retries_off(client._tap_client)
             client.query(query, output_file=out, response_format="tsv", data_only=True)

@@ -11,8 +11,17 @@ vault (VOSpace: nodes, files, ``synctrans`` push/pull negotiation, async move),
 gms (login), cred (proxy certificates for ``.netrc`` users) and argus (TAP).
 
 Faults are injected per request with :meth:`CadcEmulator.fault`: an HTTP
-status, a slow answer, a truncated body, a wrong checksum, a corrupted or
-dropped upload, a failing move.  Every request is recorded in ``requests``.
+status (with or without a body), a slow answer, a truncated body, a wrong
+checksum, a corrupted or dropped upload, a failing move.  Every request is
+recorded in ``requests``.
+
+Moves follow the real vault (opencadc/vos ``cadc-vos-server``,
+``transfers/InternalTransferAction.java``): a move is a rename, a move onto an
+existing data node fails with DuplicateNode, and a failed job's ``/error``
+reads ``<Fault>: <detail>`` (``NodeFault.getStatus``), except PermissionDenied,
+which ``TransferRunner`` writes bare.  A ``move-fails`` fault names the fault
+to answer with, and may match the move's ``source`` or ``destination`` node:
+every move posts to the same ``/vault/transfers`` paths.
 This is test code, not a product feature.
 """
 
@@ -72,6 +81,10 @@ class Fault:
     action: str  # "status", "slow", "reset", "truncate", "bad-md5", "corrupt-upload", "drop-upload", "move-fails"
     status: int = 500
     seconds: float = 0.0
+    body: bool = True  # with "status": send the status with a text body, or with none
+    name: str = "InternalFault"  # with "move-fails": the fault the move's job ends in
+    source: str | None = None  # with "move-fails": a regular expression searched in the move's source node
+    destination: str | None = None  # ... and in its destination node
     times: int = 1_000_000
     hits: int = 0
 
@@ -191,9 +204,16 @@ class CadcEmulator:
             self._server.server_close()
 
     # -- helpers used by the handler --------------------------------------------------
-    def take_fault(self, method: str, path: str) -> Fault | None:
+    def take_fault(self, method: str, path: str, moving: tuple[str, str] | None = None) -> Fault | None:
+        """The first fault matching the request.  Faults naming a ``source`` or ``destination`` node
+        are looked up apart, when a move runs (``moving``: its source and destination)."""
         with self.lock:
             for fault in self.faults:
+                if (fault.source is None and fault.destination is None) != (moving is None):
+                    continue
+                if moving and not all(re.search(pattern, node) for pattern, node
+                                      in zip((fault.source, fault.destination), moving) if pattern is not None):
+                    continue
                 if fault.method in (method, "*") and re.search(fault.path, path) and fault.hits < fault.times:
                     fault.hits += 1
                     return fault
@@ -231,6 +251,12 @@ class CadcEmulator:
 
 def _digest(data: bytes) -> str:
     return "md5=" + base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _job_error(fault: str, detail: str) -> str:
+    """A failed job's ``/error`` text as the real vault writes it: ``<Fault>: <detail>``, but
+    PermissionDenied bare (``TransferRunner`` writes that one without its detail)."""
+    return fault if fault == "PermissionDenied" else f"{fault}: {detail}"
 
 
 def _node_xml(path: str, node: Node, children: list[tuple[str, Node]] = ()) -> bytes:
@@ -320,7 +346,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault.action == "status":
             self._body()
             retry_after = {"Retry-After": "1"} if fault.status == 503 else {}
-            return self._send(fault.status, f"injected {fault.status}".encode(), retry_after)
+            return self._send(fault.status, f"injected {fault.status}".encode() if fault.body else b"", retry_after)
         if fault and fault.action == "reset":  # the connection drops before any answer
             self.close_connection = True
             self.connection.shutdown(2)
@@ -450,7 +476,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(404, b"no such job")
         if what == "phase" and self.command == "POST":
             self._body()
-            self._move(job)
+            self._move(job, f"/vault/transfers/{rest}")
             return self._send(303, headers={"Location": f"{emulator.url}/vault/transfers/{job_id}"})
         if what == "phase":
             return self._send(200, job["phase"].encode())
@@ -458,16 +484,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, job.get("error", "").encode())
         self._send(200, f"<uws:job><uws:phase>{job['phase']}</uws:phase></uws:job>".encode(), content_type="text/xml")
 
-    def _move(self, job: dict) -> None:
+    def _move(self, job: dict, path: str) -> None:
         emulator = self.emulator
         source, destination = job["source"], job["destination"]
+        fault = self.fault if self.fault and self.fault.action == "move-fails" else None
+        fault = fault or emulator.take_fault(self.command, path, (source, destination))
         with emulator.lock:
-            if self.fault and self.fault.action == "move-fails":
-                job["phase"], job["error"] = "ERROR", "InternalFault"
+            if fault and fault.action == "move-fails":
+                job["phase"], job["error"] = "ERROR", _job_error(fault.name, f"/{source}")
             elif source not in emulator.nodes:
-                job["phase"], job["error"] = "ERROR", "NodeNotFound"
+                job["phase"], job["error"] = "ERROR", _job_error("NodeNotFound", f"/{source}")
             elif destination in emulator.nodes:
-                job["phase"], job["error"] = "ERROR", "DuplicateNode."
+                job["phase"] = "ERROR"
+                job["error"] = _job_error("DuplicateNode", f"destination is an existing DataNode: /{destination}")
             else:
                 emulator.nodes[destination] = emulator.nodes.pop(source)
                 job["phase"] = "COMPLETED"

@@ -85,14 +85,42 @@ def test_a_missing_observation_fails_at_once_and_is_named(archive, tmp_path):
 
 def test_refused_credentials_are_permanent_and_say_what_to_check(cadc, archive, tmp_path):
     stranger = cadc.issue_proxy(tmp_path / "stranger.pem", user="mallory")
-    with pytest.raises(PermissionDenied, match=f"{ID}.*403"):
+    with pytest.raises(PermissionDenied, match=f"{ID}.*HTTP 403 Forbidden"):
         CadcArchive("cadc:CFHT", auth=_auth(certificate=stranger)).checksum(ID)
-    bad_token = tmp_path / "token"
-    bad_token.write_text("not-the-token")
-    with pytest.raises(PermissionDenied, match="401.*cadc-get-cert -n"):
-        CadcArchive("cadc:CFHT", auth=_auth(method="token", token_file=bad_token)).checksum(ID)
     with pytest.raises(PermissionDenied, match="no proxy certificate at .*missing.pem.*cadc-get-cert -n"):
         CadcArchive("cadc:CFHT", auth=_auth(certificate=tmp_path / "missing.pem")).checksum(ID)
+
+
+def test_the_advice_for_a_refused_credential_follows_its_method(cadc, archive, tmp_path):
+    """A 401 says what to do with the credential in use: renew a proxy, rewrite a token, check .netrc."""
+    bad_token = tmp_path / "token"
+    bad_token.write_text("not-the-token")
+    with pytest.raises(PermissionDenied, match=f"HTTP 401 Unauthorized.*write a new token to {bad_token}$") as refused:
+        CadcArchive("cadc:CFHT", auth=_auth(method="token", token_file=bad_token)).checksum(ID)
+    assert "cadc-get-cert" not in str(refused.value) and "proxy" not in str(refused.value)
+
+    cadc.fault("*", NAME, status=401, times=2)
+    with pytest.raises(PermissionDenied, match=r"HTTP 401 Unauthorized.*check it is valid \(`cadc-get-cert -n`\)$"):
+        CadcArchive("cadc:CFHT").checksum(ID)
+    netrc = tmp_path / "netrc"
+    with pytest.raises(PermissionDenied, match=f"HTTP 401 Unauthorized.*check your CADC entry in {netrc}$"):
+        CadcArchive("cadc:CFHT", auth=_auth(method="netrc", netrc=netrc)).checksum(ID)
+
+
+@pytest.mark.parametrize("body", [True, False], ids=["with a body", "bodiless"])
+def test_an_error_answer_names_its_status(cadc, archive, tmp_path, body):
+    """A HEAD has no body, and a 503 may have none either: the status is still named."""
+    cadc.fault("*", NAME, status=503, body=body)
+    with pytest.raises(TransientError, match=f"{ID}.*HTTP 503 Service Unavailable") as looked:
+        archive.checksum(ID)
+    assert "UnexpectedException" not in str(looked.value)
+    with pytest.raises(TransientError, match=f"{ID}.*HTTP 503 Service Unavailable"):
+        archive.fetch(ID, tmp_path)
+    cadc.clear_faults()
+    cadc.fault("*", NAME, "reset")
+    with pytest.raises(TransientError, match=f"{ID}.*connection dropped"):
+        archive.checksum(ID)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -181,6 +209,157 @@ def test_upload_faults_leave_no_half_written_node_and_keep_the_local_copy(cadc, 
     cadc.clear_faults()
     destination.put(local, local.name)
     assert cadc.visible(f"jdoe/faults/{action}/") == {f"jdoe/faults/{action}/{local.name}": local.read_bytes()}
+
+
+@pytest.mark.parametrize(
+    "fault, error, retried",
+    [
+        pytest.param("NodeNotFound", NotFound, False, marks=pytest.mark.fault(
+            "storage", "move fails: NodeNotFound", "permanent: not retried, the message names the fault")),
+        pytest.param("PermissionDenied", PermissionDenied, False, marks=pytest.mark.fault(
+            "storage", "move fails: PermissionDenied", "permanent: not retried, the message names the fault")),
+        pytest.param("DuplicateNode", TransientError, True, marks=pytest.mark.fault(
+            "storage", "move fails: DuplicateNode", "transient: the retried put reads the name again")),
+        pytest.param("InternalFault", TransientError, True, marks=pytest.mark.fault(
+            "storage", "move fails: InternalFault", "transient: retried")),
+    ],
+)
+def test_a_failed_move_is_classed_by_the_fault_the_vault_names(cadc, tmp_path, record_property, fault, error, retried):
+    """The vault writes ``<Fault>: <detail>``, which cadcutils turns into errno 14 whatever the fault."""
+    from canfar_catalogue.tasks.policy import is_transient
+
+    destination = VOSpace(f"vos:jdoe/moves/{fault}")
+    local = _catalogue(tmp_path)
+    cadc.fault("POST", "/vault/transfers/", "move-fails", name=fault, source=r"\.part$")
+    with pytest.raises(error) as failed:
+        destination.put(local, local.name)
+    said = str(failed.value).split("answered ")[-1]
+    record_property("did", f"{type(failed.value).__name__}, retried: {is_transient(failed.value)}: ...answered {said}")
+    assert type(failed.value) is error and said.startswith(fault)
+    assert is_transient(failed.value) is retried
+    assert cadc.visible(f"jdoe/moves/{fault}/") == {}
+    assert local.exists()
+
+
+# -- replacing a file: the old one is never lost -------------------------------------------
+def _replace_setup(cadc, tmp_path, space: str):
+    destination = VOSpace(f"vos:{space}")
+    old = _catalogue(tmp_path, "#   1 NUMBER\n         1\n")
+    destination.put(old, old.name)
+    before = old.read_bytes()
+    new = tmp_path / "new" / old.name
+    new.parent.mkdir()
+    new.write_text("#   1 NUMBER\n         1\n         2\n")
+    return destination, before, new
+
+
+def _names(cadc, space: str) -> dict[str, bytes]:
+    return {path.removeprefix(space + "/"): data for path, data in cadc.visible(space + "/").items()}
+
+
+@pytest.mark.fault("storage", "replace: the move aside fails", "the old catalogue stays under its name; nothing else left")
+def test_a_replace_whose_move_aside_fails_keeps_the_old_file(cadc, tmp_path, record_property):
+    space = "jdoe/replace/aside"
+    destination, before, new = _replace_setup(cadc, tmp_path, space)
+    cadc.fault("POST", "/vault/transfers/", "move-fails", destination=r"previous$", times=1)
+    with pytest.raises(TransientError) as failed:
+        destination.put(new, new.name)
+    record_property("did", str(failed.value)[-150:])
+    assert _names(cadc, space) == {new.name: before}
+    assert destination.put(new, new.name) and _names(cadc, space) == {new.name: new.read_bytes()}
+
+
+@pytest.mark.fault("storage", "replace: the move in fails", "the old catalogue is moved back; the error names both nodes")
+def test_a_replace_whose_move_in_fails_moves_the_old_file_back(cadc, tmp_path, record_property):
+    space = "jdoe/replace/in"
+    destination, before, new = _replace_setup(cadc, tmp_path, space)
+    cadc.fault("POST", "/vault/transfers/", "move-fails", source=r"\.part$", times=1)
+    with pytest.raises(TransientError) as failed:
+        destination.put(new, new.name)
+    message = str(failed.value)
+    record_property("did", message[-150:])
+    assert f"vos:{space}/{new.name}" in message and f"vos:{space}/.{new.name}.previous" in message
+    assert "moved back" in message
+    assert _names(cadc, space) == {new.name: before}
+    assert destination.put(new, new.name) and _names(cadc, space) == {new.name: new.read_bytes()}
+
+
+@pytest.mark.fault("storage", "replace: the move in and the move back fail",
+                   "the old catalogue is kept aside, never deleted; the next put restores it, then replaces it")
+def test_a_replace_that_cannot_move_the_old_file_back_keeps_it_aside(cadc, tmp_path, record_property):
+    space = "jdoe/replace/back"
+    destination, before, new = _replace_setup(cadc, tmp_path, space)
+    cadc.fault("POST", "/vault/transfers/", "move-fails", source=r"\.part$", times=1)  # the move in
+    cadc.fault("POST", "/vault/transfers/", "move-fails", source=r"previous$", name="NodeLocked", times=1)  # and back
+    with pytest.raises(TransientError) as failed:
+        destination.put(new, new.name)
+    message = str(failed.value)
+    aside = f".{new.name}.previous"
+    assert f"kept as vos:{space}/{aside}" in message and "NodeLocked" in message
+    assert _names(cadc, space) == {aside: before}  # no catalogue under the name, the old one kept aside
+    assert destination.stat(new.name) is None  # the skip check finds nothing: the exposure runs again
+
+    cadc.clear_faults()
+    cadc.fault("PUT", "/vault/data/", status=500)  # the next put cannot upload: the old file is back all the same
+    with pytest.raises(TransientError):
+        destination.put(new, new.name)
+    assert _names(cadc, space) == {new.name: before}
+    cadc.clear_faults()
+    destination.put(new, new.name)
+    assert _names(cadc, space) == {new.name: new.read_bytes()}
+    record_property("did", f"kept as {aside}; the next put moved it back, the one after replaced it")
+
+
+@pytest.mark.fault("storage", "replace: the record's upload fails after the catalogue's",
+                   "catalogue new, record old: the skip check refuses the pair, so the exposure runs again")
+def test_a_replace_whose_record_fails_is_not_taken_for_done(cadc, tmp_path, record_property):
+    from canfar_catalogue.boundaries.provenance import Provenance, is_done, stored
+    from canfar_catalogue.tasks.upload import upload
+
+    space = "jdoe/replace/record"
+
+    def record(catalogue_text: str) -> tuple[Path, Provenance]:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        catalogue = folder / f"{ID}.cat"
+        catalogue.write_text(catalogue_text)
+        return catalogue, Provenance(observation_id=ID, input_md5="in", config_hash="cfg", catalogue_md5="", sources=1, ccds=1)
+
+    upload.fn(*record("#   1 NUMBER\n         1\n"), f"vos:{space}")
+    destination = VOSpace(f"vos:{space}")
+    old_record = destination.read(f"{ID}.provenance.json")
+    assert is_done(destination, ID, "in", "cfg")
+    cadc.fault("POST", "/vault/transfers/", "move-fails", source=r"provenance\.json\..*\.part$")
+    catalogue, new_record = record("#   1 NUMBER\n         1\n         2\n")
+    with pytest.raises(TransientError):
+        upload.fn(catalogue, new_record, f"vos:{space}")
+    assert destination.read(f"{ID}.cat") == catalogue.read_bytes()  # the catalogue is new
+    assert destination.read(f"{ID}.provenance.json") == old_record  # the record is old
+    assert stored(destination, ID) is None and not is_done(destination, ID, "in", "cfg")
+    record_property("did", "catalogue new, record old (moved back); not taken for done")
+
+
+def test_a_replace_leaves_no_catalogue_under_its_name_only_between_its_two_moves(cadc, tmp_path):
+    """What a reader sees while a file is replaced: the old file, then nothing under the name (the old
+    one is listed as ``.<name>.previous``), then the new file; never a half-written one."""
+    space = "jdoe/replace/window"
+    destination, before, new = _replace_setup(cadc, tmp_path, space)
+    seen = []
+    real_move = VOSpace._move
+
+    def watching(self, source, target):
+        seen.append(sorted(_names(cadc, space)))
+        real_move(self, source, target)
+
+    VOSpace._move = watching
+    try:
+        destination.put(new, new.name)
+    finally:
+        VOSpace._move = real_move
+    aside = f".{new.name}.previous"
+    part = next(name for name in seen[0] if name.endswith(".part"))
+    assert seen == [sorted([new.name, part]), sorted([aside, part])]  # before the move aside, then before the move in
+    assert _names(cadc, space) == {new.name: new.read_bytes()}
 
 
 def test_vospace_refuses_a_stranger_permanently(cadc, tmp_path):
