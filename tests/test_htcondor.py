@@ -388,6 +388,55 @@ def test_a_vacated_job_runs_again_and_its_exposure_is_catalogued_once(condor_sit
     assert eviction_seen()
 
 
+@pytest.mark.fault('execution', 'HTCondor job vacated after its run completed, before the job exited (force=true)',
+                   'the restarted job leaves the finished run alone: one Running state, one execution, one store')
+def test_a_job_vacated_after_its_run_completed_does_not_run_it_again(condor_site, tmp_path, record_property):
+    """On a real pool a vacate that lands between the run's Completed state and the job's exit starts the
+    job again (NumJobStarts 2), and Prefect's engine would execute the finished run once more.  Here the
+    job's own process (not its engine) is frozen, so the engine completes the run and exits while the job
+    cannot: the vacate lands in that window, every time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    schedd = condor_site["schedd"]
+    record = tmp_path / "out" / "1056216p.provenance.json"
+    seen = {ad["ClusterId"] for ad in schedd.ads()}
+
+    def vacate_once_completed() -> tuple[dict, str]:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            job = next((ad for ad in schedd.ads() if ad["ClusterId"] not in seen and ad.get("JobPid")), None)
+            if job:
+                break
+            time.sleep(0.05)
+        _wait_for_state(job["CanfarFlowRunId"], "RUNNING")  # the engine has started
+        os.kill(job["JobPid"], signal.SIGSTOP)  # the job's own process only: its engine goes on
+        try:
+            _wait_for_state(job["CanfarFlowRunId"], "COMPLETED")
+            stored = record.read_text()
+            schedd.vacate(job["ClusterId"])
+        finally:
+            os.kill(job["JobPid"], signal.SIGCONT)
+        return job, stored
+
+    vacating = ThreadPoolExecutor(1).submit(vacate_once_completed)
+    results = catalogue_batch(ids=["1056216p"], destination=f"file://{tmp_path}/out", archive=condor_site["archive"],
+                              exposure_deployment="catalogue-exposure/condor", force=True)
+    job, stored = vacating.result()
+    ad = schedd.wait_for(job["ClusterId"], COMPLETED, timeout=120)
+    states = _state_types(job["CanfarFlowRunId"])
+    err = (Path(_SESSION) / "condor-logs" / job["CanfarFlowRunId"] / "job.err").read_text()
+    log = (Path(_SESSION) / "condor-logs" / job["CanfarFlowRunId"] / "job.log").read_text()
+    record_property("did", f"job started {ad['Runs']} times, exit {ad['ExitCode']}; run states {' > '.join(states)}; "
+                           f"record unchanged: {record.read_text() == stored}")
+    assert results[0]["status"] == "completed" and results[0]["runs"] == 1
+    assert "Job was evicted. Code 1022" in log and log.count("Job executing") == 2  # HTCondor did run it again
+    assert ad["Runs"] == 2 and ad["ExitCode"] == 0
+    assert f"flow run {job['CanfarFlowRunId']} is already COMPLETED" in err
+    assert states.count("RUNNING") == 1 and states[-1] == "COMPLETED" and states.count("COMPLETED") == 1
+    assert record.read_text() == stored  # stored once: a second store would write a new record
+    assert len(_jobs_of(schedd, job["CanfarFlowRunId"])) == 1
+
+
 @pytest.mark.fault('execution', 'HTCondor job removed by the user (condor_rm)',
                    'cancelled, never passing through crashed; the batch does not start it again')
 def test_a_job_removed_with_condor_rm_cancels_its_run_and_nothing_else(condor_site, tmp_path, record_property):

@@ -19,22 +19,38 @@ its own, and when SIGTERM comes this process ends the engine and its CCD
 workers with SIGKILL, leaving the run's state untouched.  What happened is
 then said by the worker, from the user log: evicted (pending, the job runs
 again), held (crashed), removed (cancelled).
+
+A vacate can land after the run has finished but before the job has exited.
+HTCondor then starts the job again, and Prefect's engine would execute the
+finished run once more (Completed, Running, Completed: Prefect allows it, as
+the flow's result is not persisted); with ``force`` the exposure would be
+measured and stored twice.  So before it starts the engine, the job reads the
+run's state, and a run in a final state is left as it is: the job says so on
+stderr and exits 0.  Every job pays for that read, so it is one plain HTTP
+request, with no Prefect import.  The worker cannot do this for the job: it
+reads the eviction from the user log late, when the legitimate run of a
+vacated job may have completed the run already.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 VERSION_MISMATCH = 3
 #: The exit code after HTCondor asked the job to stop (128 + SIGTERM, as a shell reports it).
 STOPPED_BY_HTCONDOR = 128 + signal.SIGTERM
+#: Prefect's final state types: a run in one of them is never executed again by a restarted job.
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
 
 def _toml(sections: dict[str, dict]) -> str:
@@ -88,12 +104,41 @@ def main() -> int:
     environment = dict(os.environ)
     for secret in scratch.glob("*.secret"):
         environment[secret.stem] = secret.read_text()
+    state = run_state(environment)
+    if state in FINAL_STATES:
+        print(
+            f"flow run {environment['PREFECT__FLOW_RUN_ID']} is already {state}: HTCondor started this job again "
+            "after the run had finished (a vacate that came before the job exited); the run is left as it is",
+            file=sys.stderr,
+        )
+        return 0
     sections = credential_settings(scratch, environment)
     if sections is not None:
         settings = scratch / "canfar-catalogue-settings.toml"
         settings.write_text(_toml(sections))
         environment["CANFAR_CATALOGUE_SETTINGS"] = str(settings)
     return run_engine(environment)
+
+
+def run_state(environment: dict[str, str]) -> str | None:
+    """The flow run's state type (``COMPLETED``, ``RUNNING``, ...), read with one GET of the Prefect
+    API; None when it cannot be read, and the engine then decides as it always has."""
+    api, run_id = environment.get("PREFECT_API_URL"), environment.get("PREFECT__FLOW_RUN_ID")
+    if not api or not run_id:
+        return None
+    request = urllib.request.Request(f"{api.rstrip('/')}/flow_runs/{run_id}", headers={"Accept": "application/json"})
+    if environment.get("PREFECT_API_KEY"):
+        request.add_header("Authorization", f"Bearer {environment['PREFECT_API_KEY']}")
+    elif environment.get("PREFECT_API_AUTH_STRING"):
+        basic = base64.b64encode(environment["PREFECT_API_AUTH_STRING"].encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    context = ssl.create_default_context(cafile=environment.get("PREFECT_API_SSL_CERT_FILE") or None)
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return json.load(response)["state"]["type"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"could not read the state of flow run {run_id} ({exc}); the engine starts as usual", file=sys.stderr)
+        return None
 
 
 def run_engine(environment: dict[str, str]) -> int:
