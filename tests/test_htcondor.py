@@ -98,6 +98,42 @@ def test_a_job_on_an_execute_node_with_another_version_fails_at_start_saying_so(
     assert "expects 0.0.1" in done.stderr and "worker image" in done.stderr
 
 
+def test_a_job_reads_its_runs_state_with_the_api_key_it_was_sent_and_no_prefect(tmp_path):
+    """One GET of ``/flow_runs/<id>``, authenticated with the key from the job's ``.secret`` file; no
+    Prefect import in the job's own process (every job pays for this read)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    asked = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps({"id": "r", "state": {"type": "COMPLETED", "name": "Completed"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "PREFECT_API_KEY.secret").write_text("pnu_job_key")
+    environment = {**os.environ, "_CONDOR_SCRATCH_DIR": str(tmp_path), "PREFECT__FLOW_RUN_ID": "1234-run",
+                   "PREFECT_API_URL": f"http://127.0.0.1:{server.server_address[1]}/api"}
+    environment.pop("PREFECT_API_KEY", None)
+    probe = "import runpy, sys; runpy.run_module('canfar_catalogue.worker.job', run_name='__main__')"
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", probe], env=environment, capture_output=True,
+                          text=True, timeout=60)
+    server.shutdown()
+    assert done.returncode == 0 and "flow run 1234-run is already COMPLETED" in done.stderr
+    assert asked == [("/api/flow_runs/1234-run", "Bearer pnu_job_key")]
+    imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert "canfar_catalogue.worker" in imported and not [m for m in imported if m.startswith("prefect")]
+
+
 # -- flow runs as jobs ----------------------------------------------------------------------------
 _JOB_VARIABLES = {
     "python": sys.executable,
