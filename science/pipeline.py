@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import cores
 from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
@@ -127,11 +128,9 @@ MAIN_ENV = "CANFAR_CATALOGUE_POOL_MAIN"
 
 
 def default_workers() -> int:
-    """One process per core the scheduler gives us (HTCondor and cgroups may give fewer)."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    """One process per core the scheduler gives us (an HTCondor slot or a cgroup may give fewer than the
+    machine has: :mod:`.cores`)."""
+    return cores.available()
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -32,6 +32,14 @@ HTCondor's ``condor_event.cpp`` for the text of each event):
 
   The 004 text is what HTCondor 25.14's formatter writes, so ``JobEventLog``
   reads ``ReasonCode`` and ``Reason`` from it.
+* **What a job is told of its slot** (HTCondor manual, "Environment
+  variables for jobs"): ``_CONDOR_MACHINE_AD`` names ``.machine.ad`` in the
+  scratch directory, whose ``Cpus`` is the cores provisioned (here
+  ``request_cpus``, as a partitionable slot carves a dynamic one); the
+  ``STARTER_NUM_THREADS_ENV_VARS`` (``OMP_NUM_THREADS``, ``PYTHON_CPU_COUNT``
+  ...) hold the same number; ``BATCH_SYSTEM`` is ``HTCondor``.  As on a real
+  execute node, the job is not pinned to its cores: its CPU affinity is the
+  whole machine.
 * **The queue.**  ``query`` sees the jobs still in the queue (idle, running,
   held); completed and removed jobs leave it for ``history``, as on a real
   schedd.  A held or removed job shows its new status at once, while its
@@ -369,6 +377,7 @@ class FakeSchedd:
             environment = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(scratch))}
             environment.update(_environment(ad.get("environment", "")))
             environment["_CONDOR_SCRATCH_DIR"] = str(scratch)
+            environment.update(_provisioned(scratch, ad))
             for name in filter(None, (n.strip() for n in ad.get("transfer_input_files", "").split(","))):
                 shutil.copy(name, scratch / Path(name).name)
             if ad.get("x509userproxy"):
@@ -454,6 +463,22 @@ def _kill_session(session: int) -> None:
                 os.kill(int(stat.parent.name), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+#: What a 25.x starter sets to the cores it provisioned (the default STARTER_NUM_THREADS_ENV_VARS).
+THREADS_VARIABLES = ("CUBACORES", "GOMAXPROCS", "JULIA_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                     "OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "OPENBLAS_NUM_THREADS", "PYTHON_CPU_COUNT",
+                     "ROOT_MAX_THREADS", "TF_LOOP_PARALLEL_ITERATIONS", "TF_NUM_THREADS")
+
+
+def _provisioned(scratch: Path, ad: dict) -> dict[str, str]:
+    """What the starter tells a job of its slot: the machine ad in ``.machine.ad`` (a dynamic slot
+    carved to the request: ``Cpus`` is ``request_cpus``), the thread variables, ``BATCH_SYSTEM``."""
+    cpus = int(ad.get("RequestCpus", 1))
+    machine_ad = scratch / ".machine.ad"
+    machine_ad.write_text(f"Cpus = {cpus}\nSlotID = 1\n")
+    return {"_CONDOR_MACHINE_AD": str(machine_ad), "BATCH_SYSTEM": "HTCondor",
+            **{name: str(cpus) for name in THREADS_VARIABLES}}
 
 
 def _environment(value: str) -> dict[str, str]:

@@ -134,6 +134,30 @@ def test_a_job_reads_its_runs_state_with_the_api_key_it_was_sent_and_no_prefect(
     assert "canfar_catalogue.worker" in imported and not [m for m in imported if m.startswith("prefect")]
 
 
+def test_a_job_uses_the_cores_its_slot_gives_it_not_the_hosts(tmp_path, monkeypatch):
+    """HTCondor does not pin a job: its affinity is the whole execute node.  The slot's cores are in the
+    machine ad and the thread variables the starter sets, as the fake schedd sets them for its jobs."""
+    from canfar_catalogue.science import cores
+    from canfar_catalogue.science.pipeline import default_workers
+
+    from .fake_schedd import _provisioned
+
+    host = len(os.sched_getaffinity(0))
+    for name in ("BATCH_SYSTEM", "_CONDOR_MACHINE_AD", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a user's own setting, outside HTCondor: not ours to obey
+    assert default_workers() == host
+    for name, value in _provisioned(tmp_path, {"RequestCpus": 1}).items():
+        monkeypatch.setenv(name, value)
+    assert default_workers() == 1  # a 1-core slot on a larger node
+    (tmp_path / ".machine.ad").write_text("Cpus = 64\nMemory = 2048\n")
+    assert default_workers() == host  # never more than the process may run on
+    monkeypatch.delenv("_CONDOR_MACHINE_AD")
+    assert cores.htcondor_cpus(os.environ) == 1  # the thread variables alone, in a job
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert cores.htcondor_cpus(os.environ) is None and default_workers() == host
+
+
 # -- flow runs as jobs ----------------------------------------------------------------------------
 _JOB_VARIABLES = {
     "python": sys.executable,
