@@ -13,9 +13,11 @@ flight from the earlier one instead of starting second copies: before starting
 an exposure it looks for runs of the same work (exposure, input md5,
 configuration, destination, and ``force``) that have not finished.  A run
 left Pending with no infrastructure for ``stuck_pending_seconds`` (its worker
-went away after claiming it) cannot progress and is not waited on.  Finished
-runs are never re-attached: finished work is skipped by its stored record, and
-``force`` starts a new run.  The idempotency key of a new run numbers it after
+went away after claiming it) cannot progress and is not waited on.  Runs that
+finished before the batch started are never re-attached: finished work is
+skipped by its stored record, and ``force`` starts a new run.  A run that
+completed while the batch ran (after it looked the exposure up) is followed
+like one in flight, and counts by its stored record.  The idempotency key of a new run numbers it after
 the earlier runs of the same work, so two batches started at the same moment
 still start one run.
 """
@@ -74,6 +76,7 @@ class Exposure:
     sources: int | None = None
     qa: dict | None = None  # the quality numbers stored with its catalogue
     made_by: str | None = None  # the run that made the catalogue this batch skipped
+    ended: set[str] = field(default_factory=set)  # the runs this batch has followed to their end
 
 
 @task(name="plan", **task_options(DOWNLOAD))
@@ -128,19 +131,32 @@ def _can_progress(run: FlowRun, stuck_after: timedelta) -> bool:
     return datetime.now(timezone.utc) - state.timestamp < stuck_after
 
 
+def _finished_since(run: FlowRun, since: datetime) -> bool:
+    """Completed after ``since``: the batch would have followed it had it looked a moment sooner."""
+    return run.state is not None and run.state.is_completed() and run.state.timestamp >= since
+
+
 def _follow_or_start(
-    exposure: Exposure, earlier: list[FlowRun], work: str, stuck_after: timedelta,
+    exposure: Exposure, earlier: list[FlowRun], work: str, stuck_after: timedelta, since: datetime,
     start: Callable[[Exposure, str, str], str],
 ) -> None:
-    """Follow the run of this work that an earlier batch left in flight, or start the next one."""
-    in_flight = sorted((run for run in earlier if _can_progress(run, stuck_after)), key=lambda run: run.created)
+    """Follow the run of this work that another batch has in flight, or that completed since this batch
+    started (between its look-up and now), or start the next one.
+
+    Without the second kind, a batch that planned an exposure while another batch's run of it was
+    measuring would start a second run as soon as that one completed, which would then find the
+    catalogue and complete too: two completed runs of one exposure.
+    """
+    candidates = [run for run in earlier if str(run.id) not in exposure.ended
+                  and (_can_progress(run, stuck_after) or _finished_since(run, since))]
     exposure.attempts += 1
-    exposure.reattached = bool(in_flight)
-    if in_flight:
-        run = in_flight[-1]
+    exposure.reattached = bool(candidates)
+    if candidates:
+        run = max(candidates, key=lambda run: run.created)
         exposure.flow_run_id = str(run.id)
-        get_run_logger().info("%s: re-attached to run %s (%s), in flight from an earlier batch",
-                              exposure.id, run.name, run.state.type.value)
+        get_run_logger().info("%s: re-attached to run %s (%s), %s", exposure.id, run.name, run.state.type.value,
+                              "which finished while this batch ran" if run.state.is_final()
+                              else "in flight from an earlier batch")
     else:
         exposure.started += 1
         name = exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})"
@@ -185,6 +201,7 @@ def catalogue_batch(
     and resources on an HTCondor pool).
     """
     logger = get_run_logger()
+    since = datetime.now(timezone.utc)  # runs of this batch's work that finish from now on are followed
     wanted = _names(ids, max_ids)
     if max_in_flight < 1:
         raise ValueError(f"no exposure was started: max_in_flight must be at least 1, not {max_in_flight}")
@@ -243,7 +260,8 @@ def catalogue_batch(
             exposure = todo.popleft()
             deployment_id = deployment_id or _deployment_id(exposure_deployment)
             work = _work_key(exposure, config_hash, destination, force)
-            _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, work), work, stuck_after, start)
+            _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, work), work, stuck_after, since,
+                             start)
             running[exposure.flow_run_id] = exposure
         if not running or (unplanned and len(running) < max_in_flight):
             continue  # room for more: plan the next IDs first (or finish)
@@ -252,6 +270,7 @@ def catalogue_batch(
             if not state.is_final():
                 continue
             exposure = running.pop(run_id)
+            exposure.ended.add(run_id)
             record = None
             superseded = attempts.is_superseded(state)
             if state.is_completed() or state.is_cancelled():

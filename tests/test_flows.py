@@ -554,6 +554,38 @@ def test_a_batch_takes_a_superseded_runs_catalogue_only_from_a_later_attempt():
     assert attempts.number(runs[2]) == 3 and attempts.number(FlowRun(flow_id=uuid.uuid4(), name="x")) == 0
 
 
+def test_a_batch_follows_a_run_of_its_work_that_completed_after_it_looked(local_site, tmp_path, monkeypatch):
+    """Two batches of the same exposure: this one looks the exposure up while the other's run of it is
+    measuring, and that run completes before this batch starts the exposure.  The batch follows that run;
+    a second run would only find the catalogue and complete too: two completed runs of one exposure."""
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    from canfar_catalogue.flows import batch as batch_module
+
+    destination = f"file://{tmp_path / 'out'}"
+    real_runs_of = batch_module.attempts.runs_of
+    other: list = []
+
+    def runs_of(deployment_id, observation_id, work):
+        if not other:  # between this batch's look-up and its start: the other batch's run completes
+            with get_client(sync_client=True) as client:
+                other.append(client.create_flow_run_from_deployment(
+                    deployment_id, state=Pending(), idempotency_key=f"{work}:1", name=observation_id,
+                    parameters={"observation_id": observation_id, "archive": local_site["archive"],
+                                "destination": destination}))
+            state = run_flow(catalogue_exposure, flow_run=other[0], parameters=other[0].parameters, return_type="state")
+            assert state.is_completed(), state.message
+        return real_runs_of(deployment_id, observation_id, work)
+
+    monkeypatch.setattr(batch_module.attempts, "runs_of", runs_of)
+    rows = catalogue_batch(ids=["1056216p"], destination=destination, archive=local_site["archive"])
+    assert rows[0]["status"] == "completed" and rows[0]["runs"] == 0
+    assert rows[0]["flow_run"] == str(other[0].id) and rows[0]["run_origin"] == "re-attached"
+    work = other[0].idempotency_key.rsplit(":", 1)[0]
+    assert [str(run.id) for run in real_runs_of(other[0].deployment_id, "1056216p", work)] == [str(other[0].id)]
+
+
 def test_a_run_replaced_while_it_measured_does_not_store_its_catalogue(two_attempts, local_site, tmp_path,
                                                                       monkeypatch):
     from prefect.flow_engine import run_flow
