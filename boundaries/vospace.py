@@ -12,8 +12,9 @@ timed whole: 0.26-0.27 s over ten replaces).  Against the real vault it is
 at least the move in's own run, and 2 s more whenever the move aside is not
 yet complete at the client's first look (``cadcutils`` polls a job's phase
 after sleeps of 2, 4, 8 ... s).  Meanwhile ``vls`` of the container lists
-``.<name>.previous`` and the ``.part`` node (vls hides no dot-names) and no
-``<name>``, and the skip check finds no catalogue there.  Missing containers are created, and a node that
+``.<name>.previous`` and the ``.part`` node and no ``<name>`` (vos 3.7's
+``vls`` hides no dot-names: seen against the emulator), and the skip check
+finds no catalogue there.  Missing containers are created, and a node that
 already holds the same md5 is not sent again.  All of it through the
 unmodified ``vos.Client``.
 """
