@@ -286,12 +286,13 @@ def _short(exc: BaseException) -> str:
     import requests
 
     response = _response(exc)
+    cause = getattr(exc, "orig_exception", None) or exc
     text = " ".join(str(exc).split())
     if response is not None:
         text = f"HTTP {response.status_code} {response.reason}" + (f": {text}" if text else "")
-    elif isinstance(getattr(exc, "orig_exception", None) or exc, (requests.Timeout, TimeoutError)):
+    elif isinstance(cause, (requests.Timeout, TimeoutError)):
         text = f"timed out ({text or type(exc).__name__})"
-    elif isinstance(getattr(exc, "orig_exception", None) or exc, (requests.ConnectionError, ConnectionError)):
+    elif isinstance(cause, (requests.ConnectionError, ConnectionError)):
         text = f"connection dropped ({text or type(exc).__name__})"
     else:
         text = text or type(exc).__name__
