@@ -63,7 +63,7 @@ def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
     from ..science.pipeline import CCDResult
 
     try:
-        config = load_config(args.config, keywords, zeropoint_key=args.zeropoint_key)
+        config = load_config(args.config, keywords, zeropoint_key=args.zeropoint_key, image=args.image)
     except ConfigError as exc:
         print(f"canfar-catalogue: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

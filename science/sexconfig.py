@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import keyword_fates
 from .columns import COLUMNS, parameter
 from .classifier import read_nnw
 from .flag_maps import FLAG_TYPES
@@ -470,6 +471,7 @@ def load_config(
     cwd: str | Path | None = None,
     zeropoint_key: str | None = None,
     maps_from_archive: bool = False,
+    image: str | Path | None = None,
 ) -> ExtractionConfig:
     """Build an :class:`ExtractionConfig` as ``source-extractor -c FILE OVERRIDES`` would.
 
@@ -479,6 +481,9 @@ def load_config(
     ``maps_from_archive`` leaves WEIGHT_IMAGE and FLAG_IMAGE out: the flows fetch each exposure's
     weight and flag maps from the archive, and their md5s, not their names, join the record.  A user's file resolves relative
     names against ``cwd`` (the current directory), as source-extractor does.
+    A keyword we do not implement is passed over in silence when it asks for
+    nothing, and refused by name when it does (:mod:`.keyword_fates`); with
+    ``image``, an external header beside it (HEADER_SUFFIX) is refused too.
     """
     from .. import config as packaged
 
@@ -527,12 +532,17 @@ def load_config(
         if note:
             notes.append(note)
 
-    implemented = set(DEFAULTS)
-    ignored = sorted(k for k in set(from_file) | set(from_cli) if k not in implemented)
-    if ignored:
-        notes.append(
-            "not implemented, no effect on the requested columns: " + ", ".join(ignored)
-        )
+    for key in sorted((set(from_file) | set(from_cli)) - set(DEFAULTS)):
+        refused = keyword_fates.refusal(key, values[key])
+        if refused:
+            raise ConfigError(refused)
+    if image is not None:
+        header = keyword_fates.header_file(Path(image), values.get(keyword_fates.HEADER_SUFFIX, ".head"))
+        if header.is_file():
+            raise ConfigError(
+                f"{header} exists beside the image: source-extractor would read its cards over each CCD's "
+                "header (HEADER_SUFFIX), and that is not implemented; move it away, or merge it into the image"
+            )
 
     back_size = tuple(int(v) for v in _floats("BACK_SIZE", values["BACK_SIZE"], 2))
     back_filtersize = tuple(int(v) for v in _floats("BACK_FILTERSIZE", values["BACK_FILTERSIZE"], 2))

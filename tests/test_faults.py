@@ -189,6 +189,9 @@ def test_bad_input(local_site, tmp_path, record_property, observation_id, write,
                      marks=fault("input", "malformed .conv", "the batch stops before any run, naming the file")),
         pytest.param({"cols.param": "NUMBER\nFLUX_PETRO\n"}, ["-PARAMETERS_NAME", "cols.param"], "FLUX_PETRO",
                      marks=fault("input", "unsupported parameter", "the batch stops before any run, naming the column")),
+        pytest.param({}, ["-CHECKIMAGE_TYPE", "SEGMENTATION", "-CHECKIMAGE_NAME", "seg.fits"], "CHECKIMAGE_TYPE SEGMENTATION",
+                     marks=fault("input", "an output that is not made (check image)",
+                                 "the batch stops before any run, naming the keyword and what to do")),
     ],
 )
 def test_bad_configuration_stops_the_batch_before_any_run(local_site, tmp_path, record_property, monkeypatch, files, overrides, message):

@@ -1,5 +1,6 @@
 """Reading SExtractor configuration files as source-extractor does."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +26,61 @@ def test_packaged_defaults_are_debians_with_the_tutorial_columns():
 
 
 @pytest.mark.skipif(not DEBIAN_SEX.exists(), reason="Debian's source-extractor is not installed")
-def test_debians_default_sex_loads_as_it_is_and_reports_unimplemented_keys(workdir):
-    (workdir / "default.param").write_text("NUMBER\nMAG_AUTO\n")
+def test_debians_default_sex_with_the_tutorials_param_says_nothing(workdir, small_exposure):
+    """Its CHECKIMAGE_TYPE NONE, WRITE_XML N, ASSOC set without ASSOC columns and the rest ask for nothing:
+    no note, from the library or from the command."""
+    import subprocess
+    import sys
+
+    (workdir / "default.param").write_text("NUMBER\nMAG_AUTO\nX_IMAGE\nY_IMAGE\n")  # the tutorial's
     (workdir / "default.conv").write_text(Path("/usr/share/source-extractor/default.conv").read_text())
     config = load_config(DEBIAN_SEX)
-    assert config.parameters == ("NUMBER", "MAG_AUTO")
-    notes = " ".join(config.notes)
-    for key in ("MEMORY_PIXSTACK", "VERBOSE_TYPE", "CHECKIMAGE_TYPE"):
-        assert key in notes
+    assert config.parameters == ("NUMBER", "MAG_AUTO", "X_IMAGE", "Y_IMAGE")
+    assert config.notes == ()
+    done = subprocess.run([sys.executable, "-m", "canfar_catalogue.cli.main", "detect", str(small_exposure), "--quiet",
+                           "-c", str(DEBIAN_SEX), "-CATALOG_NAME", "out.cat"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "" and (workdir / "out.cat").stat().st_size > 1000
+
+
+@pytest.mark.skipif(shutil.which("source-extractor") is None, reason="Debian's source-extractor is not installed")
+def test_every_keyword_source_extractor_knows_has_a_fate():
+    """Each keyword of ``source-extractor -dd`` has an effect, asks for nothing, or is refused for the values
+    that ask for something we do not make; docs/keywords.md names them all."""
+    import subprocess
+
+    from canfar_catalogue.science import keyword_fates
+    from canfar_catalogue.science.sexconfig import DEFAULTS, KNOWN_KEYS
+
+    listed = subprocess.run(["source-extractor", "-dd"], capture_output=True, text=True).stdout
+    keywords = {line.split()[0] for line in listed.splitlines() if line.split() and not line.split()[0].startswith("#")}
+    assert len(keywords) == 73 and keywords == KNOWN_KEYS
+    assert not [key for key in keywords if key not in DEFAULTS and key not in keyword_fates.KEYWORDS]
+    assert not set(DEFAULTS) & keyword_fates.KEYWORDS
+    table = (Path(__file__).parents[1] / "docs" / "keywords.md").read_text()
+    assert not [key for key in keywords if f"| `{key}` |" not in table]
+
+
+@pytest.mark.parametrize("keyword, value", [("CHECKIMAGE_TYPE", "SEGMENTATION"), ("CHECKIMAGE_TYPE", "BACKGROUND,-OBJECTS"),
+                                            ("WRITE_XML", "Y"), ("DGEO_TYPE", "PIXEL"), ("FITS_UNSIGNED", "Y")])
+def test_a_keyword_asking_for_what_is_not_made_is_refused_by_name(keyword, value):
+    with pytest.raises(ConfigError, match=f"^{keyword} {value}: .*remove {keyword}"):
+        load_config(overrides=[f"-{keyword}", value])
+
+
+def test_the_same_keywords_asking_for_nothing_pass_in_silence():
+    config = load_config(overrides=["-CHECKIMAGE_TYPE", "NONE", "-WRITE_XML", "N", "-DGEO_TYPE", "NONE",
+                                    "-CHECKIMAGE_NAME", "seg.fits", "-NTHREADS", "4", "-ASSOC_NAME", "sky.list"])
+    assert config.notes == ()
+
+
+def test_an_external_header_beside_the_image_is_refused(workdir):
+    image = workdir / "1056213p.fits.fz"
+    image.write_bytes(b"")
+    assert load_config(image=image).notes == ()  # no 1056213p.fits.head: nothing is asked
+    (workdir / "1056213p.fits.head").write_text("CRVAL1  = 10.0\nEND\n")
+    with pytest.raises(ConfigError, match=r"1056213p\.fits\.head exists beside the image.*HEADER_SUFFIX"):
+        load_config(image=image)
+    load_config(image=image, overrides=["-HEADER_SUFFIX", ".scamp"])  # another suffix names another file
 
 
 def test_overrides_win_over_the_file():
