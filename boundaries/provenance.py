@@ -1,6 +1,6 @@
 """The small record stored beside each catalogue, and the "already done" rule.
 
-The catalogue (``<id>.cat``, or ``<id>.ldac.fits`` for FITS_LDAC) is stored
+The catalogue (``<id>.cat``, ``<id>.ldac.fits`` for FITS_LDAC, ``<id>.cat.fits`` for FITS_1.0) is stored
 first and ``<id>.provenance.json`` second, so the record's presence means the
 catalogue is complete; the record names the catalogue's file.  An exposure is done when
 the record names the same input md5 and configuration hash as the run that
@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from ..science.catalogue import SUFFIXES
 from .errors import BoundaryError
 from .storage import Destination
 
@@ -21,8 +22,9 @@ SCHEMA = 1
 
 
 def catalogue_name(observation_id: str, catalog_type: str = "ASCII_HEAD") -> str:
-    """The catalogue's file name: ``<id>.cat`` (ASCII_HEAD, ASCII) or ``<id>.ldac.fits`` (FITS_LDAC)."""
-    return f"{observation_id}.ldac.fits" if catalog_type == "FITS_LDAC" else f"{observation_id}.cat"
+    """The catalogue's file name: ``<id>.cat`` (ASCII_HEAD, ASCII), ``<id>.ldac.fits`` (FITS_LDAC) or
+    ``<id>.cat.fits`` (FITS_1.0)."""
+    return observation_id + SUFFIXES[catalog_type]
 
 
 def record_name(observation_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Write catalogues in source-extractor's ASCII_HEAD, ASCII or FITS_LDAC format, atomically.
+"""Write catalogues in source-extractor's ASCII_HEAD, ASCII, FITS_LDAC or FITS_1.0 format, atomically.
 
 A reader never sees a half-written catalogue: it goes to a temporary file in
 the same directory, which is flushed to disk and then renamed into place.
@@ -15,7 +15,12 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .columns import COLUMNS, header_line, parameter
+from .fits10 import fits10_hdus
 from .ldac import ldac_hdus
+
+#: The catalogue types written here, and the ending of a catalogue's file name in the flows
+#: (``<id><ending>``): distinct per format, so that a reader knows each by its name.
+SUFFIXES = {"ASCII_HEAD": ".cat", "ASCII": ".cat", "FITS_LDAC": ".ldac.fits", "FITS_1.0": ".cat.fits"}
 
 
 def format_header(parameters: tuple[str, ...]) -> str:
@@ -69,19 +74,25 @@ def write_catalogue(
     parameters: tuple[str, ...],
     catalog_type: str = "ASCII_HEAD",
     headers: Sequence[tuple[str, dict]] | None = None,
+    primary: dict[str, tuple[object, str]] | None = None,
 ) -> Path:
     """Write ``blocks`` (one structured array per CCD, in order) to ``path`` atomically.
 
     FITS_LDAC also needs, per block, the CCD's header text and the extraction's
-    extra cards (:func:`.ldac.extraction_cards`)."""
+    extra cards (:func:`.ldac.extraction_cards`); FITS_1.0 the primary header's
+    cards (:func:`.fits10.primary_cards`)."""
     path = Path(path)
     blocks = list(blocks)
+    if catalog_type not in SUFFIXES:
+        raise ValueError(f"CATALOG_TYPE {catalog_type!r} is not one of {', '.join(SUFFIXES)}")
     with _atomically(path) as tmp:
         if catalog_type == "FITS_LDAC":
             if headers is None or len(headers) != len(blocks):
                 raise ValueError("a FITS_LDAC catalogue needs each CCD's header")
             tables = [(text, extra, block) for (text, extra), block in zip(headers, blocks)]
             ldac_hdus(tables, parameters).writeto(tmp, overwrite=True)
+        elif catalog_type == "FITS_1.0":
+            fits10_hdus(blocks, parameters, primary or {}).writeto(tmp, overwrite=True)
         else:
             with open(tmp, "w") as out:
                 if catalog_type == "ASCII_HEAD":

@@ -70,8 +70,8 @@ def imhead(header_text: str, extra: dict[str, tuple[object, str]]) -> fits.BinTa
     return fits.BinTableHDU.fromstring(table.tostring().encode("ascii") + data + b"\0" * (-len(data) % 2880))
 
 
-def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:
-    """The ``LDAC_OBJECTS`` table of one CCD's sources."""
+def objects(sources: np.ndarray, parameters: Sequence[str], extname: str = "LDAC_OBJECTS") -> fits.BinTableHDU:
+    """The ``LDAC_OBJECTS`` table of one CCD's sources (FITS_1.0's ``OBJECTS`` is the same table)."""
     columns, names = [], []
     for column in map(parameter, parameters):
         spec = COLUMNS[column.name]
@@ -82,7 +82,7 @@ def objects(sources: np.ndarray, parameters: Sequence[str]) -> fits.BinTableHDU:
     hdu = fits.BinTableHDU.from_columns(columns)
     for index, name in enumerate(names, start=1):
         hdu.header.comments[f"TTYPE{index}"] = COLUMNS[name].description
-    hdu.header["EXTNAME"] = ("LDAC_OBJECTS", "TABLE NAME")
+    hdu.header["EXTNAME"] = (extname, "TABLE NAME")
     return hdu
 
 

@@ -25,6 +25,7 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
 from .focal_plane import Box, layout
+from .fits10 import primary_cards
 from .ldac import extraction_cards
 from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
@@ -266,12 +267,15 @@ def run_exposure(
     """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default)."""
     result = measure_exposure(path, config, workers=workers, progress=progress, turn=turn)
     target = Path(catalogue if catalogue is not None else config.catalog_name)
-    headers = None
+    headers, primary = None, None
+    name, extensions = Path(path).name, len(result.ccds)
     if config.catalog_type == "FITS_LDAC":
-        name, extensions = Path(path).name, len(result.ccds)
         headers = [
             (text, extraction_cards(config, c, text, name, extensions))
             for c, text in ((c, result.headers[c.ext_number]) for c in result.measured())
         ]
-    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, headers)
+    elif config.catalog_type == "FITS_1.0":
+        primary = primary_cards(config, name, extensions, result.count)
+    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, headers,
+                                       primary)
     return result
