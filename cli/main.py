@@ -60,7 +60,7 @@ def _split_keywords(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def _detect(args: argparse.Namespace, keywords: list[str]) -> int:
     from ..science import ConfigError, ExposureError, load_config, run_exposure
-    from ..science.pipeline import CCDResult
+    from ..science.results import CCDResult
 
     try:
         config = load_config(args.config, keywords, zeropoint_key=args.zeropoint_key, image=args.image)

@@ -12,7 +12,8 @@ from .catalogue import write_catalogue
 from .errors import CCDError, ConfigError, ExposureError, InputError
 from .exposure import CCD, list_ccds, read_ccd
 from .measure import measure_ccd
-from .pipeline import CCDResult, ExposureResult, measure_exposure, run_exposure
+from .pipeline import measure_exposure, run_exposure
+from .results import CCDResult, ExposureResult
 from .sexconfig import ExtractionConfig, load_config
 
 __all__ = [

@@ -10,13 +10,14 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from .columns import COLUMNS, header_line, parameter
-from .fits10 import fits10_hdus
-from .ldac import ldac_hdus
+from .fits10 import fits10_hdus, primary_cards
+from .ldac import extraction_cards, ldac_hdus
+from .results import Extraction
 
 #: The catalogue types written here, and the ending of a catalogue's file name in the flows
 #: (``<id><ending>``): distinct per format, so that a reader knows each by its name.
@@ -73,26 +74,26 @@ def write_catalogue(
     blocks: Iterable[np.ndarray],
     parameters: tuple[str, ...],
     catalog_type: str = "ASCII_HEAD",
-    headers: Sequence[tuple[str, dict]] | None = None,
-    primary: dict[str, tuple[object, str]] | None = None,
+    about: Extraction | None = None,
 ) -> Path:
     """Write ``blocks`` (one structured array per CCD, in order) to ``path`` atomically.
 
-    FITS_LDAC also needs, per block, the CCD's header text and the extraction's
-    extra cards (:func:`.ldac.extraction_cards`); FITS_1.0 the primary header's
-    cards (:func:`.fits10.primary_cards`)."""
+    FITS_LDAC and FITS_1.0 also carry what ``about`` says of the run: each CCD's
+    header and figures (:func:`.ldac.extraction_cards`), the extraction's cards
+    (:func:`.fits10.primary_cards`)."""
     path = Path(path)
     blocks = list(blocks)
     if catalog_type not in SUFFIXES:
         raise ValueError(f"CATALOG_TYPE {catalog_type!r} is not one of {', '.join(SUFFIXES)}")
+    if catalog_type in ("FITS_LDAC", "FITS_1.0") and about is None:
+        raise ValueError(f"a {catalog_type} catalogue needs to know about the extraction")
     with _atomically(path) as tmp:
         if catalog_type == "FITS_LDAC":
-            if headers is None or len(headers) != len(blocks):
-                raise ValueError("a FITS_LDAC catalogue needs each CCD's header")
-            tables = [(text, extra, block) for (text, extra), block in zip(headers, blocks)]
-            ldac_hdus(tables, parameters).writeto(tmp, overwrite=True)
+            ldac_hdus(_ldac_tables(blocks, about), parameters).writeto(tmp, overwrite=True)
         elif catalog_type == "FITS_1.0":
-            fits10_hdus(blocks, parameters, primary or {}).writeto(tmp, overwrite=True)
+            extensions, sources = len(about.result.ccds), sum(len(block) for block in blocks)
+            cards = primary_cards(about.config, about.image, extensions, sources)
+            fits10_hdus(blocks, parameters, cards).writeto(tmp, overwrite=True)
         else:
             with open(tmp, "w") as out:
                 if catalog_type == "ASCII_HEAD":
@@ -100,3 +101,14 @@ def write_catalogue(
                 for block in blocks:
                     out.write(format_rows(block))
     return path
+
+
+def _ldac_tables(blocks: list[np.ndarray], about: Extraction) -> list[tuple[str, dict, np.ndarray]]:
+    """Per measured CCD: its header text, the extraction's cards about it, its rows."""
+    measured = about.result.measured()
+    if len(measured) != len(blocks):
+        raise ValueError("a FITS_LDAC catalogue needs each CCD's header")
+    extensions = len(about.result.ccds)
+    return [(about.result.headers[ccd.ext_number],
+             extraction_cards(about.config, ccd, about.result.headers[ccd.ext_number], about.image, extensions), block)
+            for ccd, block in zip(measured, blocks)]

@@ -29,7 +29,7 @@ from .measure import header_float
 from .sexconfig import ExtractionConfig
 
 if TYPE_CHECKING:
-    from .pipeline import CCDResult
+    from .results import CCDResult
 
 #: "%11.4f" -> "F11.4", "%10d" -> "I10", "%12.7g" -> "G12.7", "%+11.7f" -> "F11.7"
 _PRINTF = re.compile(r"%\+?(\d+)(?:\.(\d+))?([dfgeE])")

@@ -14,84 +14,20 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from . import cores
 from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
-from .focal_plane import Box, layout
-from .fits10 import primary_cards
-from .ldac import extraction_cards
+from .focal_plane import layout
 from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
 from .memory import reuse_freed_memory
-from .seeing import Seeing
+from .results import CCDResult, ExposureResult, Extraction
 from .sexconfig import ExtractionConfig, MissingZeropoint
 from .turns import Turn
-
-
-@dataclass
-class CCDResult:
-    """What happened to one CCD; ``error`` is set when it was skipped."""
-
-    ext_number: int
-    extname: str | None
-    seconds: float
-    sources: np.ndarray | None = None
-    background: float = float("nan")
-    rms: float = float("nan")
-    threshold: float = float("nan")
-    error: str | None = None
-    seeing: Seeing | None = None
-    magnitudes: np.ndarray | None = field(default=None, repr=False)
-    saturated: int = 0
-    zeropoint: float = float("nan")  # of its magnitudes
-
-    @property
-    def count(self) -> int:
-        return 0 if self.sources is None else len(self.sources)
-
-    @property
-    def label(self) -> str:
-        return self.extname or f"extension {self.ext_number}"
-
-
-@dataclass
-class ExposureResult:
-    path: Path
-    ccds: list[CCDResult] = field(default_factory=list)
-    seconds: float = 0.0  # measuring it, without its wait for a turn at the cores
-    waited: float = 0.0  # its wait for a turn at the cores (:mod:`.turns`)
-    catalogue: Path | None = None
-    #: Where each CCD sits on the focal plane, by label (:func:`.focal_plane.layout`).
-    layout: dict[str, Box] = field(default_factory=dict)
-    #: Each CCD's header text, by extension number (what a FITS_LDAC catalogue carries).
-    headers: dict[int, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def failed(self) -> list[CCDResult]:
-        return [c for c in self.ccds if c.error is not None]
-
-    @property
-    def count(self) -> int:
-        return sum(c.count for c in self.ccds)
-
-    def zeropoint(self, default: float) -> float:
-        """The median zeropoint of the measured CCDs' magnitudes (``default`` when none was measured)."""
-        values = [c.zeropoint for c in self.measured() if np.isfinite(c.zeropoint)]
-        return float(np.median(values)) if values else default
-
-    def measured(self) -> list[CCDResult]:
-        """The CCDs that were measured (not skipped), in extension order."""
-        return [c for c in sorted(self.ccds, key=lambda c: c.ext_number) if c.sources is not None]
-
-    def blocks(self) -> list[np.ndarray]:
-        return [c.sources for c in self.measured()]
 
 
 def measure_one(
@@ -267,15 +203,6 @@ def run_exposure(
     """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default)."""
     result = measure_exposure(path, config, workers=workers, progress=progress, turn=turn)
     target = Path(catalogue if catalogue is not None else config.catalog_name)
-    headers, primary = None, None
-    name, extensions = Path(path).name, len(result.ccds)
-    if config.catalog_type == "FITS_LDAC":
-        headers = [
-            (text, extraction_cards(config, c, text, name, extensions))
-            for c, text in ((c, result.headers[c.ext_number]) for c in result.measured())
-        ]
-    elif config.catalog_type == "FITS_1.0":
-        primary = primary_cards(config, name, extensions, result.count)
-    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, headers,
-                                       primary)
+    about = Extraction(Path(path).name, config, result)
+    result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, about)
     return result

@@ -1,7 +1,7 @@
 """The quality of an exposure, in numbers: what an astronomer checks first.
 
 Did a CCD go wrong, is the seeing as expected, how deep is it?  Computed from
-the internal measurement (:class:`.pipeline.ExposureResult`), whatever the
+the internal measurement (:class:`.results.ExposureResult`), whatever the
 catalogue's columns and format, and kept in the provenance record beside the
 catalogue (:meth:`ExposureQuality.to_dict`), so a batch can show the numbers
 of exposures it skipped.
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .pipeline import ExposureResult
+from .results import ExposureResult
 
 HISTOGRAM_BIN = 0.25  # mag
 LIMIT_SIGMA = 5.0

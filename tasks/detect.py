@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 
 from .. import config
 from ..science import ExtractionConfig, run_exposure
-from ..science.pipeline import CCDResult, ExposureResult
+from ..science.results import CCDResult, ExposureResult
 from ..science.turns import LockFileTurn
 
 SETTINGS = config.settings()["detect"]

@@ -15,6 +15,7 @@ from canfar_catalogue.flows.exposure import catalogue_exposure
 from canfar_catalogue.science import catalogue as catalogue_module
 from canfar_catalogue.science import load_config, measure_exposure, run_exposure, write_catalogue
 from canfar_catalogue.science.columns import COLUMNS
+from canfar_catalogue.science.results import Extraction
 from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
 from . import reference
@@ -73,7 +74,7 @@ def test_a_failed_ldac_write_leaves_nothing_behind(exposure, tmp_path, monkeypat
     target = tmp_path / "out" / "x.ldac.fits"
     target.parent.mkdir()
     with pytest.raises(OSError, match="disk full"):
-        write_catalogue(target, result.blocks(), config.parameters, "FITS_LDAC", [("", {})] * len(result.blocks()))
+        write_catalogue(target, result.blocks(), config.parameters, "FITS_LDAC", Extraction(exposure.name, config, result))
     assert list(target.parent.iterdir()) == []
 
 
