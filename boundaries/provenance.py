@@ -1,6 +1,6 @@
 """The small record stored beside each catalogue, and the "already done" rule.
 
-The catalogue (``<id>.cat``, ``<id>.ldac.fits`` for FITS_LDAC, ``<id>.cat.fits`` for FITS_1.0) is stored
+The catalogue (``<id>.cat``, or as :data:`..science.catalogue.SUFFIXES` names it for its type) is stored
 first and ``<id>.provenance.json`` second, so the record's presence means the
 catalogue is complete; the record names the catalogue's file.  An exposure is done when
 the record names the same input md5 and configuration hash as the run that
@@ -22,8 +22,8 @@ SCHEMA = 1
 
 
 def catalogue_name(observation_id: str, catalog_type: str = "ASCII_HEAD") -> str:
-    """The catalogue's file name: ``<id>.cat`` (ASCII_HEAD, ASCII), ``<id>.ldac.fits`` (FITS_LDAC) or
-    ``<id>.cat.fits`` (FITS_1.0)."""
+    """The catalogue's file name: ``<id>.cat`` (ASCII_HEAD, ASCII), ``<id>.ldac.fits`` (FITS_LDAC),
+    ``<id>.cat.fits`` (FITS_1.0) or ``<id>.cat.xml`` (ASCII_VOTABLE)."""
     return observation_id + SUFFIXES[catalog_type]
 
 

@@ -61,7 +61,7 @@ def catalogue_exposure(
     companion_md5: dict[str, str] | None = None,
 ) -> dict | State:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
-    for CATALOG_TYPE FITS_LDAC, ``.cat.fits`` for FITS_1.0).
+    for CATALOG_TYPE FITS_LDAC, ``.cat.fits`` for FITS_1.0, ``.cat.xml`` for ASCII_VOTABLE).
 
     Skips the exposure when the destination already holds its catalogue for
     the same input md5 and configuration, unless ``force``.  ``input_md5`` is

@@ -1,4 +1,5 @@
-"""Write catalogues in source-extractor's ASCII_HEAD, ASCII, FITS_LDAC or FITS_1.0 format, atomically.
+"""Write catalogues in source-extractor's ASCII_HEAD, ASCII, FITS_LDAC, FITS_1.0 or ASCII_VOTABLE format,
+atomically.
 
 A reader never sees a half-written catalogue: it goes to a temporary file in
 the same directory, which is flushed to disk and then renamed into place.
@@ -18,10 +19,12 @@ from .columns import COLUMNS, header_line, parameter
 from .fits10 import fits10_hdus, primary_cards
 from .ldac import extraction_cards, ldac_hdus
 from .results import Extraction
+from .votable import write_votable
 
 #: The catalogue types written here, and the ending of a catalogue's file name in the flows
 #: (``<id><ending>``): distinct per format, so that a reader knows each by its name.
-SUFFIXES = {"ASCII_HEAD": ".cat", "ASCII": ".cat", "FITS_LDAC": ".ldac.fits", "FITS_1.0": ".cat.fits"}
+SUFFIXES = {"ASCII_HEAD": ".cat", "ASCII": ".cat", "FITS_LDAC": ".ldac.fits", "FITS_1.0": ".cat.fits",
+            "ASCII_VOTABLE": ".cat.xml"}
 
 
 def format_header(parameters: tuple[str, ...]) -> str:
@@ -78,14 +81,14 @@ def write_catalogue(
 ) -> Path:
     """Write ``blocks`` (one structured array per CCD, in order) to ``path`` atomically.
 
-    FITS_LDAC and FITS_1.0 also carry what ``about`` says of the run: each CCD's
-    header and figures (:func:`.ldac.extraction_cards`), the extraction's cards
-    (:func:`.fits10.primary_cards`)."""
+    FITS_LDAC, FITS_1.0 and ASCII_VOTABLE also carry what ``about`` says of the
+    run: each CCD's header and figures (:func:`.ldac.extraction_cards`), the
+    extraction's cards (:func:`.fits10.primary_cards`), its metadata (:mod:`.votable`)."""
     path = Path(path)
     blocks = list(blocks)
     if catalog_type not in SUFFIXES:
         raise ValueError(f"CATALOG_TYPE {catalog_type!r} is not one of {', '.join(SUFFIXES)}")
-    if catalog_type in ("FITS_LDAC", "FITS_1.0") and about is None:
+    if catalog_type in ("FITS_LDAC", "FITS_1.0", "ASCII_VOTABLE") and about is None:
         raise ValueError(f"a {catalog_type} catalogue needs to know about the extraction")
     with _atomically(path) as tmp:
         if catalog_type == "FITS_LDAC":
@@ -94,6 +97,9 @@ def write_catalogue(
             extensions, sources = len(about.result.ccds), sum(len(block) for block in blocks)
             cards = primary_cards(about.config, about.image, extensions, sources)
             fits10_hdus(blocks, parameters, cards).writeto(tmp, overwrite=True)
+        elif catalog_type == "ASCII_VOTABLE":
+            with open(tmp, "w") as out:
+                write_votable(out, blocks, parameters, about)
         else:
             with open(tmp, "w") as out:
                 if catalog_type == "ASCII_HEAD":
