@@ -12,8 +12,6 @@ is printed.  ``docs/keywords.md`` has the whole table.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 #: Keywords that ask for nothing whatever their value, and why.
 ASKS_NOTHING: dict[str, str] = {
     **{key: "read only for the ASSOC columns (VECTOR_ASSOC, NUMBER_ASSOC), which the .param cannot ask for here"
@@ -47,10 +45,6 @@ ASKS_NOTHING_ONLY_AS: dict[str, tuple[str, str]] = {
     "WRITE_XML": ("N", "the XML run summary is not written; remove WRITE_XML (or set it to N)"),
 }
 
-#: Keywords whose effect depends on a file beside the image (checked where the image is known).
-HEADER_SUFFIX = "HEADER_SUFFIX"
-
-
 def refusal(key: str, value: str) -> str | None:
     """Why ``key value`` is refused, or None when it asks for nothing (or is not ours to judge)."""
     if key in ASKS_NOTHING_ONLY_AS:
@@ -60,24 +54,13 @@ def refusal(key: str, value: str) -> str | None:
     return None
 
 
-def header_file(image: Path, suffix: str) -> Path:
-    """The external header source-extractor reads beside ``image``: its last extension replaced by
-    ``suffix`` (``x.fits`` -> ``x.head``, ``x.fits.fz`` -> ``x.fits.head``)."""
-    stem = image.name.rsplit(".", 1)[0] if "." in image.name else image.name
-    return image.with_name(stem + suffix)
-
-
 def fate(key: str) -> str:
     """One line for the table in ``docs/keywords.md``."""
     if key in ASKS_NOTHING_ONLY_AS:
         quiet, instead = ASKS_NOTHING_ONLY_AS[key]
         return f"asks for nothing as {quiet}; any other value is refused: {instead}"
-    if key == HEADER_SUFFIX:
-        return ("asks for nothing when no `<image><suffix>` file exists; when one does (SCAMP's `.head`), "
-                "`canfar-catalogue detect` refuses to run, as its cards would move the WCS. The flows fetch no "
-                "external header from the archive")
     return f"asks for nothing: {ASKS_NOTHING[key]}"
 
 
 #: Every keyword with a fate here.
-KEYWORDS = frozenset(ASKS_NOTHING) | frozenset(ASKS_NOTHING_ONLY_AS) | {HEADER_SUFFIX}
+KEYWORDS = frozenset(ASKS_NOTHING) | frozenset(ASKS_NOTHING_ONLY_AS)

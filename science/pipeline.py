@@ -8,6 +8,7 @@ its CCD, so no pixel array is ever pickled between processes.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -21,6 +22,7 @@ from . import cores
 from .catalogue import write_catalogue
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
+from .external_header import merged, read_blocks
 from .focal_plane import layout
 from .measure import EmptyCCD, measure_ccd
 from .lifetime import PARENT_ENV, die_with_parent
@@ -62,6 +64,16 @@ def measure_one(
 
 #: The parent's main module, by name, for the fork server (:mod:`.forkserver_preload`).
 MAIN_ENV = "CANFAR_CATALOGUE_POOL_MAIN"
+
+
+def with_external_header(ccds: list[CCD], header_file: str) -> list[CCD]:
+    """The CCDs with the external header's cards over their own (HEADER_SUFFIX): the n-th block for
+    the n-th image extension, as source-extractor reads it; a CCD with no block keeps its header."""
+    if not header_file:
+        return ccds
+    blocks = read_blocks(header_file)
+    return [dataclasses.replace(ccd, header=merged(ccd.header, blocks[ccd.ext_number - 1]))
+            if ccd.header is not None and ccd.ext_number <= len(blocks) else ccd for ccd in ccds]
 
 
 def default_workers() -> int:
@@ -134,7 +146,7 @@ def measure_exposure(
     """
     path = Path(path)
     start = time.perf_counter()
-    ccds = list_ccds(path)
+    ccds = with_external_header(list_ccds(path), config.header_file)
     flag_ccds = _matching_ccds(config.flag_image, "flag map", path, ccds) if config.flag_image else [None] * len(ccds)
     weight_ccds = (_matching_ccds(config.weight_image, "weight map", path, ccds) if config.weight_image
                    else [None] * len(ccds))

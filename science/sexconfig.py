@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import keyword_fates
+from . import external_header, keyword_fates
 from .columns import COLUMNS, parameter
 from .classifier import read_nnw
 from .flag_maps import FLAG_TYPES
@@ -89,6 +89,7 @@ DEFAULTS: dict[str, str] = {
     "INTERP_TYPE": "ALL",
     "INTERP_MAXXLAG": "16",
     "INTERP_MAXYLAG": "16",
+    "HEADER_SUFFIX": ".head",
 }
 
 #: Values of implemented keywords that we cannot honour: (key, value) -> why.
@@ -173,6 +174,10 @@ class ExtractionConfig:
     back_size: tuple[int, int] = (64, 64)
     back_filtersize: tuple[int, int] = (3, 3)
     back_filtthresh: float = 0.0
+    #: HEADER_SUFFIX, and the external header found with it (``""``: none); the header's cards, not
+    #: its name, decide the catalogue, so neither is in the fingerprint (its md5 joins a flow's record)
+    header_suffix: str = ".head"
+    header_file: str = ""
     #: Keywords read but not implemented, reported to the user; not part of the fingerprint.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -209,6 +214,8 @@ class ExtractionConfig:
         values = asdict(self)
         values.pop("notes")
         values.pop("catalog_name")
+        values.pop("header_suffix")
+        values.pop("header_file")
         for key in _UNSET_WITHOUT_THEIR_COLUMNS:
             if not values[key]:
                 values.pop(key)
@@ -482,8 +489,9 @@ def load_config(
     weight and flag maps from the archive, and their md5s, not their names, join the record.  A user's file resolves relative
     names against ``cwd`` (the current directory), as source-extractor does.
     A keyword we do not implement is passed over in silence when it asks for
-    nothing, and refused by name when it does (:mod:`.keyword_fates`); with
-    ``image``, an external header beside it (HEADER_SUFFIX) is refused too.
+    nothing, and refused by name when it does (:mod:`.keyword_fates`).  With
+    ``image``, an external header beside it (HEADER_SUFFIX, :mod:`.external_header`) is read over
+    each CCD's header; the flows fetch it from the archive instead.
     """
     from .. import config as packaged
 
@@ -536,13 +544,11 @@ def load_config(
         refused = keyword_fates.refusal(key, values[key])
         if refused:
             raise ConfigError(refused)
-    if image is not None:
-        header = keyword_fates.header_file(Path(image), values.get(keyword_fates.HEADER_SUFFIX, ".head"))
-        if header.is_file():
-            raise ConfigError(
-                f"{header} exists beside the image: source-extractor would read its cards over each CCD's "
-                "header (HEADER_SUFFIX), and that is not implemented; move it away, or merge it into the image"
-            )
+    header_suffix = values["HEADER_SUFFIX"].strip()
+    header_file = external_header.beside(Path(image), header_suffix) if image is not None and header_suffix else None
+    if header_file is not None and header_file.is_file():
+        external_header.read_blocks(header_file)  # a malformed one is refused now, not in every CCD's worker
+        notes.append(f"each CCD's header is read with the cards of {header_file} over it (HEADER_SUFFIX)")
 
     back_size = tuple(int(v) for v in _floats("BACK_SIZE", values["BACK_SIZE"], 2))
     back_filtersize = tuple(int(v) for v in _floats("BACK_FILTERSIZE", values["BACK_FILTERSIZE"], 2))
@@ -627,5 +633,7 @@ def load_config(
         back_size=back_size,  # type: ignore[arg-type]
         back_filtersize=back_filtersize,  # type: ignore[arg-type]
         back_filtthresh=_floats("BACK_FILTTHRESH", values["BACK_FILTTHRESH"], 1)[0],
+        header_suffix=header_suffix,
+        header_file=str(header_file) if header_file is not None and header_file.is_file() else "",
         notes=tuple(notes),
     )

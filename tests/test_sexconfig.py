@@ -73,14 +73,16 @@ def test_the_same_keywords_asking_for_nothing_pass_in_silence():
     assert config.notes == ()
 
 
-def test_an_external_header_beside_the_image_is_refused(workdir):
+def test_an_external_header_beside_the_image_is_found_by_its_suffix(workdir):
     image = workdir / "1056213p.fits.fz"
     image.write_bytes(b"")
-    assert load_config(image=image).notes == ()  # no 1056213p.fits.head: nothing is asked
-    (workdir / "1056213p.fits.head").write_text("CRVAL1  = 10.0\nEND\n")
-    with pytest.raises(ConfigError, match=r"1056213p\.fits\.head exists beside the image.*HEADER_SUFFIX"):
-        load_config(image=image)
-    load_config(image=image, overrides=["-HEADER_SUFFIX", ".scamp"])  # another suffix names another file
+    assert load_config(image=image).header_file == ""  # no 1056213p.fits.head: nothing is asked, nothing said
+    assert load_config(image=image).notes == ()
+    (workdir / "1056213p.fits.head").write_text("CRVAL1  =                 10.0\nEND\n")
+    found = load_config(image=image)
+    assert found.header_file == str(workdir / "1056213p.fits.head") and "HEADER_SUFFIX" in found.notes[0]
+    assert load_config(image=image, overrides=["-HEADER_SUFFIX", ".scamp"]).header_file == ""  # another name
+
 
 
 def test_overrides_win_over_the_file():
