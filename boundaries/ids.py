@@ -55,18 +55,21 @@ def file_name(observation_id: str) -> str:
 
 
 _COMPANION = re.compile(r"[A-Za-z0-9_.+-]+\.fits(\.fz)?")
+_PLAIN = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 
 
-def companion_name(pattern: str, observation_id: str) -> str:
+def companion_name(pattern: str, observation_id: str, fits_file: bool = True) -> str:
     """The name of a file that goes with an exposure in the archive, such as its weight map:
     ``pattern`` with ``{id}`` replaced, ``{id}.weight.fits.fz`` -> ``1056213p.weight.fits.fz``.
-    A pattern that does not name one plain FITS file per ID is refused (InvalidID), saying why."""
+    A pattern that does not name one plain file per ID (a FITS file unless ``fits_file`` is
+    false: an external header is text) is refused (InvalidID), saying why."""
     if not isinstance(pattern, str) or pattern.count("{id}") != 1:
         raise InvalidID(f"file name pattern {pattern!r} must hold {{id}} once, like {{id}}.weight.fits.fz")
     name = pattern.replace("{id}", check(observation_id))
-    if not _COMPANION.fullmatch(name) or name == file_name(observation_id):
-        raise InvalidID(f"file name pattern {pattern!r} gives {name!r}: expected a plain .fits or .fits.fz "
-                        "file name (letters, digits, . _ + -) other than the exposure's own")
+    if not (_COMPANION if fits_file else _PLAIN).fullmatch(name) or name == file_name(observation_id):
+        kind = "a plain .fits or .fits.fz file name" if fits_file else "a plain file name"
+        raise InvalidID(f"file name pattern {pattern!r} gives {name!r}: expected {kind} "
+                        "(letters, digits, . _ + -) other than the exposure's own")
     return name
 
 

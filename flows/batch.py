@@ -66,7 +66,7 @@ class Exposure:
 
     id: str
     input_md5: str = ""
-    companion_md5: dict[str, str] = field(default_factory=dict)  # its weight and flag maps', when read
+    companion_md5: dict[str, str] = field(default_factory=dict)  # its weight and flag maps' and header's ("": none)
     status: str = "pending"  # pending, skipped, running, completed, failed, cancelled
     attempts: int = 0  # runs followed, started or re-attached to (at most max_attempts)
     started: int = 0  # runs this batch started
@@ -84,7 +84,8 @@ def plan(
     observation_ids: list[str], archive: str, destination: str, config_hash: str, force: bool,
     patterns: dict[str, str] | None = None,
 ) -> list[Exposure]:
-    """Look up every input md5 (with ``patterns``, those of the weight and flag maps named so too)
+    """Look up every input md5 (with ``patterns``, those of the weight and flag maps and the external
+    header named so too; "" for a header that is not there)
     and skip what is already catalogued, without downloading.
 
     Each ID costs a few small requests to the archive and the destination, so
@@ -98,12 +99,12 @@ def plan(
         try:
             exposure.input_md5 = source.checksum(observation_id)
             for kind, name in companions.names(patterns or {}, list(patterns or {}), observation_id).items():
-                exposure.companion_md5[kind] = source.checksum(observation_id, name)
+                exposure.companion_md5[kind] = _checksum(source, observation_id, name, kind in companions.OPTIONAL)
         except NotFound as exc:
             exposure.status, exposure.message = "failed", str(exc)
             return exposure
         record = None if force else is_done(target, observation_id, exposure.input_md5, config_hash,
-                                            exposure.companion_md5)
+                                            companions.present(exposure.companion_md5))
         if record:
             exposure.status, exposure.sources, exposure.message = "skipped", record.sources, "already catalogued"
             exposure.qa, exposure.made_by = record.qa, record.flow_run_id
@@ -111,6 +112,16 @@ def plan(
 
     with ThreadPoolExecutor(max_workers=int(SETTINGS["lookup_threads"])) as pool:
         return list(pool.map(look_up, observation_ids))
+
+
+def _checksum(source, observation_id: str, name: str, optional: bool) -> str:
+    """A file's md5 in the archive; "" for an optional one that is not there."""
+    try:
+        return source.checksum(observation_id, name)
+    except NotFound:
+        if optional:
+            return ""
+        raise
 
 
 def _work_key(exposure: Exposure, config_hash: str, destination: str, force: bool) -> str:
@@ -179,6 +190,7 @@ def catalogue_batch(
     zeropoint_key: str | None = None,
     weight_pattern: str = companions.PATTERNS["weight"],
     flag_pattern: str = companions.PATTERNS["flag"],
+    header_pattern: str = companions.PATTERNS["header"],
     job_variables: dict | None = None,
     exposure_deployment: str = SETTINGS["exposure_deployment"],
     max_ids: int = int(SETTINGS["max_ids"]),
@@ -196,7 +208,9 @@ def catalogue_batch(
     CCD's zeropoint (MegaPipe's PHOTZP), used instead of MAG_ZEROPOINT.
     With a WEIGHT_TYPE that reads a weight map, each exposure's is the
     archive's ``weight_pattern`` file (``{id}`` is the exposure's ID); with
-    IMAFLAGS_ISO, its flag map is the ``flag_pattern`` file.
+    IMAFLAGS_ISO, its flag map is the ``flag_pattern`` file.  An exposure's
+    external header (HEADER_SUFFIX, SCAMP's ``.head``) is read when the archive
+    has the ``header_pattern`` file (by default ``{id}.fits`` + HEADER_SUFFIX).
     ``job_variables`` go unchanged to each per-exposure run (image, flavour
     and resources on an HTCondor pool).
     """
@@ -206,11 +220,14 @@ def catalogue_batch(
     if max_in_flight < 1:
         raise ValueError(f"no exposure was started: max_in_flight must be at least 1, not {max_in_flight}")
     extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key, maps_from_archive=True)
-    patterns = {"weight": weight_pattern, "flag": flag_pattern}
+    patterns = companions.patterns(extraction, weight_pattern, flag_pattern, header_pattern)
     reads = {kind: patterns[kind] for kind in companions.needed(extraction)}
     companions.check_patterns(reads, list(reads), wanted)
     for kind, pattern in reads.items():
-        logger.info("%s maps: each exposure's from the archive's %s files", kind, pattern)
+        if kind in companions.OPTIONAL:
+            logger.info("%s: each exposure's from the archive's %s file, where there is one", kind, pattern)
+        else:
+            logger.info("%s maps: each exposure's from the archive's %s files", kind, pattern)
     for note in extraction.notes:
         logger.info("configuration: %s", note)
     config_hash = extraction.fingerprint()
@@ -236,7 +253,7 @@ def catalogue_batch(
 
     running: dict[str, Exposure] = {}
     parameters = {"archive": archive, "destination": destination, "config_json": extraction.to_json(), "force": force,
-                  "weight_pattern": weight_pattern, "flag_pattern": flag_pattern}
+                  "weight_pattern": weight_pattern, "flag_pattern": flag_pattern, "header_pattern": header_pattern}
     stuck_after = timedelta(seconds=stuck_pending_seconds)
     deployment_id = None
 
@@ -274,7 +291,8 @@ def catalogue_batch(
             record = None
             superseded = attempts.is_superseded(state)
             if state.is_completed() or state.is_cancelled():
-                record = is_done(target, exposure.id, exposure.input_md5, config_hash, exposure.companion_md5)
+                record = is_done(target, exposure.id, exposure.input_md5, config_hash,
+                                 companions.present(exposure.companion_md5))
                 if record and state.is_cancelled() and record.flow_run_id != run_id:
                     work = _work_key(exposure, config_hash, destination, force)
                     if not (superseded and attempts.stored_by_later(attempts.runs_of(deployment_id, exposure.id, work),

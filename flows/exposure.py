@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
 from ..boundaries import ids
-from ..boundaries.errors import PermanentError
+from ..boundaries.errors import NotFound, PermanentError
 from ..boundaries.provenance import Provenance, catalogue_name, is_done, software_versions
 from ..boundaries.storage import open_destination
 from .. import config
@@ -58,6 +58,7 @@ def catalogue_exposure(
     input_md5: str | None = None,
     weight_pattern: str = companions.PATTERNS["weight"],
     flag_pattern: str = companions.PATTERNS["flag"],
+    header_pattern: str = companions.PATTERNS["header"],
     companion_md5: dict[str, str] | None = None,
 ) -> dict | State:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
@@ -69,7 +70,8 @@ def catalogue_exposure(
     has): the archive is then not asked again; the download still checks it.
     With a WEIGHT_TYPE that reads a weight map, the map is the archive's
     ``weight_pattern`` file beside the exposure, and with IMAFLAGS_ISO its flag
-    map the ``flag_pattern`` file; their md5s (``companion_md5`` when the batch
+    map the ``flag_pattern`` file; its external header is the ``header_pattern``
+    file when the archive has one; their md5s (``companion_md5`` when the batch
     has them) join the exposure's in the skip check and the record.  A run
     that a batch has replaced by a later attempt of the same work ends
     Cancelled without storing anything (:mod:`.attempts`).
@@ -78,8 +80,8 @@ def catalogue_exposure(
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
-        files = companions.names({"weight": weight_pattern, "flag": flag_pattern}, companions.needed(extraction),
-                                 observation_id)
+        patterns = companions.patterns(extraction, weight_pattern, flag_pattern, header_pattern)
+        files = companions.names(patterns, companions.needed(extraction), observation_id)
         target = open_destination(destination)  # a bad URI fails here, before any download
     except (ids.InvalidID, InputError, PermanentError) as exc:
         raise PermanentFailure(str(exc)) from None
@@ -95,7 +97,8 @@ def catalogue_exposure(
     try:
         input_md5 = input_md5 or archive_checksum(observation_id, archive)
         known = companion_md5 or {}
-        md5s = {kind: known.get(kind) or archive_checksum(observation_id, archive, name) for kind, name in files.items()}
+        md5s = companions.present({kind: known[kind] if kind in known else _checksum(observation_id, archive, name, kind)
+                                   for kind, name in files.items()})
         done = None if force else is_done(target, observation_id, input_md5, config_hash, md5s)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
@@ -106,7 +109,7 @@ def catalogue_exposure(
         if fetched.md5 != input_md5:
             logger.warning("%s: the archive's file changed since the batch looked (md5 %s, now %s); "
                            "catalogued as it is now", observation_id, input_md5, fetched.md5)
-        beside = {kind: download(observation_id, archive, workdir, name) for kind, name in files.items()}
+        beside = {kind: download(observation_id, archive, workdir, files[kind]) for kind in md5s}
         md5s = {kind: got.md5 for kind, got in beside.items()}
         extraction = dataclasses.replace(extraction, **{companions.SETTING[kind]: str(got.path)
                                                         for kind, got in beside.items()})
@@ -154,6 +157,16 @@ def catalogue_exposure(
     qa_view.publish_exposure(observation_id, quality, png)
     logger.info("%s: %d sources -> %s", observation_id, result.count, location)
     return {"id": observation_id, "status": "completed", "sources": result.count, "catalogue": location}
+
+
+def _checksum(observation_id: str, archive: str, name: str, kind: str) -> str:
+    """A file's md5 in the archive; "" for an optional one (the external header) that is not there."""
+    try:
+        return archive_checksum(observation_id, archive, name)
+    except NotFound:
+        if kind in companions.OPTIONAL:
+            return ""
+        raise
 
 
 def _superseded(later, logger) -> State:

@@ -89,3 +89,39 @@ def test_the_external_header_moves_positions_as_source_extractor_moves_them(expo
     assert matched.fraction_of_theirs > 0.98
     assert np.max(np.abs(matched.ours["ALPHA_J2000"] - matched.theirs["ALPHA_J2000"])) < 1e-5
     assert np.max(np.abs(matched.ours["DELTA_J2000"] - matched.theirs["DELTA_J2000"])) < 1e-5
+
+
+def test_the_flows_read_an_exposures_header_from_the_archive_and_run_it_again_when_it_changes(local_site, tmp_path):
+    """``{id}.fits.head`` beside ``{id}.fits.fz`` in the archive: fetched, applied, its md5 in the record; a
+    new one makes the exposure run again; an exposure without one is measured without it."""
+    import json
+
+    from canfar_catalogue.flows.batch import catalogue_batch
+    from canfar_catalogue.flows.exposure import catalogue_exposure
+
+    archive = tmp_path / "archive"
+    for seed, observation_id in enumerate(("1056240p", "1056241p")):
+        write_exposure(archive / f"{observation_id}.fits.fz", ExposureSpec.small(seed=seed))
+    (archive / "1056240p.fits.head").write_text(SHIFTED)
+    param = tmp_path / "sky.param"
+    param.write_text("\n".join(COLUMNS) + "\n")
+    out = tmp_path / "out"
+    rows = catalogue_batch(ids=["1056240p", "1056241p"], destination=f"file://{out}", archive=f"file://{archive}",
+                           overrides=["-PARAMETERS_NAME", str(param)])
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    records = {i: json.loads((out / f"{i}.provenance.json").read_text()) for i in ("1056240p", "1056241p")}
+    assert set(records["1056240p"]["companion_md5"]) == {"header"} and records["1056241p"]["companion_md5"] == {}
+    moved, plain = (reference.read(out / f"{i}.cat") for i in ("1056240p", "1056241p"))
+    first = moved["EXT_NUMBER"] == 1
+    assert np.median(moved["ALPHA_J2000"][first]) == pytest.approx(151.0, abs=0.6)  # the header's CRVAL1
+    assert np.median(plain["ALPHA_J2000"][plain["EXT_NUMBER"] == 1]) == pytest.approx(150.0, abs=0.6)
+
+    again = catalogue_batch(ids=["1056240p", "1056241p"], destination=f"file://{out}", archive=f"file://{archive}",
+                            overrides=["-PARAMETERS_NAME", str(param)])
+    assert [row["status"] for row in again] == ["skipped", "skipped"]  # with and without a header: done
+    (archive / "1056240p.fits.head").write_text(SHIFTED.replace("151.0", "149.0"))
+    direct = catalogue_exposure("1056240p", f"file://{archive}", f"file://{out}",
+                                config_json=load_config(overrides=["-PARAMETERS_NAME", str(param)]).to_json())
+    assert direct["status"] == "completed"  # a new header is new input
+    assert json.loads((out / "1056240p.provenance.json").read_text())["companion_md5"]["header"] != \
+        records["1056240p"]["companion_md5"]["header"]

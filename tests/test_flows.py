@@ -324,14 +324,17 @@ def test_the_batchs_md5_spares_the_archive_a_second_look_up(local_site, tmp_path
     archives.register("nochecksum", NoChecksumArchive)
     uri = "nochecksum://" + str(local_site["archive_path"])
     true_md5 = hashlib.md5((local_site["archive_path"] / "1056216p.fits.fz").read_bytes()).hexdigest()
-    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/out", input_md5=true_md5, return_state=True)
+    # what the batch passes: the exposure's md5, and those of the files beside it ("": no external header)
+    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/out", input_md5=true_md5,
+                               companion_md5={"header": ""}, return_state=True)
     assert state.is_completed(), state.message
     assert _task_runs(state.state_details.flow_run_id, "archive checksum") == []
     record = json.loads((tmp_path / "out" / "1056216p.provenance.json").read_text())
     assert record["input_md5"] == true_md5
 
     # The file changed after the batch looked: catalogued as it is now, its true md5 recorded.
-    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/again", input_md5="0" * 32, return_state=True)
+    state = catalogue_exposure("1056216p", uri, f"file://{tmp_path}/again", input_md5="0" * 32,
+                               companion_md5={"header": ""}, return_state=True)
     assert state.is_completed(), state.message
     assert json.loads((tmp_path / "again" / "1056216p.provenance.json").read_text())["input_md5"] == true_md5
 
