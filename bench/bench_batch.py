@@ -8,11 +8,19 @@ full-size synthetic exposures:
 
 1. ``canfar-catalogue detect`` on each file in a shell-like loop;
 2. the tutorial's loop: ``funpack -D`` then ``source-extractor`` on each file;
-3. the batch, timed from the start of
+3. the tutorial's job run as many at a time as there are cores, as HTCondor
+   runs it one per 1-core slot (each in its own folder: ``funpack -O``,
+   ``source-extractor``, the folder removed): the baseline a night is
+   measured against;
+4. the batch, timed from the start of
    ``prefect deployment run 'catalogue/batch' --param ids=[...] --watch`` to
-   its exit (``force=true``, so every exposure is measured).
+   its exit, and to the batch run's end as the server records it (without
+   the CLI's wait after the end) (``force=true``, so every exposure is
+   measured).
 
-Prints each wall time and the batch's ratio to the detect loop, then what the
+Prints each wall time and busy core-seconds per exposure (``/proc/stat``:
+everything the machine did meanwhile, the Prefect server included), the
+batch's ratios to the detect loop and to the tutorial's jobs, then what the
 batch's time went to: per exposure, dispatch (created to Running), process
 start (Running to its first task), download, detect, upload and the end
 (last task to the run's final state); the share of core time left idle
@@ -39,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -46,6 +55,18 @@ from bench_prefect import free_port, start_server
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def tutorial_job(exposure: Path, scratch: Path, funpack: str, sextractor: str, config) -> None:
+    """The tutorial's job on one exposure, in a folder of its own: decompress, extract, clean up."""
+    work = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        subprocess.run([funpack, "-O", str(work / "x.fits"), str(exposure)], check=True, capture_output=True)
+        subprocess.run([sextractor, "x.fits", "-c", str(config.path("default.sex")), "-FILTER_NAME",
+                        str(config.path("default.conv")), "-PARAMETERS_NAME", str(config.path("default.param")),
+                        "-CATALOG_NAME", "c.cat"], check=True, capture_output=True, cwd=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def cpu_times() -> tuple[float, float]:
@@ -221,6 +242,7 @@ def main() -> None:
         loop_busy = busy_core_seconds(loop_cpu, cpu_times())
         print(f"detect loop: {detect:.1f} s", flush=True)
         classic = 0.0
+        classic_cpu = cpu_times()
         for f in files:
             work = loop / "classic"
             shutil.rmtree(work, ignore_errors=True)
@@ -231,7 +253,16 @@ def main() -> None:
                               "-FILTER_NAME", str(config.path("default.conv")), "-PARAMETERS_NAME",
                               str(config.path("default.param")), "-CATALOG_NAME", str(work / "c.cat")],
                              capture_output=True, cwd=work)
+        classic_busy = busy_core_seconds(classic_cpu, cpu_times())
         print(f"classic loop: {classic:.1f} s", flush=True)
+        cores = os.cpu_count() or 1
+        parallel_cpu = cpu_times()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(cores) as pool:
+            list(pool.map(lambda f: tutorial_job(f, loop, funpack, sextractor, config), files))
+        parallel = time.perf_counter() - started
+        parallel_busy = busy_core_seconds(parallel_cpu, cpu_times())
+        print(f"the tutorial's job, {cores} at a time: {parallel:.1f} s", flush=True)
 
         samples: list[tuple[float, float]] = []
         stop = threading.Event()
@@ -290,9 +321,20 @@ def main() -> None:
 
     print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
           f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool")
-    print(f"  detect loop   {detect:7.1f} s")
-    print(f"  classic loop  {classic:7.1f} s")
-    print(f"  batch         {batch:7.1f} s   {batch / detect:.2f}x the detect loop, {batch / classic:.2f}x the classic loop")
+    to_end = (parent.end_time - cli_started).total_seconds()
+    n = args.exposures
+    print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")
+    for name, wall, busy in (
+        ("the tutorial's job, one at a time", classic, classic_busy),
+        (f"the tutorial's job, {cores} at a time (the baseline)", parallel, parallel_busy),
+        ("canfar-catalogue detect, one after another", detect, loop_busy),
+        ("the batch, CLI start to the run's end", to_end, batch_busy),
+        ("the batch, CLI start to its exit (--watch)", batch, batch_busy),
+    ):
+        print(f"  {name:44s} {wall:8.1f} {busy / n:20.2f}")
+    print(f"  the batch (to its end): {to_end / parallel:.2f}x the tutorial's job {cores} at a time, "
+          f"{to_end / detect:.2f}x the detect loop, {to_end / classic:.2f}x the classic loop; "
+          f"core-seconds {batch_busy / parallel_busy:.2f}x the baseline's")
     print("\nthe batch's own time, seconds:")
     for name, seconds in phases.items():
         print(f"  {name:48s} {seconds:7.2f}")

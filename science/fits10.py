@@ -16,25 +16,20 @@ size, background) are left out.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
 
-from .ldac import objects
+from .ldac import objects, software
 from .sexconfig import ExtractionConfig
 
 
 def primary_cards(config: ExtractionConfig, file_name: str, extensions: int, sources: int) -> dict[str, tuple[object, str]]:
     """The primary header's cards about the extraction, with source-extractor's names and comments."""
-    try:
-        software = f"canfar-catalogue {version('canfar-catalogue')}"
-    except PackageNotFoundError:
-        software = "canfar-catalogue"
     now = datetime.now(timezone.utc)
     cards = {
-        "ORIGIN": (software, "Extraction software"),
+        "ORIGIN": (software(), "Extraction software"),
         "FITSFILE": (file_name, "File name of the analysed image"),
         "FITSNEXT": (extensions, "Number of FITS image extensions in file"),
         "SEXDATE": (now.strftime("%d/%m/%Y"), "Extraction date"),

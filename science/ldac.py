@@ -96,22 +96,26 @@ def ldac_hdus(
     return fits.HDUList([fits.PrimaryHDU(), *hdus])
 
 
+def software() -> str:
+    """What made the catalogue, as its ``SEXVERS`` / ``ORIGIN`` card names it."""
+    try:
+        return f"canfar-catalogue {version('canfar-catalogue')}"
+    except PackageNotFoundError:
+        return "canfar-catalogue"
+
+
 def extraction_cards(
     config: ExtractionConfig, ccd: "CCDResult", header_text: str, file_name: str, extensions: int
 ) -> dict[str, tuple[object, str]]:
     """What source-extractor writes about the extraction after a CCD's header cards (those it
     has a value for here): SCAMP and PSFEx read the background noise, gain and saturation."""
     header = fits.Header.fromstring(header_text)
-    try:
-        software = f"canfar-catalogue {version('canfar-catalogue')}"
-    except PackageNotFoundError:
-        software = "canfar-catalogue"
     now = datetime.now(timezone.utc)
     return {
         "FITSFILE": (file_name, "File name of the analysed image"),
         "FITSEXT": (ccd.ext_number, "FITS Extension number"),
         "FITSNEXT": (extensions, "Number of FITS image extensions in file"),
-        "SEXVERS": (software, "Extraction software"),
+        "SEXVERS": (software(), "Extraction software"),
         "SEXDATE": (now.strftime("%d/%m/%Y"), "Extraction date"),
         "SEXTIME": (now.strftime("%H:%M:%S"), "Extraction time"),
         "SEXELAPS": (round(ccd.seconds, 3), "Elapsed time during extraction (s)"),

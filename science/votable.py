@@ -29,6 +29,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from .columns import COLUMNS, parameter
+from .ldac import software
 from .results import Extraction
 
 NAMESPACE = "http://www.ivoa.net/xml/VOTable/v1.3"
@@ -100,17 +101,10 @@ def _param(name: str, value: object, ucd: str, datatype: str = "char", unit: str
 
 
 def _metadata(about: Extraction) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        software_version = version("canfar-catalogue")
-    except PackageNotFoundError:
-        software_version = "unknown"
     result, config = about.result, about.config
     parts = [
         ' <RESOURCE ID="MetaData" name="MetaData">\n  <DESCRIPTION>canfar-catalogue meta-data</DESCRIPTION>\n',
-        _param("Software", "canfar-catalogue", "meta.title;meta.software"),
-        _param("Version", software_version, "meta.version;meta.software"),
+        _param("Software", software(), "meta.title;meta.software"),
         _param("Date", time.strftime("%Y-%m-%d", time.gmtime()), "time.end;meta.software"),
         _param("Time", time.strftime("%H:%M:%S", time.gmtime()), "time.end;meta.software"),
         _param("Duration", f"{result.seconds:.3f}", "time.duration;meta.software", "float", "s"),

@@ -271,6 +271,17 @@ def _act_on_first_running_job(schedd: FakeSchedd, action):
     return ThreadPoolExecutor(1).submit(act)
 
 
+def _next_job(schedd: FakeSchedd, seen: set[int], timeout: float = 180) -> dict:
+    """The first job not in ``seen`` whose process has started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = next((ad for ad in schedd.ads() if ad["ClusterId"] not in seen and ad.get("JobPid")), None)
+        if job:
+            return job
+        time.sleep(0.05)
+    raise TimeoutError("no new job started")
+
+
 @contextlib.contextmanager
 def _frozen(session: int):
     """Every process of a job (its session) stopped, then continued."""
@@ -386,11 +397,7 @@ def test_a_cancel_that_crosses_the_jobs_own_exit_ends_at_once_and_keeps_the_cata
 
     def cancel_once_the_catalogue_is_stored() -> dict:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            job = next((ad for ad in schedd.ads() if ad["ClusterId"] not in seen and ad.get("JobPid")), None)
-            if job:
-                break
-            time.sleep(0.05)
+        job = _next_job(schedd, seen)
         schedd.race_removal_with_exit(job["ClusterId"])
         while not record.exists() and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -462,12 +469,7 @@ def test_a_job_vacated_after_its_run_completed_does_not_run_it_again(condor_site
     seen = {ad["ClusterId"] for ad in schedd.ads()}
 
     def vacate_once_completed() -> tuple[dict, str]:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            job = next((ad for ad in schedd.ads() if ad["ClusterId"] not in seen and ad.get("JobPid")), None)
-            if job:
-                break
-            time.sleep(0.05)
+        job = _next_job(schedd, seen)
         _wait_for_state(job["CanfarFlowRunId"], "RUNNING")  # the engine has started
         os.kill(job["JobPid"], signal.SIGSTOP)  # the job's own process only: its engine goes on
         try:
