@@ -97,12 +97,16 @@ _UNSUPPORTED_VALUES = {
     ("DETECT_TYPE", "PHOTO"): "photographic (PHOTO) detection is not implemented; use CCD",
     ("MASK_TYPE", "BLANK"): "MASK_TYPE BLANK is not implemented; use CORRECT or NONE",
     ("BACKPHOTO_TYPE", "LOCAL"): "local photometric background (BACKPHOTO_TYPE LOCAL) is not implemented; use GLOBAL",
+    ("CATALOG_TYPE", "ASCII_SKYCAT"): "SkyCat tables are not written; use ASCII_HEAD (the same rows, with "
+    "a header every reader knows), FITS_1.0 or ASCII_VOTABLE",
+    ("CATALOG_TYPE", "NONE"): "no catalogue at all is source-extractor's way of making check images only, and "
+    "check images are not made here; give a catalogue type, or make them with source-extractor",
     ("INTERP_TYPE", "VAR_ONLY"): "VAR_ONLY is not implemented: Debian's source-extractor 2.25 stops on it "
     "(\"WEIGHT_IMAGE missing\"), so there is nothing to match; use ALL or NONE",
 }
 
 _ALLOWED = {
-    "CATALOG_TYPE": {"ASCII_HEAD", "ASCII", "FITS_LDAC", "FITS_1.0", "ASCII_VOTABLE"},
+    "CATALOG_TYPE": {"ASCII_HEAD", "ASCII", "FITS_LDAC", "FITS_1.0", "ASCII_VOTABLE", "ASCII_SKYCAT", "NONE"},
     "DETECT_TYPE": {"CCD", "PHOTO"},
     "THRESH_TYPE": {"RELATIVE", "ABSOLUTE"},
     "MASK_TYPE": {"NONE", "CORRECT", "BLANK"},

@@ -67,6 +67,13 @@ def test_a_keyword_asking_for_what_is_not_made_is_refused_by_name(keyword, value
         load_config(overrides=[f"-{keyword}", value])
 
 
+@pytest.mark.parametrize("value, advice", [("NONE", "check images"), ("ASCII_SKYCAT", "use ASCII_HEAD"),
+                                           ("FITS", "not one of")])
+def test_a_catalogue_type_that_is_not_written_is_refused_saying_what_to_use(value, advice):
+    with pytest.raises(ConfigError, match=f"CATALOG_TYPE.*{advice}"):
+        load_config(overrides=["-CATALOG_TYPE", value])
+
+
 def test_the_same_keywords_asking_for_nothing_pass_in_silence():
     config = load_config(overrides=["-CHECKIMAGE_TYPE", "NONE", "-WRITE_XML", "N", "-DGEO_TYPE", "NONE",
                                     "-CHECKIMAGE_NAME", "seg.fits", "-NTHREADS", "4", "-ASSOC_NAME", "sky.list"])
