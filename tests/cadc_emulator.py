@@ -121,6 +121,7 @@ class CadcEmulator:
         self.requests: list[tuple[str, str, str]] = []  # (method, path, who)
         self.jobs: dict[str, dict] = {}
         self.errors: list[str] = []  # tracebacks of the emulator itself: a test should find none
+        self.move_seconds = 0.0  # how long a move job stays EXECUTING (0: it completes as it starts)
         self.preauth = uuid.uuid4().hex
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -202,6 +203,21 @@ class CadcEmulator:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+
+    def finish_move(self, job: dict, fault: Fault | None) -> None:
+        """A move job's end: renamed, or ERROR with the vault's text."""
+        source, destination = job["source"], job["destination"]
+        with self.lock:
+            if fault and fault.action == "move-fails":
+                job["phase"], job["error"] = "ERROR", _job_error(fault.name, f"/{source}")
+            elif source not in self.nodes:
+                job["phase"], job["error"] = "ERROR", _job_error("NodeNotFound", f"/{source}")
+            elif destination in self.nodes:
+                job["phase"] = "ERROR"
+                job["error"] = _job_error("DuplicateNode", f"destination is an existing DataNode: /{destination}")
+            else:
+                self.nodes[destination] = self.nodes.pop(source)
+                job["phase"] = "COMPLETED"
 
     # -- helpers used by the handler --------------------------------------------------
     def take_fault(self, method: str, path: str, moving: tuple[str, str] | None = None) -> Fault | None:
@@ -485,21 +501,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send(200, f"<uws:job><uws:phase>{job['phase']}</uws:phase></uws:job>".encode(), content_type="text/xml")
 
     def _move(self, job: dict, path: str) -> None:
+        """Run the job: at once, or, with ``move_seconds``, EXECUTING for that long as the real vault's
+        asynchronous jobs are (the client polls the phase, sleeping 2 s, then 4 s ...)."""
         emulator = self.emulator
-        source, destination = job["source"], job["destination"]
         fault = self.fault if self.fault and self.fault.action == "move-fails" else None
-        fault = fault or emulator.take_fault(self.command, path, (source, destination))
-        with emulator.lock:
-            if fault and fault.action == "move-fails":
-                job["phase"], job["error"] = "ERROR", _job_error(fault.name, f"/{source}")
-            elif source not in emulator.nodes:
-                job["phase"], job["error"] = "ERROR", _job_error("NodeNotFound", f"/{source}")
-            elif destination in emulator.nodes:
-                job["phase"] = "ERROR"
-                job["error"] = _job_error("DuplicateNode", f"destination is an existing DataNode: /{destination}")
-            else:
-                emulator.nodes[destination] = emulator.nodes.pop(source)
-                job["phase"] = "COMPLETED"
+        fault = fault or emulator.take_fault(self.command, path, (job["source"], job["destination"]))
+        if emulator.move_seconds > 0:
+            job["phase"] = "EXECUTING"
+            threading.Timer(emulator.move_seconds, emulator.finish_move, (job, fault)).start()
+        else:
+            emulator.finish_move(job, fault)
 
     def _vault_nodes(self, node_path: str) -> None:
         emulator = self.emulator

@@ -362,6 +362,38 @@ def test_a_replace_leaves_no_catalogue_under_its_name_only_between_its_two_moves
     assert _names(cadc, space) == {new.name: new.read_bytes()}
 
 
+def test_on_a_vault_whose_moves_take_time_a_reader_sees_the_old_file_nothing_or_the_new_one(cadc, tmp_path,
+                                                                                            record_property):
+    """The real vault runs a move as an asynchronous job, and the client looks at its phase, sleeps 2 s,
+    and looks again.  A reader watching the name during a replace sees the old file, then for a while
+    nothing, then the new one: never a half-written file, never the old one back."""
+    import threading
+
+    space = "jdoe/replace/slow"
+    destination, before, new = _replace_setup(cadc, tmp_path, space)
+    seen, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append((time.monotonic(), cadc.visible(f"{space}/").get(f"{space}/{new.name}")))
+            time.sleep(0.01)
+
+    cadc.move_seconds = 0.3
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        destination.put(new, new.name)
+    finally:
+        cadc.move_seconds = 0.0
+        stop.set()
+        watcher.join()
+    states = [data for _, data in seen]
+    changes = [state for n, state in enumerate(states) if n == 0 or state != states[n - 1]]
+    assert changes == [before, None, new.read_bytes()]
+    empty = [moment for moment, data in seen if data is None]
+    record_property("did", f"no file under the name for {empty[-1] - empty[0]:.2f} s (moves of 0.3 s on the vault)")
+
+
 def test_vospace_refuses_a_stranger_permanently(cadc, tmp_path):
     stranger = cadc.issue_proxy(tmp_path / "stranger.pem", user="mallory")
     destination = VOSpace("vos:jdoe/private", auth=_auth(certificate=stranger))
