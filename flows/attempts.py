@@ -12,6 +12,15 @@ does not stop it.  Instead the latest attempt wins: a run that finds a later
 attempt of its own work, when it starts and again before it stores its
 catalogue, stops there and ends Cancelled as superseded; a batch that was
 following it follows the later one.
+
+The other way round: the later attempt is told which run it replaces
+(``replaces``).  Should that run have stored the catalogue after all (it ran
+while the batch, reading a stale Pending state, was starting its
+replacement), the later attempt does not complete as a second run of the
+work: it ends Cancelled as not needed, and the batch counts the catalogue.
+Before it stores, it waits for a replaced run that is Running to settle, so
+that of the two exactly one stores and completes (``tests/test_faults.py``,
+the server-restart row, shows the interleaving).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from prefect.client.schemas.objects import FlowRun, State
 
 #: How a superseded run's Cancelled state message begins.
 SUPERSEDED = "superseded by"
+#: How a run's Cancelled state message begins when the run it replaced stored the catalogue after all.
+REDUNDANT = "not needed:"
 
 
 def number(run: FlowRun) -> int:
@@ -72,3 +83,24 @@ def superseded_message(later: FlowRun) -> str:
 
 def is_superseded(state: State) -> bool:
     return state.is_cancelled() and (state.message or "").startswith(SUPERSEDED)
+
+
+def redundant_message(replaced: str) -> str:
+    return f"{REDUNDANT} run {replaced}, which the batch replaced by this one as lost, ran after all and stored the catalogue"
+
+
+def is_redundant(state: State) -> bool:
+    return state.is_cancelled() and (state.message or "").startswith(REDUNDANT)
+
+
+def settled(run_id: str, timeout: float, poll: float = 1.0) -> FlowRun | None:
+    """The run ``run_id`` once it is no longer Running (at most ``timeout`` seconds of waiting): a
+    replaced run that came back either stores its catalogue and completes, or stops as superseded."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = read_run(run_id)
+        if run is None or run.state is None or not run.state.is_running() or time.monotonic() > deadline:
+            return run
+        time.sleep(poll)

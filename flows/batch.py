@@ -149,7 +149,7 @@ def _finished_since(run: FlowRun, since: datetime) -> bool:
 
 def _follow_or_start(
     exposure: Exposure, earlier: list[FlowRun], work: str, stuck_after: timedelta, since: datetime,
-    start: Callable[[Exposure, str, str], str],
+    start: Callable[[Exposure, str, str, str | None], str],
 ) -> None:
     """Follow the run of this work that another batch has in flight, or that completed since this batch
     started (between its look-up and now), or start the next one.
@@ -171,7 +171,10 @@ def _follow_or_start(
     else:
         exposure.started += 1
         name = exposure.id if exposure.started == 1 else f"{exposure.id} (attempt {exposure.started})"
-        exposure.flow_run_id = start(exposure, f"{work}:{max(map(attempts.number, earlier), default=0) + 1}", name)
+        lost = [run for run in earlier if run.state is not None and not run.state.is_final()]  # stuck Pending
+        replaces = str(max(lost, key=attempts.number).id) if lost else None
+        exposure.flow_run_id = start(exposure, f"{work}:{max(map(attempts.number, earlier), default=0) + 1}", name,
+                                     replaces)
     exposure.status = "running"
 
 
@@ -257,11 +260,11 @@ def catalogue_batch(
     stuck_after = timedelta(seconds=stuck_pending_seconds)
     deployment_id = None
 
-    def start(exposure: Exposure, key: str, name: str) -> str:
+    def start(exposure: Exposure, key: str, name: str, replaces: str | None) -> str:
         child = run_deployment(
             exposure_deployment,
             parameters={"observation_id": exposure.id, "input_md5": exposure.input_md5,
-                        "companion_md5": exposure.companion_md5, **parameters},
+                        "companion_md5": exposure.companion_md5, "replaces": replaces, **parameters},
             job_variables=job_variables or None,
             idempotency_key=key,
             flow_run_name=name,
@@ -289,19 +292,21 @@ def catalogue_batch(
             exposure = running.pop(run_id)
             exposure.ended.add(run_id)
             record = None
-            superseded = attempts.is_superseded(state)
+            superseded, redundant = attempts.is_superseded(state), attempts.is_redundant(state)
             if state.is_completed() or state.is_cancelled():
                 record = is_done(target, exposure.id, exposure.input_md5, config_hash,
                                  companions.present(exposure.companion_md5))
                 if record and state.is_cancelled() and record.flow_run_id != run_id:
                     work = _work_key(exposure, config_hash, destination, force)
-                    if not (superseded and attempts.stored_by_later(attempts.runs_of(deployment_id, exposure.id, work),
-                                                                    run_id, record.flow_run_id)):
+                    runs = attempts.runs_of(deployment_id, exposure.id, work)
+                    if not (superseded and attempts.stored_by_later(runs, run_id, record.flow_run_id)
+                            or redundant and attempts.stored_by_later(runs, record.flow_run_id, run_id)):
                         record = None  # a catalogue from before: this run was cancelled before storing its own
             if record:
                 exposure.status, exposure.sources, exposure.qa = "completed", record.sources, record.qa
                 exposure.message = (
                     "stored by a later run of the same work" if superseded
+                    else "stored by the run the batch had replaced as lost, which ran after all" if redundant
                     else "cancelled after its catalogue was stored" if state.is_cancelled()
                     else "re-attached to a run in flight from an earlier batch" if exposure.reattached else ""
                 )

@@ -18,7 +18,7 @@ from prefect.states import Cancelled, State
 
 from ..boundaries import ids
 from ..boundaries.errors import NotFound, PermanentError
-from ..boundaries.provenance import Provenance, catalogue_name, is_done, software_versions
+from ..boundaries.provenance import Provenance, catalogue_name, is_done, software_versions, stored
 from ..boundaries.storage import open_destination
 from .. import config
 from ..science import ExtractionConfig, InputError, load_config
@@ -32,6 +32,8 @@ from .scratch import scratch_root, sweep_stale
 
 
 STALE_SCRATCH_HOURS = float(config.settings()["detect"]["stale_scratch_hours"])
+#: How long a run waits, before it stores, for the run it replaced to settle if that one is Running.
+SETTLE_SECONDS = float(config.settings()["batch"]["stuck_pending_seconds"]) * 2
 #: In the scratch root: the runs sharing it (one machine's) take turns at its cores by it.
 TURNS = ".measuring"
 
@@ -60,6 +62,7 @@ def catalogue_exposure(
     flag_pattern: str = companions.PATTERNS["flag"],
     header_pattern: str = companions.PATTERNS["header"],
     companion_md5: dict[str, str] | None = None,
+    replaces: str | None = None,
 ) -> dict | State:
     """Make the catalogue of one exposure and store it as ``<destination>/<id>.cat`` (``.ldac.fits``
     for CATALOG_TYPE FITS_LDAC, ``.cat.fits`` for FITS_1.0, ``.cat.xml`` for ASCII_VOTABLE).
@@ -74,7 +77,9 @@ def catalogue_exposure(
     file when the archive has one; their md5s (``companion_md5`` when the batch
     has them) join the exposure's in the skip check and the record.  A run
     that a batch has replaced by a later attempt of the same work ends
-    Cancelled without storing anything (:mod:`.attempts`).
+    Cancelled without storing anything, and the later attempt (``replaces``
+    names the run it replaced) ends Cancelled as not needed should the
+    replaced run have stored the catalogue after all (:mod:`.attempts`).
     """
     logger = get_run_logger()
     try:
@@ -99,6 +104,9 @@ def catalogue_exposure(
         known = companion_md5 or {}
         md5s = companions.present({kind: known[kind] if kind in known else _checksum(observation_id, archive, name, kind)
                                    for kind, name in files.items()})
+        if replaced_stored(target, observation_id, replaces, wait=0):
+            shutil.rmtree(workdir, ignore_errors=True)
+            return _redundant(replaces, logger)
         done = None if force else is_done(target, observation_id, input_md5, config_hash, md5s)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
@@ -134,6 +142,9 @@ def catalogue_exposure(
         if later:
             shutil.rmtree(workdir, ignore_errors=True)
             return _superseded(later, logger)
+        if replaced_stored(target, observation_id, replaces, wait=SETTLE_SECONDS):
+            shutil.rmtree(workdir, ignore_errors=True)
+            return _redundant(replaces, logger)
         location = upload(catalogue, record, destination)
     except (ids.InvalidID, InputError, PermanentError) as exc:
         _clean(workdir, catalogue, logger)
@@ -167,6 +178,24 @@ def _checksum(observation_id: str, archive: str, name: str, kind: str) -> str:
         if kind in companions.OPTIONAL:
             return ""
         raise
+
+
+def replaced_stored(target, observation_id: str, replaces: str | None, wait: float) -> bool:
+    """Whether the run this one replaced stored the catalogue after all; a replaced run still Running
+    is first waited for (up to ``wait`` seconds): it will either store and complete, or stop as
+    superseded when it sees this run."""
+    if not replaces:
+        return False
+    if wait:
+        attempts.settled(replaces, wait)
+    record = stored(target, observation_id)
+    return record is not None and record.flow_run_id == replaces
+
+
+def _redundant(replaces: str, logger) -> State:
+    message = attempts.redundant_message(replaces)
+    logger.warning("this run stops here: %s", message)
+    return Cancelled(message=message)
 
 
 def _superseded(later, logger) -> State:

@@ -276,6 +276,17 @@ def test_a_server_restarted_mid_batch_loses_nothing(tmp_path, record_property):
     and likewise for three more exposures.  A batch now follows a run of its work that completed after
     the batch started (``flows/batch.py``, ``_follow_or_start``); with the same pause the test passes.
     Run 20 times in a row by ``bench/repeat_test.py`` (``bench/RESULTS.md``).
+
+    A second interleaving, seen once in a fresh-clone CI run on a slow machine: the second batch read
+    attempt 1 as Pending with no process for over 10 s (its worker had started it while the server was
+    down) and started attempt 2, whose creation took seconds; meanwhile attempt 1 ran, found no later
+    attempt at either check, stored and completed:
+
+        1058001p attempt 1  PENDING 02:31:38.790, 02:32:09.231  RUNNING 02:32:10.258  COMPLETED 02:32:11.343
+        1058001p attempt 2  created 02:32:14.480  RUNNING 02:32:15.907  COMPLETED 02:32:16.190  (skipped)
+
+    Attempt 2 is now told which run it replaces, and ends Cancelled as not needed when that run stored
+    the catalogue after all (``flows/attempts.py``); the batch counts the catalogue.
     """
     import json
     import socket

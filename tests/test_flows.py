@@ -541,6 +541,40 @@ def test_a_run_that_a_batch_replaced_stops_when_it_starts_late(two_attempts, tmp
     assert attempts.later_attempt(attempts.read_run(str(late.id)), "1056213p") is None  # the latest carries on
 
 
+def test_a_run_that_replaced_one_that_ran_after_all_stores_nothing_and_does_not_complete(local_site, tmp_path):
+    """The other way round: a batch, reading a stale Pending state, replaced attempt 1, which ran and
+    stored the catalogue before attempt 2 was even created.  Attempt 2 ends Cancelled as not needed:
+    one completed run, one store."""
+    import json
+    import uuid
+
+    from prefect.flow_engine import run_flow
+    from prefect.states import Pending
+
+    from canfar_catalogue.flows import attempts
+
+    work = f"catalogue:1056213p:{uuid.uuid4().hex}"
+    parameters = {"observation_id": "1056213p", "archive": local_site["archive"],
+                  "destination": f"file://{tmp_path / 'out'}"}
+
+    def attempt(n: int):
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(EXPOSURE_DEPLOYMENT)
+            return client.create_flow_run_from_deployment(deployment.id, parameters=parameters, state=Pending(),
+                                                          idempotency_key=f"{work}:{n}", name="1056213p")
+
+    early = attempt(1)
+    first = run_flow(catalogue_exposure, flow_run=early, parameters=parameters, return_type="state")
+    assert first.is_completed(), first.message
+    record = (tmp_path / "out" / "1056213p.provenance.json").read_text()
+    assert json.loads(record)["flow_run_id"] == str(early.id)
+    late = attempt(2)  # what the batch started, having judged attempt 1 lost on a stale read
+    second = run_flow(catalogue_exposure, flow_run=late, parameters={**parameters, "replaces": str(early.id)},
+                      return_type="state")
+    assert attempts.is_redundant(second) and str(early.id) in second.message
+    assert (tmp_path / "out" / "1056213p.provenance.json").read_text() == record  # not stored again
+
+
 def test_a_batch_takes_a_superseded_runs_catalogue_only_from_a_later_attempt():
     import uuid
 
