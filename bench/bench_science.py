@@ -1,6 +1,6 @@
 """Classic funpack + source-extractor against our pipeline on one full-size exposure.
 
-    python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench] [--threads] [--weights]
+    python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench] [--threads] [--weights] [--check-images]
 
 Runs the variants in turn on the same Rice-compressed exposure, in every
 repetition (paired, so all see the same machine load): the tutorial's
@@ -35,6 +35,9 @@ SURVEY_SETTINGS = ["-PHOT_APERTURES", "5,10,20", "-PHOT_FLUXFRAC", "0.5,0.9"]
 
 
 WEIGHTED_CLASSIC = "classic, MAP_WEIGHT (the weight map funpacked too)"
+CHECK_CLASSIC = "classic, 3 check images"
+#: Three check images a user asks for most: the segmentation, the background and the image without sources.
+CHECK_TYPES = ["-CHECKIMAGE_TYPE", "SEGMENTATION,BACKGROUND,-OBJECTS"]
 
 
 def write_survey_param(path: Path) -> Path:
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument("--weights", action="store_true",
                         help="also both with the exposure's weight map (WEIGHT_TYPE MAP_WEIGHT); source-extractor "
                         "gets it funpacked too, as the tutorial would")
+    parser.add_argument("--check-images", action="store_true",
+                        help="also both writing SEGMENTATION, BACKGROUND and -OBJECTS check images (ours as .fits, "
+                        "as source-extractor writes them, and tile-compressed as .fits.fz, as the flows store them)")
     args = parser.parse_args()
 
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
@@ -164,6 +170,14 @@ def main() -> None:
         variants["ours, 2 processes, MAP_WEIGHT"] = lambda d: [[
             *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "w.cat", *weighted,
             "-WEIGHT_IMAGE", str(weights.resolve())]]
+    if args.check_images:
+        def names(suffix: str) -> list[str]:
+            return [*CHECK_TYPES, "-CHECKIMAGE_NAME", ",".join(f"{n}{suffix}" for n in ("seg", "back", "subobj"))]
+        variants[CHECK_CLASSIC] = lambda d: classic(d, "-PARAMETERS_NAME", param, "-CATALOG_NAME", "k.cat", *names(".fits"))
+        variants["ours, 2 processes, 3 check images (.fits)"] = lambda d: [[
+            *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "k.cat", *names(".fits")]]
+        variants["ours, 2 processes, 3 check images (.fits.fz)"] = lambda d: [[
+            *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "k.cat", *names(".fits.fz")]]
     if args.threads:
         variants["ours, 2 threads (to show sep holds the GIL)"] = lambda d: [[sys.executable, "-c", THREADED, str(exposure.resolve())]]
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -193,7 +207,8 @@ def main() -> None:
     print(f"{'variant':52s} {'wall s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} {'disk MB':>9s}")
     for name in variants:
         median = statistics.median(times[name])
-        reference = surveyed if "survey" in name else weighted_classic if "MAP_WEIGHT" in name else tutorial
+        reference = surveyed if "survey" in name else weighted_classic if "MAP_WEIGHT" in name \
+            else statistics.median(times[CHECK_CLASSIC]) if "check images" in name else tutorial
         print(f"{name:52s} {median:8.2f} {median / reference:6.2f} {peaks[name] / 1e6:12.0f} {written[name] / 1e6:9.1f}")
 
 

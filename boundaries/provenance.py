@@ -1,11 +1,12 @@
 """The small record stored beside each catalogue, and the "already done" rule.
 
-The catalogue (``<id>.cat``, or as :data:`..science.catalogue.SUFFIXES` names it for its type) is stored
-first and ``<id>.provenance.json`` second, so the record's presence means the
-catalogue is complete; the record names the catalogue's file.  An exposure is done when
-the record names the same input md5 and configuration hash as the run that
-would redo it (and the same md5s of the weight and flag maps read with it),
-and the catalogue's md5 is the one the record names.
+The check images a configuration asks for are stored first, then the catalogue
+(``<id>.cat``, or as :data:`..science.catalogue.SUFFIXES` names it for its type),
+and ``<id>.provenance.json`` last, so the record's presence means they are
+complete; the record names each file.  An exposure is done when the record names
+the same input md5 and configuration hash as the run that would redo it (and
+the same md5s of the weight and flag maps read with it), and the catalogue and
+every check image it names are there with the md5s it names.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Provenance:
     catalogue: str = ""
     #: The md5s of the files read with the exposure, by kind ("weight", "flag"); none in older records.
     companion_md5: dict[str, str] = field(default_factory=dict)
+    #: The check images stored with the catalogue: type -> {"name": file name, "md5": its md5}.
+    check_images: dict[str, dict[str, str]] = field(default_factory=dict)
     #: The exposure's quality numbers (:meth:`..science.qa.ExposureQuality.to_dict`); older records have none.
     qa: dict | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -71,6 +74,8 @@ def stored(destination: Destination, observation_id: str) -> Provenance | None:
     except (BoundaryError, ValueError, TypeError):
         return None
     if destination.stat(record.catalogue or catalogue_name(observation_id)) != record.catalogue_md5:
+        return None
+    if any(destination.stat(image["name"]) != image["md5"] for image in record.check_images.values()):
         return None
     return record
 

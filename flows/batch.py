@@ -48,7 +48,7 @@ from ..boundaries.provenance import catalogue_name, is_done
 from ..boundaries.storage import Destination, open_destination
 from ..science import load_config
 from ..tasks.policy import task_options
-from . import attempts, companions, qa_view
+from . import attempts, companions, outputs, qa_view
 
 SETTINGS = config.settings()["batch"]
 #: Each exposure's key quality numbers, in the batch's table (from its provenance record).
@@ -223,6 +223,7 @@ def catalogue_batch(
     if max_in_flight < 1:
         raise ValueError(f"no exposure was started: max_in_flight must be at least 1, not {max_in_flight}")
     extraction = load_config(sex_file, overrides or [], zeropoint_key=zeropoint_key, maps_from_archive=True)
+    extraction, check_notes = outputs.for_flows(extraction)
     patterns = companions.patterns(extraction, weight_pattern, flag_pattern, header_pattern)
     reads = {kind: patterns[kind] for kind in companions.needed(extraction)}
     companions.check_patterns(reads, list(reads), wanted)
@@ -231,8 +232,10 @@ def catalogue_batch(
             logger.info("%s: each exposure's from the archive's %s file, where there is one", kind, pattern)
         else:
             logger.info("%s maps: each exposure's from the archive's %s files", kind, pattern)
-    for note in extraction.notes:
+    for note in [*extraction.notes, *check_notes]:
         logger.info("configuration: %s", note)
+    for kind, pattern in extraction.check_images:
+        logger.info("check image %s: stored beside each catalogue as %s", kind, pattern)
     config_hash = extraction.fingerprint()
     target = open_destination(destination)
     require_lifetime([open_archive(archive), target], timedelta(hours=expected_hours))

@@ -27,7 +27,7 @@ from ..science.qa_figure import exposure_title
 from ..tasks.detect import detect
 from ..tasks.download import archive_checksum, download
 from ..tasks.upload import upload
-from . import attempts, companions, qa_view
+from . import attempts, companions, outputs, qa_view
 from .scratch import scratch_root, sweep_stale
 
 
@@ -85,6 +85,8 @@ def catalogue_exposure(
     try:
         observation_id = ids.check(observation_id)
         extraction = ExtractionConfig.from_json(config_json) if config_json else load_config()
+        extraction, _ = outputs.for_flows(extraction)  # the batch has said what its notes say
+        check_names = outputs.names(extraction, observation_id)
         patterns = companions.patterns(extraction, weight_pattern, flag_pattern, header_pattern)
         files = companions.names(patterns, companions.needed(extraction), observation_id)
         target = open_destination(destination)  # a bad URI fails here, before any download
@@ -99,6 +101,8 @@ def catalogue_exposure(
     for stale in sweep_stale(workdir.parent, STALE_SCRATCH_HOURS, keep=workdir):
         logger.info("removed %s, left by a run killed more than %g hours ago", stale, STALE_SCRATCH_HOURS)
     catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
+    check_images = {kind: workdir / name for kind, name in check_names.items()}
+    made = [catalogue, *check_images.values()]  # what a failed upload keeps
     try:
         input_md5 = input_md5 or archive_checksum(observation_id, archive)
         known = companion_md5 or {}
@@ -110,7 +114,8 @@ def catalogue_exposure(
         done = None if force else is_done(target, observation_id, input_md5, config_hash, md5s)
         if done:
             logger.info("%s: already catalogued (%d sources, %s); skipping", observation_id, done.sources, done.created)
-            _publish(observation_id, "skipped", done.sources, [], target.location(catalogue.name))
+            _publish(observation_id, "skipped", done.sources, [], target.location(catalogue.name),
+                     {kind: target.location(image["name"]) for kind, image in done.check_images.items()})
             return {"id": observation_id, "status": "skipped", "sources": done.sources}
         qa_view.preload()  # while the exposure downloads; a skipped exposure draws nothing
         fetched = download(observation_id, archive, workdir)
@@ -120,7 +125,8 @@ def catalogue_exposure(
         beside = {kind: download(observation_id, archive, workdir, files[kind]) for kind in md5s}
         md5s = {kind: got.md5 for kind, got in beside.items()}
         extraction = dataclasses.replace(extraction, **{companions.SETTING[kind]: str(got.path)
-                                                        for kind, got in beside.items()})
+                                                        for kind, got in beside.items()},
+                                         check_images=tuple((kind, str(path)) for kind, path in check_images.items()))
         result = detect(fetched.path, extraction.to_json(), catalogue, workdir.parent / TURNS)
         quality = assess(result, result.zeropoint(extraction.mag_zeropoint))
         figure = qa_view.draw_in_background(quality, result.layout, exposure_title(observation_id, quality))
@@ -145,19 +151,20 @@ def catalogue_exposure(
         if replaced_stored(target, observation_id, replaces, wait=SETTLE_SECONDS):
             shutil.rmtree(workdir, ignore_errors=True)
             return _redundant(replaces, logger)
-        location = upload(catalogue, record, destination)
+        location = upload(catalogue, record, destination, check_images)
     except (ids.InvalidID, InputError, PermanentError) as exc:
-        _clean(workdir, catalogue, logger)
+        _clean(workdir, made, logger)
         raise PermanentFailure(f"{observation_id}: {exc}") from None
     except BaseException:
-        _clean(workdir, catalogue, logger)
+        _clean(workdir, made, logger)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
     rows = [
         {"ccd": c.label, "sources": c.count, "seconds": round(c.seconds, 2), "skipped": c.error or ""}
         for c in result.ccds
     ]
-    _publish(observation_id, "completed", result.count, rows, location)
+    _publish(observation_id, "completed", result.count, rows, location,
+             {kind: target.location(path.name) for kind, path in check_images.items()})
     waiting = time.perf_counter()
     try:
         png = figure.result()
@@ -205,18 +212,27 @@ def _superseded(later, logger) -> State:
     return Cancelled(message=message)
 
 
-def _clean(workdir: Path, catalogue: Path, logger) -> None:
-    """Remove the scratch copy, but keep a finished catalogue that could not be stored."""
-    if catalogue.exists():
+def _clean(workdir: Path, made: list[Path], logger) -> None:
+    """Remove the scratch copy, but keep a finished catalogue (``made[0]``) and its check images that
+    could not be stored."""
+    if made[0].exists():
         for path in workdir.iterdir():
-            if path.name.endswith(".fits.fz"):
+            if path not in made and path.is_file():
                 path.unlink(missing_ok=True)
-        logger.warning("the catalogue was not stored; the local copy is kept at %s", catalogue)
+        kept = ", ".join(str(path) for path in made if path.exists())
+        logger.warning("the catalogue was not stored; the local copies are kept: %s", kept)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _publish(observation_id: str, status: str, sources: int, rows: list[dict], location: str) -> None:
+def _link(where: str) -> str:
+    """A stored file's address as a link: a ``vos:`` URI as it is (``vcp`` takes it), a local path as a file URI."""
+    return where if ":" in where.split("/", 1)[0] else Path(where).resolve().as_uri()
+
+
+def _publish(observation_id: str, status: str, sources: int, rows: list[dict], location: str,
+             check_images: dict[str, str]) -> None:
+    """The exposure's artifacts: sources and time per CCD, and a summary that links what was stored."""
     if rows:
         create_table_artifact(
             key=artifact_key(observation_id),
@@ -225,6 +241,7 @@ def _publish(observation_id: str, status: str, sources: int, rows: list[dict], l
         )
     create_markdown_artifact(
         key=artifact_key(observation_id, "-summary"),
-        markdown=f"### {observation_id}\n\n- status: **{status}**\n- sources: {sources}\n- catalogue: `{location}`\n",
+        markdown=f"### {observation_id}\n\n- status: **{status}**\n- sources: {sources}\n- catalogue: `{location}`\n"
+        + "".join(f"- {kind}: [{where.rsplit('/', 1)[-1]}]({_link(where)})\n" for kind, where in check_images.items()),
         description=f"{observation_id}: {status}",
     )

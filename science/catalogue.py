@@ -1,20 +1,15 @@
 """Write catalogues in source-extractor's ASCII_HEAD, ASCII, FITS_LDAC, FITS_1.0 or ASCII_VOTABLE format,
-atomically.
-
-A reader never sees a half-written catalogue: it goes to a temporary file in
-the same directory, which is flushed to disk and then renamed into place.
+atomically (:mod:`.atomic`): a reader never sees a half-written catalogue.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
+from .atomic import atomically
 from .columns import COLUMNS, header_line, parameter
 from .fits10 import fits10_hdus, primary_cards
 from .ldac import extraction_cards, ldac_hdus
@@ -52,26 +47,6 @@ def format_rows(sources: np.ndarray) -> str:
     return "".join(fmt % row for row in zip(*columns))
 
 
-@contextmanager
-def _atomically(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` to write; flushed to disk and renamed to ``path`` on success."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_catalogue(
     path: str | Path,
     blocks: Iterable[np.ndarray],
@@ -90,7 +65,7 @@ def write_catalogue(
         raise ValueError(f"CATALOG_TYPE {catalog_type!r} is not one of {', '.join(SUFFIXES)}")
     if catalog_type in ("FITS_LDAC", "FITS_1.0", "ASCII_VOTABLE") and about is None:
         raise ValueError(f"a {catalog_type} catalogue needs to know about the extraction")
-    with _atomically(path) as tmp:
+    with atomically(path) as tmp:
         if catalog_type == "FITS_LDAC":
             ldac_hdus(_ldac_tables(blocks, about), parameters).writeto(tmp, overwrite=True)
         elif catalog_type == "FITS_1.0":

@@ -5,7 +5,7 @@ is one of three things: it has an effect (:data:`.sexconfig.DEFAULTS`), it
 asks for nothing and is passed over in silence, or the value given asks for
 an output or a behaviour we do not give, and the configuration is refused by
 name before any work.  Debian's own ``default.sex`` sets many keywords of the
-second kind (``CHECKIMAGE_TYPE NONE``, ``WRITE_XML N``, the ASSOC set without
+second kind (``WRITE_XML N``, the MEMORY_* sizes, the ASSOC set without
 ASSOC columns), so staying quiet about them keeps a note meaningful when one
 is printed.  ``docs/keywords.md`` has the whole table.
 """
@@ -18,7 +18,6 @@ ASKS_NOTHING: dict[str, str] = {
        for key in ("ASSOC_NAME", "ASSOC_DATA", "ASSOC_PARAMS", "ASSOCCOORD_TYPE", "ASSOC_RADIUS", "ASSOC_TYPE",
                    "ASSOCSELEC_TYPE")},
     "BACKPHOTO_THICK": "read only with BACKPHOTO_TYPE LOCAL, which is refused",
-    "CHECKIMAGE_NAME": "names the files CHECKIMAGE_TYPE asks for; alone it asks for nothing",
     "DGEO_IMAGE": "names the map DGEO_TYPE asks for; alone it asks for nothing",
     "MAG_GAMMA": "read only with DETECT_TYPE PHOTO, which is refused",
     **{key: "sizes source-extractor's internal buffers; nothing here overflows them"
@@ -37,8 +36,6 @@ ASKS_NOTHING: dict[str, str] = {
 #: Keywords whose every value but one asks for an output or a behaviour we do not give:
 #: keyword -> (the value that asks for nothing, what to do instead).
 ASKS_NOTHING_ONLY_AS: dict[str, tuple[str, str]] = {
-    "CHECKIMAGE_TYPE": ("NONE", "check images are not made; remove CHECKIMAGE_TYPE (or set it to NONE), "
-                                "or make them with source-extractor"),
     "DGEO_TYPE": ("NONE", "differential geometry maps are not applied; remove DGEO_TYPE (or set it to NONE)"),
     "FITS_UNSIGNED": ("N", "integer images are read as their BZERO and BSCALE say (MegaCam's uint16 CCDs "
                            "carry BZERO 32768); remove FITS_UNSIGNED (or set it to N)"),

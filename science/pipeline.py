@@ -20,6 +20,7 @@ from typing import Callable
 
 from . import cores
 from .catalogue import write_catalogue
+from .check_image_files import CheckImageFiles, encode_ccd
 from .errors import CCDError, ExposureError
 from .exposure import CCD, list_ccds, read_ccd, read_flags, read_weights
 from .external_header import merged, read_blocks
@@ -44,6 +45,8 @@ def measure_one(
         flags = read_flags(config.flag_image, flag_ccd, data.shape) if flag_ccd is not None else None
         weights = read_weights(config.weight_image, weight_ccd, data.shape) if weight_ccd is not None else None
         measured = measure_ccd(data, header, config, ccd.ext_number, flag_map=flags, weight_map=weights)
+        check = encode_ccd(config.check_images, measured.check.make, header, config.back_size) if measured.check \
+            else None
     except (CCDError, EmptyCCD, MissingZeropoint) as exc:
         reason = exc.reason if isinstance(exc, CCDError) else str(exc)
         return CCDResult(ccd.ext_number, ccd.extname, time.perf_counter() - start, error=reason)
@@ -59,6 +62,7 @@ def measure_one(
         magnitudes=measured.magnitudes,
         saturated=measured.saturated,
         zeropoint=measured.zeropoint,
+        check_images=check,
     )
 
 
@@ -152,8 +156,10 @@ def measure_exposure(
                    else [None] * len(ccds))
     workers = min(workers or default_workers(), len(ccds))
     result = ExposureResult(path, layout=layout(ccds), headers={c.ext_number: c.header or "" for c in ccds})
+    check_files = CheckImageFiles(config.check_images, result.headers, config.back_size)
 
     def finished(ccd_result: CCDResult) -> None:
+        check_files.add(ccd_result)
         result.ccds.append(ccd_result)
         if progress:
             progress(ccd_result, len(result.ccds), len(ccds))
@@ -166,32 +172,41 @@ def measure_exposure(
         result.waited = time.perf_counter() - asked
 
     try:
-        if workers <= 1:
-            reuse_freed_memory()
-            take_turn()
-            for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
-                finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
-        else:
-            with _pool(workers) as pool:
-                if turn is not None:
-                    wait([pool.submit(_started) for _ in range(workers)])  # workers up before the turn
-                take_turn()
-                pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
-                           for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
-                while pending:
-                    if len(pending) <= workers:  # every CCD left is in a worker's hands
-                        held.give_back()
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        finished(future.result())
+        with check_files:  # written in place only if some CCD was measured
+            _measure_all(path, config, ccds, flag_ccds, weight_ccds, workers, turn, held, take_turn, finished)
+            if len(result.failed) == len(result.ccds):
+                reasons = "; ".join(f"{c.label}: {c.error}" for c in sorted(result.failed, key=lambda c: c.ext_number)[:3])
+                raise ExposureError(f"{path}: no CCD could be measured ({reasons})")
     finally:
         held.give_back()
+    result.check_images = check_files.written
     result.ccds.sort(key=lambda c: c.ext_number)
     result.seconds = time.perf_counter() - start - result.waited
-    if len(result.failed) == len(result.ccds):
-        reasons = "; ".join(f"{c.label}: {c.error}" for c in result.failed[:3])
-        raise ExposureError(f"{path}: no CCD could be measured ({reasons})")
     return result
+
+
+def _measure_all(path: Path, config: ExtractionConfig, ccds: list[CCD], flag_ccds: list, weight_ccds: list,
+                 workers: int, turn: Turn | None, held, take_turn: Callable[[], None],
+                 finished: Callable[[CCDResult], None]) -> None:
+    """Measure every CCD, in this process or in ``workers`` worker processes, calling ``finished`` with each."""
+    if workers <= 1:
+        reuse_freed_memory()
+        take_turn()
+        for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds):
+            finished(measure_one(str(path), ccd, config, flag_ccd, weight_ccd))
+    else:
+        with _pool(workers) as pool:
+            if turn is not None:
+                wait([pool.submit(_started) for _ in range(workers)])  # workers up before the turn
+            take_turn()
+            pending = {pool.submit(measure_one, str(path), ccd, config, flag_ccd, weight_ccd)
+                       for ccd, flag_ccd, weight_ccd in zip(ccds, flag_ccds, weight_ccds)}
+            while pending:
+                if len(pending) <= workers:  # every CCD left is in a worker's hands
+                    held.give_back()
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished(future.result())
 
 
 def _matching_ccds(companion: str, what: str, path: Path, ccds: list[CCD]) -> list[CCD]:
@@ -212,8 +227,11 @@ def run_exposure(
     progress: Callable[[CCDResult, int, int], None] | None = None,
     turn: Turn | None = None,
 ) -> ExposureResult:
-    """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default)."""
+    """Measure an exposure and write its catalogue atomically (CATALOG_NAME by default; none for
+    CATALOG_TYPE NONE), and the check images its configuration asks for."""
     result = measure_exposure(path, config, workers=workers, progress=progress, turn=turn)
+    if config.catalog_type == "NONE":
+        return result
     target = Path(catalogue if catalogue is not None else config.catalog_name)
     about = Extraction(Path(path).name, config, result)
     result.catalogue = write_catalogue(target, result.blocks(), config.parameters, config.catalog_type, about)

@@ -30,6 +30,8 @@ class CCDResult:
     magnitudes: np.ndarray | None = field(default=None, repr=False)
     saturated: int = 0
     zeropoint: float = float("nan")  # of its magnitudes
+    #: its extension of each check image, encoded (:func:`.check_image_files.encode_ccd`), until written
+    check_images: dict[str, bytes] | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
@@ -47,6 +49,8 @@ class ExposureResult:
     seconds: float = 0.0  # measuring it, without its wait for a turn at the cores
     waited: float = 0.0  # its wait for a turn at the cores (:mod:`.turns`)
     catalogue: Path | None = None
+    #: the check images written, by type
+    check_images: dict[str, Path] = field(default_factory=dict)
     #: Where each CCD sits on the focal plane, by label (:func:`.focal_plane.layout`).
     layout: dict[str, Box] = field(default_factory=dict)
     #: Each CCD's header text, by extension number (what a FITS_LDAC catalogue carries).

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import external_header, keyword_fates
+from . import check_images, external_header, keyword_fates
 from .columns import COLUMNS, parameter
 from .classifier import read_nnw
 from .flag_maps import FLAG_TYPES
@@ -90,6 +90,8 @@ DEFAULTS: dict[str, str] = {
     "INTERP_MAXXLAG": "16",
     "INTERP_MAXYLAG": "16",
     "HEADER_SUFFIX": ".head",
+    "CHECKIMAGE_TYPE": "NONE",
+    "CHECKIMAGE_NAME": "check.fits",
 }
 
 #: Values of implemented keywords that we cannot honour: (key, value) -> why.
@@ -99,8 +101,6 @@ _UNSUPPORTED_VALUES = {
     ("BACKPHOTO_TYPE", "LOCAL"): "local photometric background (BACKPHOTO_TYPE LOCAL) is not implemented; use GLOBAL",
     ("CATALOG_TYPE", "ASCII_SKYCAT"): "SkyCat tables are not written; use ASCII_HEAD (the same rows, with "
     "a header every reader knows), FITS_1.0 or ASCII_VOTABLE",
-    ("CATALOG_TYPE", "NONE"): "no catalogue at all is source-extractor's way of making check images only, and "
-    "check images are not made here; give a catalogue type, or make them with source-extractor",
     ("INTERP_TYPE", "VAR_ONLY"): "VAR_ONLY is not implemented: Debian's source-extractor 2.25 stops on it "
     "(\"WEIGHT_IMAGE missing\"), so there is nothing to match; use ALL or NONE",
 }
@@ -182,6 +182,9 @@ class ExtractionConfig:
     #: its name, decide the catalogue, so neither is in the fingerprint (its md5 joins a flow's record)
     header_suffix: str = ".head"
     header_file: str = ""
+    #: CHECKIMAGE_TYPE and CHECKIMAGE_NAME as ``((type, file name), ...)`` (:mod:`.check_images`); in the
+    #: fingerprint when asked for, so that a flow makes them for exposures catalogued without them
+    check_images: tuple[tuple[str, str], ...] = ()
     #: Keywords read but not implemented, reported to the user; not part of the fingerprint.
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -239,12 +242,13 @@ class ExtractionConfig:
         raw = json.loads(text)
         for key in ("parameters", "phot_autoparams", "phot_autoapers", "phot_fluxfrac", "phot_apertures", "star_nnw", "back_size", "back_filtersize", "interp_lags", "notes"):
             raw[key] = tuple(raw[key])
+        raw["check_images"] = tuple(tuple(pair) for pair in raw.get("check_images", ()))
         if raw["filter_kernel"] is not None:
             raw["filter_kernel"] = tuple(tuple(row) for row in raw["filter_kernel"])
         return cls(**raw)
 
 
-_UNSET_WITHOUT_THEIR_COLUMNS = ("phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key", "flag_image", "flag_type",
+_UNSET_WITHOUT_THEIR_COLUMNS = ("check_images", "phot_apertures", "seeing_fwhm", "star_nnw", "zeropoint_key", "flag_image", "flag_type",
                                 "weight_type", "weight_image", "weight_gain", "weight_thresh", "rescale_weights",
                                 "interp_type", "interp_lags")
 #: The columns that read the flag map.
@@ -554,6 +558,15 @@ def load_config(
         external_header.read_blocks(header_file)  # a malformed one is refused now, not in every CCD's worker
         notes.append(f"each CCD's header is read with the cards of {header_file} over it (HEADER_SUFFIX)")
 
+    check = check_images.requested(values["CHECKIMAGE_TYPE"], values["CHECKIMAGE_NAME"])
+    noise_maps = {"BACKGROUND_RMS", "MINIBACK_RMS"} & {kind for kind, _ in check}
+    if noise_maps and weight_type in FROM_FILE:
+        raise ConfigError(f"CHECKIMAGE_TYPE {', '.join(sorted(noise_maps))} with WEIGHT_TYPE {weight_type}: the noise "
+                          "map a weight map gives is not written here; ask for BACKGROUND_RMS without the weight map")
+    if values["CATALOG_TYPE"].upper() == "NONE" and not check:
+        raise ConfigError("CATALOG_TYPE NONE writes no catalogue, and no CHECKIMAGE_TYPE asks for anything else; "
+                          "give a catalogue type, or check images to make")
+
     back_size = tuple(int(v) for v in _floats("BACK_SIZE", values["BACK_SIZE"], 2))
     back_filtersize = tuple(int(v) for v in _floats("BACK_FILTERSIZE", values["BACK_FILTERSIZE"], 2))
     if min(back_size) < 1 or min(back_filtersize) < 1:
@@ -639,5 +652,6 @@ def load_config(
         back_filtthresh=_floats("BACK_FILTTHRESH", values["BACK_FILTTHRESH"], 1)[0],
         header_suffix=header_suffix,
         header_file=str(header_file) if header_file is not None and header_file.is_file() else "",
+        check_images=check,
         notes=tuple(notes),
     )

@@ -33,7 +33,7 @@ def test_the_filtered_threshold_map_is_a_zero_padded_correlation(shape, kernel_n
 def test_connected_groups_are_scipys_8_connected_labels():
     from scipy.ndimage import label
 
-    from canfar_catalogue.science.measure import _connected_groups
+    from canfar_catalogue.science.segments import connected_groups
 
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -42,7 +42,7 @@ def test_connected_groups_are_scipys_8_connected_labels():
         ys, xs = np.nonzero(mask)
         if len(ys) == 0:
             continue
-        sizes, labels = _connected_groups(ys, xs, int(width))
+        sizes, labels = connected_groups(ys, xs, int(width))
         expected, count = label(mask, structure=np.ones((3, 3)))
         theirs = expected[ys, xs]
         assert len(np.unique(labels)) == count
