@@ -154,7 +154,8 @@ def test_apertures_draw_source_extractors_outlines(both):
         assert len(overlay) >= 2 and np.allclose(overlay / overlay[0], np.round(overlay / overlay[0]), atol=1e-3)
 
 
-def test_a_fz_name_writes_the_same_pixels_tile_compressed_losslessly(exposure, tmp_path):
+def test_a_fz_name_writes_the_same_map_tile_compressed(exposure, tmp_path):
+    """SEGMENTATION and the smooth maps without loss; the noisy image quantised finely, its zeros exact."""
     names = {"SEGMENTATION": "seg", "BACKGROUND": "back", "-OBJECTS": "subobjects"}
     plain = load_config(overrides=_overrides(tmp_path, {k: str(tmp_path / f"{v}.fits") for k, v in names.items()}))
     packed = load_config(overrides=_overrides(tmp_path, {k: str(tmp_path / f"{v}.fits.fz") for k, v in names.items()}))
@@ -164,14 +165,17 @@ def test_a_fz_name_writes_the_same_pixels_tile_compressed_losslessly(exposure, t
         with fits.open(tmp_path / f"{name}.fits") as flat, fits.open(tmp_path / f"{name}.fits.fz") as tiled:
             assert [type(h).__name__ for h in tiled] == ["PrimaryHDU", "CompImageHDU", "CompImageHDU"]
             for a, b in zip(flat[1:], tiled[1:]):
-                assert np.array_equal(a.data, b.data) and b.header["EXTNAME"] == a.header["EXTNAME"]
+                assert b.header["EXTNAME"] == a.header["EXTNAME"]
+                if name == "subobjects":  # at most a tenth of the noise off, and every blanked pixel still 0
+                    rms = 1.4826 * np.median(np.abs(np.diff(a.data[a.data != 0]))) / np.sqrt(2)
+                    assert np.abs(b.data - a.data).max() < 0.1 * rms and np.array_equal(a.data == 0, b.data == 0)
+                else:
+                    assert np.array_equal(a.data, b.data)
         with fits.open(tmp_path / f"{name}.fits.fz", disable_image_compression=True) as raw:
-            assert raw[1].header["ZCMPTYPE"] == ("RICE_1" if name == "seg" else "GZIP_2")
-            assert raw[1].header.get("ZQUANTIZ", "NO_QUANTIZE") == "NO_QUANTIZE"
-    # lossless: the integer map shrinks many times, a smooth float map about twice, a noisy one a little
+            assert raw[1].header["ZCMPTYPE"] == ("GZIP_2" if name == "back" else "RICE_1")
     ratio = {name: (tmp_path / f"{name}.fits").stat().st_size / (tmp_path / f"{name}.fits.fz").stat().st_size
              for name in names.values()}
-    assert ratio["seg"] > 10 and ratio["back"] > 2 and ratio["subobjects"] > 1.1
+    assert ratio["seg"] > 10 and ratio["back"] > 1.5 and ratio["subobjects"] > 3
 
 
 def test_a_ccd_that_cannot_be_measured_keeps_its_place_in_every_check_image(tmp_path):
