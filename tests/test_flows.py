@@ -832,22 +832,3 @@ def _wait_for_run_named(deployment: str, name: str, timeout: float = 120):
                 return runs[0]
             time.sleep(0.2)
     raise TimeoutError(f"no run {name} of {deployment}")
-
-
-def test_an_exposures_progress_is_a_bar_that_ends_full_and_its_log_has_no_line_per_ccd(local_site, tmp_path, caplog):
-    """Per-CCD progress stays visible (a progress artifact, redrawn as CCDs finish) without a log line per CCD."""
-    import logging
-
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
-
-    caplog.set_level(logging.INFO, logger="prefect")
-    state = catalogue_exposure("1056216p", local_site["archive"], f"file://{tmp_path}/out", return_state=True)
-    assert state.is_completed()
-    with get_client(sync_client=True) as client:
-        bars = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-            type=ArtifactFilterType(any_=["progress"])))
-    assert [bar.data for bar in bars] == [100.0]
-    said = [record.getMessage() for record in caplog.records]
-    assert any("1056216p.fits.fz: " in line and "sources from 2 CCDs" in line for line in said), said
-    assert not any("ccd00" in line or "ccd01" in line for line in said)
