@@ -13,10 +13,13 @@ second measurement.  Pixel for pixel they follow Debian's source-extractor 2.25
   so it is recovered from the interpolated map by least squares through the
   interpolation's own (linear) weights, :func:`interpolation_weights`;
 - ``FILTERED``: the background-subtracted image convolved with the detection filter;
-- ``OBJECTS``: the background-subtracted pixels of detected sources, 0 elsewhere;
-  ``-OBJECTS``: the background-subtracted image with every pixel above the
-  detection threshold set to 0 (what source-extractor blanks);
-- ``SEGMENTATION``: each pixel's source NUMBER (restarting on each CCD), 0 for sky;
+- ``SEGMENTATION``: each pixel's source NUMBER (restarting on each CCD), 0 for
+  sky, with the detections CLEAN merged into a source under its NUMBER, as
+  source-extractor relabels them (:func:`.segments.segmentation_with_cleaned`);
+- ``OBJECTS``: the background-subtracted pixels of the segmentation's sources, 0 elsewhere;
+  ``-OBJECTS``: the background-subtracted image with what source-extractor
+  blanks set to 0: every pixel above the detection threshold, less the
+  detections CLEAN removed (it pastes them back);
 - ``APERTURES``: ``-BACKGROUND`` with the outline of each source's Kron ellipse
   (and of its PHOT_APERTURES circles when an ``_APER`` column asks for them)
   added at 30 times the background RMS, dotted for a source with neighbours.
@@ -60,7 +63,7 @@ _STALE = ("CHECKSUM", "DATASUM", "BZERO", "BSCALE", "BLANK", "ZIMAGE", "ZQUANTIZ
 #: - the maps that are the noisy image itself: Rice, quantised at 1/16 of each row's noise with zeros kept
 #:   exact (SUBTRACTIVE_DITHER_2, seeded from the data, so the same map gives the same file).  They are
 #:   4.4-4.9 times smaller, at most 0.04 sigma off, in a third of the time; without loss they would shrink
-#:   by 1.25 at 2.5 s of a core per CCD, as much as measuring it;
+#:   by 1.25 at 2.4 s of a core per CCD, more than measuring the CCD costs;
 #: - the smooth and the sparse maps: GZIP with shuffled bytes, without loss.  A quantiser set from their
 #:   own noise saves nothing on a smooth map and, on OBJECTS' sea of zeros, misjudges the noise (35 ADU off).
 #: A ``.fits`` name writes any type without compression, exactly as source-extractor does.
@@ -107,8 +110,8 @@ class CheckSource:
     Background; ``level`` the constant subtracted instead of its map under
     BACK_TYPE MANUAL (None otherwise); ``segmap`` sep's segmentation;
     ``above`` gives the pixels above the detection threshold in the filtered
-    image, computed only if a check image asks; ``kron`` the KRON_RADIUS column and ``crowded`` whether each source
-    has neighbours (FLAGS bit 1).
+    image, computed only if a check image asks; ``kron`` the KRON_RADIUS
+    column and ``crowded`` whether each source has neighbours (FLAGS bit 1).
     """
 
     image: np.ndarray
