@@ -12,10 +12,10 @@ timed whole: 0.26-0.27 s over ten replaces).  The real vault runs a move as
 an asynchronous job, and ``cadcutils`` looks at its phase at once, then
 after sleeps of 2, 4, 8 ... s: with the emulator's moves taking 0.3 s as a
 job, a reader watching the name saw no file for 2.13 s (three runs alike),
-that is the 2 s sleep after the move aside plus the move in's own run.  Meanwhile ``vls`` of the container lists
-``.<name>.previous`` and the ``.part`` node and no ``<name>`` (vos 3.7's
-``vls`` hides no dot-names: seen against the emulator), and the skip check
-finds no catalogue there.  Missing containers are created, and a node that
+that is the 2 s sleep after the move aside plus the move in's own run.
+Meanwhile ``vls`` of the container lists ``.<name>.previous`` and the
+``.part`` node and no ``<name>`` (vos 3.7's ``vls`` hides no dot-names: seen
+against the emulator), and the skip check finds no catalogue there.  Missing containers are created, and a node that
 already holds the same md5 is not sent again.  All of it through the
 unmodified ``vos.Client``.
 """

@@ -102,7 +102,6 @@ def catalogue_exposure(
         logger.info("removed %s, left by a run killed more than %g hours ago", stale, STALE_SCRATCH_HOURS)
     catalogue = workdir / catalogue_name(observation_id, extraction.catalog_type)
     check_images = {kind: workdir / name for kind, name in check_names.items()}
-    made = [catalogue, *check_images.values()]  # what a failed upload keeps
     try:
         input_md5 = input_md5 or archive_checksum(observation_id, archive)
         known = companion_md5 or {}
@@ -153,10 +152,10 @@ def catalogue_exposure(
             return _redundant(replaces, logger)
         location = upload(catalogue, record, destination, check_images)
     except (ids.InvalidID, InputError, PermanentError) as exc:
-        _clean(workdir, made, logger)
+        _clean(workdir, catalogue, check_images, logger)
         raise PermanentFailure(f"{observation_id}: {exc}") from None
     except BaseException:
-        _clean(workdir, made, logger)
+        _clean(workdir, catalogue, check_images, logger)
         raise
     shutil.rmtree(workdir, ignore_errors=True)
     rows = [
@@ -212,10 +211,10 @@ def _superseded(later, logger) -> State:
     return Cancelled(message=message)
 
 
-def _clean(workdir: Path, made: list[Path], logger) -> None:
-    """Remove the scratch copy, but keep a finished catalogue (``made[0]``) and its check images that
-    could not be stored."""
-    if made[0].exists():
+def _clean(workdir: Path, catalogue: Path, check_images: dict[str, Path], logger) -> None:
+    """Remove the scratch copy, but keep a finished catalogue and its check images that could not be stored."""
+    made = [catalogue, *check_images.values()]
+    if catalogue.exists():
         for path in workdir.iterdir():
             if path not in made and path.is_file():
                 path.unlink(missing_ok=True)

@@ -36,7 +36,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import ConfigError
-from .segments import cleaned_detections, segmentation_with_cleaned
+from .segments import segmentation_with_cleaned
 
 #: The types made here, and what each holds.
 TYPES: dict[str, str] = {
@@ -110,7 +110,9 @@ class CheckSource:
     Background; ``level`` the constant subtracted instead of its map under
     BACK_TYPE MANUAL (None otherwise); ``segmap`` sep's segmentation;
     ``above`` gives the pixels above the detection threshold in the filtered
-    image, computed only if a check image asks; ``kron`` the KRON_RADIUS
+    image, and ``blanked`` those less the detections CLEAN removed (MASK_TYPE
+    CORRECT's mask, already made under CORRECT), each computed only if a
+    check image asks; ``kron`` the KRON_RADIUS
     column and ``crowded`` whether each source has neighbours (FLAGS bit 1).
     """
 
@@ -121,6 +123,7 @@ class CheckSource:
     rms: float
     segmap: np.ndarray
     above: Callable[[], np.ndarray]
+    blanked: Callable[[], np.ndarray]
     minarea: int
     clean_param: float
     filtered: Callable[[], np.ndarray]
@@ -145,30 +148,19 @@ class CheckSource:
         if kind == "FILTERED":
             return np.array(self.filtered(), dtype=np.float32, copy=True)
         if kind == "OBJECTS":
-            return np.where(self.segmentation() > 0, self.image, np.float32(0.0))
-        if kind == "-OBJECTS":
-            return np.where(self.blanked(), np.float32(0.0), self.image)
+            return np.where(self.segmentation > 0, self.image, np.float32(0.0))
+        if kind == "-OBJECTS":  # source-extractor blanks what is above the threshold; it pastes CLEANed detections back
+            return np.where(self.blanked() | (self.segmap > 0), np.float32(0.0), self.image)
         if kind == "SEGMENTATION":
-            return self.segmentation()
+            return self.segmentation
         if kind == "APERTURES":
             return self._apertures()
         raise ValueError(f"no check image {kind!r}")
 
     @functools.cached_property
-    def _segmentation(self) -> np.ndarray:
-        return segmentation_with_cleaned(self.above(), self.segmap, self.minarea, self.objects, self.clean_param)
-
-    def blanked(self) -> np.ndarray:
-        """What source-extractor blanks: every pixel above the detection threshold, less the detections
-        CLEAN removed (it pastes them back)."""
-        blank = self.above()
-        ys, xs, cleaned, _ = cleaned_detections(blank, self.segmap, self.minarea)
-        blank[ys[cleaned], xs[cleaned]] = False
-        return blank | (self.segmap > 0)
-
     def segmentation(self) -> np.ndarray:
         """Each pixel's source NUMBER, with the detections CLEAN merged into a source (:func:`segmentation_with_cleaned`)."""
-        return self._segmentation
+        return segmentation_with_cleaned(self.above(), self.segmap, self.minarea, self.objects, self.clean_param)
 
     def _apertures(self) -> np.ndarray:
         drawn = self.image.copy()

@@ -9,6 +9,7 @@ by its family (:mod:`.column_families`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,9 +282,14 @@ def measure_ccd(
     satur = header_float(header, config.satur_key, config.satur_level)
     correct = config.mask_type == "CORRECT"
 
-    pixel_threshold = threshold if detection_variance is None else \
-        np.float32(config.detect_thresh) * np.sqrt(detection_variance)
-    masking = _masking_pixels(data, kernel, pixel_threshold, segmap, config.detect_minarea) if correct else None
+    @functools.cache
+    def pixel_threshold() -> float | np.ndarray:  # a CCD-sized map under a variance map: only when asked
+        return threshold if detection_variance is None else \
+            np.float32(config.detect_thresh) * np.sqrt(detection_variance)
+
+    def blanked() -> np.ndarray:
+        return _masking_pixels(data, kernel, pixel_threshold(), segmap, config.detect_minarea)
+    masking = blanked() if correct else None
     mask = NeighbourMask(data, segmap, masking, blank, correct, bad=bad if bad is not None and bad.any() else None)
     noise = Noise(rms, gain, variance.ravel() if variance is not None else None, config.weight_gain)
     phot = auto_photometry(
@@ -316,7 +322,8 @@ def measure_ccd(
     saturated = int(np.count_nonzero(flags & FLAG_SATURATED))
     check = CheckSource(
         data, bkg, None if background_map is not None else global_back, config.back_size, rms, segmap,
-        above=lambda: _filtered_above(data, kernel, pixel_threshold), minarea=config.detect_minarea,
+        above=lambda: _filtered_above(data, kernel, pixel_threshold()),
+        blanked=blanked if masking is None else lambda: masking, minarea=config.detect_minarea,
         clean_param=config.clean_param, filtered=lambda: _filtered(data, kernel), objects=objects, kron=phot.kron_radius,
         crowded=(phot.flags & FLAG_CROWDED) != 0, apertures=config.phot_apertures,
     ) if config.check_images else None

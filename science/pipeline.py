@@ -174,13 +174,13 @@ def measure_exposure(
     try:
         with check_files:  # written in place only if some CCD was measured
             _measure_all(path, config, ccds, flag_ccds, weight_ccds, workers, turn, held, take_turn, finished)
+            result.ccds.sort(key=lambda c: c.ext_number)
             if len(result.failed) == len(result.ccds):
-                reasons = "; ".join(f"{c.label}: {c.error}" for c in sorted(result.failed, key=lambda c: c.ext_number)[:3])
+                reasons = "; ".join(f"{c.label}: {c.error}" for c in result.failed[:3])
                 raise ExposureError(f"{path}: no CCD could be measured ({reasons})")
     finally:
         held.give_back()
     result.check_images = check_files.written
-    result.ccds.sort(key=lambda c: c.ext_number)
     result.seconds = time.perf_counter() - start - result.waited
     return result
 

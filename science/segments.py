@@ -78,9 +78,10 @@ def segmentation_with_cleaned(above: np.ndarray, segmap: np.ndarray, minarea: in
     """The segmentation as source-extractor writes it: the pixels of a detection that CLEAN removed are
     those of the source that removed it (sep leaves them 0).
 
-    The source is the one whose CLEAN profile (a Moffat of index CLEAN_PARAM fitted to its filtered
-    flux and threshold, source-extractor's model) is highest at the detection's centre, within
-    CLEAN_ZONE.  sep does not say which source cleaned what, so this picks what CLEAN would find."""
+    The source is the first, in detection order, whose CLEAN profile (a Moffat of index CLEAN_PARAM
+    fitted to its filtered flux and threshold, source-extractor's model) is above its threshold at the
+    detection's centre, within CLEAN_ZONE; failing that, the one whose profile is highest there.  sep
+    does not say which source cleaned what, so this picks what CLEAN would find."""
     merged = segmap.astype(np.int32)
     ys, xs, cleaned, groups = cleaned_detections(above, segmap, minarea)
     ys, xs, groups = ys[cleaned], xs[cleaned], groups[cleaned]
@@ -102,8 +103,6 @@ def segmentation_with_cleaned(above: np.ndarray, segmap: np.ndarray, minarea: in
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         profile = np.where((dx * dx + dy * dy < reach * reach) & (spread > 1.0),
                            amplitude * np.power(spread, -clean_param), -np.inf)
-    # the first source (in detection order) whose profile there is above the detection threshold, as
-    # CLEAN meets them; else the highest profile
     over = profile > objects["thresh"][None, :]
     best = np.where(over.any(axis=1), np.argmax(over, axis=1), np.argmax(profile, axis=1))
     label = np.where(np.isfinite(profile[np.arange(len(ids)), best]), best + 1, 0).astype(np.int32)

@@ -314,8 +314,8 @@ def test_a_failed_upload_keeps_the_check_images_with_the_catalogue(tmp_path):
 
     from canfar_catalogue.flows.exposure import _clean
 
-    made = [tmp_path / "x.cat", tmp_path / "x.segmentation.fits.fz"]
-    for path in [*made, tmp_path / "1056213p.fits.fz", tmp_path / "1056213p.weight.fits.fz"]:
+    catalogue, check_images = tmp_path / "x.cat", {"SEGMENTATION": tmp_path / "x.segmentation.fits.fz"}
+    for path in [catalogue, *check_images.values(), tmp_path / "1056213p.fits.fz", tmp_path / "1056213p.weight.fits.fz"]:
         path.write_bytes(b"x")
-    _clean(tmp_path, made, logging.getLogger("test"))
+    _clean(tmp_path, catalogue, check_images, logging.getLogger("test"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.cat", "x.segmentation.fits.fz"]
