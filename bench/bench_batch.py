@@ -37,6 +37,7 @@ run's Running state, and from its end to its run's final state.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
@@ -300,7 +301,11 @@ def main() -> None:
             while page := client.read_logs(log_filter=every_run, limit=200, offset=logs):
                 logs += len(page)
             window = EventOccurredFilter(since=parent.created, until=parent.end_time + timedelta(seconds=5))
-            events = client.read_events(filter=EventFilter(occurred=window), limit=1).total
+            page = client.read_events(filter=EventFilter(occurred=window), limit=200)
+            events, kinds = page.total, collections.Counter(e.event for e in page.events)
+            while page.next_page:
+                page = client.read_events_page(page.next_page)
+                kinds.update(e.event for e in page.events)
         rows = breakdown(runs)
         jobs = job_lives(runs, home / "condor-logs") if args.pool == "htcondor" else []
         first_child = min(r.created for r in runs)
@@ -360,6 +365,9 @@ def main() -> None:
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
           f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
           f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
+    print("events, by kind:")
+    for kind, count in kinds.most_common():
+        print(f"  {kind:48s} {count:5d}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -78,10 +79,16 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(commands: list[list[str]], cwd: Path) -> tuple[float, int]:
-    """Run commands one after the other; wall seconds and peak tree RSS."""
+def _children_cpu() -> float:
+    """User + system seconds of every child process waited for so far (each waits for its own)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_measured(commands: list[list[str]], cwd: Path) -> tuple[float, float, int]:
+    """Run commands one after the other; wall seconds, core-seconds of the process trees and peak tree RSS."""
     peak = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     for command in commands:
         process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         done = threading.Event()
@@ -99,14 +106,15 @@ def run_measured(commands: list[list[str]], cwd: Path) -> tuple[float, int]:
         sampler.join()
         if process.returncode not in (0, 3):
             raise SystemExit(f"{command[0]} failed ({process.returncode}): {err.decode()[-2000:]}")
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, _children_cpu() - cpu, peak
 
 
 def disk_bytes(directory: Path, before: set[Path]) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p not in before and p.is_file())
 
 
-SURVEY_CLASSIC = "classic funpack -D + source-extractor, survey .param"
+TUTORIAL = "classic funpack -D + source-extractor"
+SURVEY_CLASSIC = f"{TUTORIAL}, survey .param"
 
 
 def main() -> None:
@@ -154,10 +162,12 @@ def main() -> None:
         ]
 
     variants = {
-        "classic funpack -D + source-extractor": lambda d: classic(d, "-PARAMETERS_NAME", param, "-CATALOG_NAME", "c.cat"),
+        TUTORIAL: lambda d: classic(d, "-PARAMETERS_NAME", param, "-CATALOG_NAME", "c.cat"),
         "ours, 1 process": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "1", "-CATALOG_NAME", "serial.cat"]],
         "ours, 2 processes": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "parallel.cat"]],
         SURVEY_CLASSIC: lambda d: classic(d, "-PARAMETERS_NAME", survey, *SURVEY_SETTINGS, "-CATALOG_NAME", "s.cat"),
+        "ours, 1 process, survey .param": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "1",
+                                                       "-PARAMETERS_NAME", survey, *SURVEY_SETTINGS, "-CATALOG_NAME", "s.cat"]],
         "ours, 2 processes, survey .param": lambda d: [[*ours, str(exposure.resolve()), "-q", "--workers", "2",
                                                          "-PARAMETERS_NAME", survey, *SURVEY_SETTINGS, "-CATALOG_NAME", "s.cat"]],
     }
@@ -181,6 +191,7 @@ def main() -> None:
     if args.threads:
         variants["ours, 2 threads (to show sep holds the GIL)"] = lambda d: [[sys.executable, "-c", THREADED, str(exposure.resolve())]]
     times: dict[str, list[float]] = {name: [] for name in variants}
+    cores: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, int] = {name: 0 for name in variants}
     written: dict[str, int] = {}
     for repeat in range(args.repeat):
@@ -192,25 +203,32 @@ def main() -> None:
             if args.weights:
                 shutil.copy(weights, work / "w.fits.fz")
             before = set(work.iterdir())
-            seconds, peak = run_measured(commands(work.resolve()), work)
+            seconds, cpu, peak = run_measured(commands(work.resolve()), work)
             times[name].append(seconds)
+            cores[name].append(cpu)
             peaks[name] = max(peaks[name], peak)
             written[name] = disk_bytes(work, before)
-            print(f"  run {repeat + 1}: {name}: {seconds:.2f} s", flush=True)
+            print(f"  run {repeat + 1}: {name}: {seconds:.2f} s, {cpu:.2f} core-s", flush=True)
         shutil.rmtree(args.workdir / "run", ignore_errors=True)
 
-    tutorial = statistics.median(times["classic funpack -D + source-extractor"])
-    surveyed = statistics.median(times[SURVEY_CLASSIC])
-    weighted_classic = statistics.median(times[WEIGHTED_CLASSIC]) if args.weights else None
-    print(f"\n{args.nccd} {args.pixels} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores; "
-          "each ratio is to classic with the same .param and weights")
-    print(f"{'variant':52s} {'wall s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} {'disk MB':>9s}")
-    for name in variants:
-        median = statistics.median(times[name])
-        reference = surveyed if "survey" in name else weighted_classic if "MAP_WEIGHT" in name \
-            else statistics.median(times[CHECK_CLASSIC]) if "check images" in name else tutorial
-        print(f"{name:52s} {median:8.2f} {median / reference:6.2f} {peaks[name] / 1e6:12.0f} {written[name] / 1e6:9.1f}")
+    def reference(name: str) -> str:
+        """The classic run with the same .param, weights and check images."""
+        return SURVEY_CLASSIC if "survey" in name else WEIGHTED_CLASSIC if "MAP_WEIGHT" in name \
+            else CHECK_CLASSIC if "check images" in name else TUTORIAL
 
+    def paired(figures: dict[str, list[float]], name: str) -> float:
+        """The median of the ratios run by run: each pair saw the same machine load."""
+        return statistics.median(a / b for a, b in zip(figures[name], figures[reference(name)]))
+
+    print(f"\n{args.nccd} {args.pixels} CCDs of 2048x4612, median of {args.repeat} paired runs, {os.cpu_count()} cores; "
+          "each ratio is to classic with the same .param, weights and check images, pair by pair; core-s are user + "
+          "system seconds of the whole process tree")
+    print(f"{'variant':52s} {'wall s':>8s} {'ratio':>6s} {'core-s':>8s} {'ratio':>6s} {'peak RSS MB':>12s} "
+          f"{'disk MB':>9s}")
+    for name in variants:
+        print(f"{name:52s} {statistics.median(times[name]):8.2f} {paired(times, name):6.2f} "
+              f"{statistics.median(cores[name]):8.2f} {paired(cores, name):6.2f} {peaks[name] / 1e6:12.0f} "
+              f"{written[name] / 1e6:9.1f}")
 
 if __name__ == "__main__":
     main()

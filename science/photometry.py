@@ -246,15 +246,27 @@ def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):
 
 
 def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray, limit: int = _CHUNK_PIXELS):
-    """Every pixel of each object's box ``[xmin, xmax) x [ymin, ymax)``, in runs of whole boxes of
-    about ``limit`` pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each box's
-    pixels row by row and together."""
+    """Every pixel of each object's box ``[xmin, xmax) x [ymin, ymax)``, in runs of about ``limit``
+    pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each box's pixels row by row.
+    A box larger than ``limit`` (a saturated star's window) comes in bands of rows over several
+    runs, so that a dozen per-pixel temporaries of one box do not take hundreds of MB."""
     widths = np.maximum(xmax - xmin, 0)
-    npix = widths * np.maximum(ymax - ymin, 0)
+    heights = np.maximum(ymax - ymin, 0)
+    owners = np.arange(len(widths))
+    rows = np.maximum(limit // np.maximum(widths, 1), 1)
+    bands = -(-heights // rows)
+    if np.any(bands > 1):  # each large box as bands of ``rows`` rows, its last band shorter
+        owners = np.repeat(owners, np.maximum(bands, 1))
+        first = np.repeat(np.cumsum(np.maximum(bands, 1)) - np.maximum(bands, 1), np.maximum(bands, 1))
+        ymin = ymin[owners] + (np.arange(owners.size) - first) * rows[owners]
+        ymax = np.minimum(ymin + rows[owners], ymax[owners])
+        xmin, widths = xmin[owners], widths[owners]
+        heights = np.maximum(ymax - ymin, 0)
+    npix = widths * heights
     for lo, hi in runs(npix, limit):
-        owner = np.repeat(np.arange(lo, hi), npix[lo:hi])
-        row, column = np.divmod(ramp(npix[lo:hi]), widths[owner])
-        yield owner, xmin[owner] + column, ymin[owner] + row
+        piece = np.repeat(np.arange(lo, hi), npix[lo:hi])
+        row, column = np.divmod(ramp(npix[lo:hi]), widths[piece])
+        yield owners[piece], xmin[piece] + column, ymin[piece] + row
 
 
 def _chunks(ap: _Apertures):

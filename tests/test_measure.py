@@ -92,3 +92,21 @@ def test_aperture_pixels_are_exactly_those_of_the_float32_test_over_the_whole_bo
         assert len(owner) > 10 * n
         assert np.array_equal(owner, want_owner) and np.array_equal(flat, want_flat)
         assert np.array_equal(r2, want_r2)  # the same float32 value, bit for bit
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100, 5000])
+def test_box_pixels_bands_a_large_box_and_keeps_every_pixel_in_order(limit):
+    """A box larger than a run's limit comes in bands of rows: the same pixels, in the same order, with
+    no run much larger than the limit (a saturated star's window once took 300 MB in one run)."""
+    from canfar_catalogue.science.photometry import box_pixels
+
+    rng = np.random.default_rng(5)
+    xmin, ymin = rng.integers(0, 50, 40), rng.integers(0, 50, 40)
+    xmax, ymax = xmin + rng.integers(0, 30, 40), ymin + rng.integers(0, 300, 40)
+    xmax[3] = xmin[3]  # an empty box
+    want = [(i, x, y) for i in range(40) for y in range(ymin[i], ymax[i]) for x in range(xmin[i], xmax[i])]
+    runs = list(box_pixels(xmin, xmax, ymin, ymax, limit))
+    got = list(zip(*(np.concatenate(parts).tolist() for parts in zip(*runs))))
+    assert got == want
+    widest = int((xmax - xmin).max())  # a band holds at least one row
+    assert max(len(owner) for owner, _, _ in runs) < 2 * limit + widest
