@@ -301,7 +301,7 @@ def main() -> None:
             while page := client.read_logs(log_filter=every_run, limit=200, offset=logs):
                 logs += len(page)
             window = EventOccurredFilter(since=parent.created, until=parent.end_time + timedelta(seconds=5))
-            page = client.read_events(filter=EventFilter(occurred=window), limit=200)
+            page = client.read_events(filter=EventFilter(occurred=window), limit=50)  # the most a page holds
             events, kinds = page.total, collections.Counter(e.event for e in page.events)
             while page.next_page:
                 page = client.read_events_page(page.next_page)

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from . import checksums
+from .checksums import CHUNK
 from .errors import ChecksumMismatch, NotFound, PermanentError, TransientError
 from .ids import file_name
 from .registry import Registry
-
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -53,34 +53,6 @@ class Archive(Protocol):
         """Observation IDs that arrived at or after ``since`` (UTC), oldest first."""
 
 
-_md5_cache: dict[tuple[str, int, int], str] = {}
-
-
-def _md5_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
-def md5_of(path: Path) -> str:
-    """The md5 of a file, remembered for as long as its size and mtime stay the same.
-
-    A flow run asks for an exposure's md5 twice (the skip check, then the
-    download's verification); hashing 300 MB again costs half a second.
-    """
-    key = _md5_key(path)
-    if key not in _md5_cache:
-        _md5_cache[key] = _hash(path)
-    return _md5_cache[key]
-
-
-def _hash(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class LocalArchive:
     """A folder of ``<id>.fits.fz`` files standing in for the CADC archive."""
 
@@ -100,21 +72,20 @@ class LocalArchive:
         return path
 
     def checksum(self, observation_id: str, name: str | None = None) -> str:
-        path = self._path(observation_id, name)
-        return md5_of(path)
+        return checksums.archive_md5(self._path(observation_id, name))
 
     def fetch(self, observation_id: str, directory: Path, name: str | None = None) -> Fetched:
         """Link the file into ``directory`` (a copy when the two are on different file systems, or
-        the file is not ours to link), hashing it as it is read.
+        the file is not ours to link), hashing it as it is read unless its md5 is remembered.
 
         A link writes nothing: a copy wrote the file's 300 MB again for every exposure, most of a
         second of CPU, to be removed minutes later.  The archive's file is only ever read through
-        it.  The folder's md5 is the file's own, so it is computed once: from the file when this
-        process has not hashed it yet (it must not change meanwhile), else checked against the one
-        it has."""
+        it.  The folder's md5 is the file's own: a link to a file whose md5 is remembered
+        (:mod:`.checksums`; the batch hashed it when it planned) is that file, unread; otherwise the
+        file is hashed as it is read, and must not change meanwhile."""
         source = self._path(observation_id, name)
-        before = _md5_key(source)
-        expected = _md5_cache.get(before)
+        before = checksums.identity(source)
+        expected = checksums.remembered(source, before)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / source.name
         partial = directory / f".{source.name}.{uuid.uuid4().hex}.part"
@@ -126,6 +97,9 @@ class LocalArchive:
                 copying = None
             except OSError:  # another file system, or a file we may read but not link
                 copying = open(partial, "xb")
+            if copying is None and expected is not None and checksums.identity(source) == before:
+                os.replace(partial, target)
+                return Fetched(target, expected, before.size)
             with open(source, "rb") as handle, copying or contextlib.nullcontext() as out:
                 while chunk := handle.read(CHUNK):
                     digest.update(chunk)
@@ -133,9 +107,10 @@ class LocalArchive:
                         out.write(chunk)
                     size += len(chunk)
             if expected is None:
-                if _md5_key(source) != before:
+                if checksums.identity(source) != before:
                     raise TransientError(f"observation {observation_id}: {source} changed while it was copied")
-                expected = _md5_cache[before] = digest.hexdigest()
+                expected = digest.hexdigest()
+                checksums.remember(source, before, expected)
             if digest.hexdigest() != expected:
                 raise ChecksumMismatch(
                     f"observation {observation_id}: md5 {digest.hexdigest()} does not match the archive's {expected}"

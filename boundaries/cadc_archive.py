@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import ids
-from .archive import Fetched, md5_of
+from .archive import Fetched
+from .checksums import md5_of
 from .cadc import CadcAuth, UsesCadcCredential, own_retries_off, translated
 from .errors import ChecksumMismatch, PermanentError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-from .archive import md5_of
+from .checksums import md5_of
 from .errors import PermanentError, PermissionDenied, TransientError
 from .registry import Registry
 

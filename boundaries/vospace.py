@@ -27,7 +27,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from .archive import md5_of
+from .checksums import md5_of
 from .cadc import CadcAuth, UsesCadcCredential, own_retries_off, translated
 from .errors import BoundaryError, NotFound, PermanentError, PermissionDenied, TransientError
 

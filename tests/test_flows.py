@@ -280,10 +280,14 @@ def test_a_local_download_reads_the_file_once(local_site, tmp_path, monkeypatch)
     changes meanwhile is refused.  Where it cannot be linked, it is copied."""
     import hashlib
 
+    from canfar_catalogue.boundaries import checksums
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(checksums, "_seen", {})
+    monkeypatch.setattr(checksums, "RACY_NS", 0)  # the session's archive may have been written just now
     source = local_site["archive_path"] / "1056213p.fits.fz"
     hashed = []
-    monkeypatch.setattr(archives, "_md5_cache", {})
-    monkeypatch.setattr(archives, "_hash", lambda path: hashed.append(path) or "not this")
+    monkeypatch.setattr(checksums, "hash_file", lambda path: hashed.append(path) or "not this")
     archive = archives.LocalArchive(local_site["archive"])
     fetched = archive.fetch("1056213p", tmp_path / "scratch")
     assert fetched.md5 == hashlib.md5(source.read_bytes()).hexdigest()
@@ -300,12 +304,70 @@ def test_a_local_download_reads_the_file_once(local_site, tmp_path, monkeypatch)
     assert copied.md5 == fetched.md5 and copied.path.read_bytes() == source.read_bytes()
     assert not copied.path.samefile(source) and [p.name for p in copied.path.parent.iterdir()] == [source.name]
 
-    monkeypatch.setattr(archives, "_md5_cache", {})
-    stats = iter([(str(source), 1, 1), (str(source), 2, 2)])  # size and mtime before, then after the copy
-    monkeypatch.setattr(archives, "_md5_key", lambda path: next(stats))
+    checksums._seen.clear()
+    before = checksums.identity(source)
+    changed = iter([before, before._replace(mtime_ns=before.mtime_ns + 1)])  # before, then after the copy
+    monkeypatch.setattr(checksums, "identity", lambda path: next(changed))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another cache"))
     with pytest.raises(TransientError, match="changed while it was copied"):
         archive.fetch("1056213p", tmp_path / "again")
     assert not list((tmp_path / "again").iterdir())
+
+
+def test_a_local_archive_files_md5_is_remembered_across_processes_until_the_file_changes(tmp_path, monkeypatch):
+    """What the batch hashed when it planned, the exposure's run (another process) links unread; a file
+    written since, or replaced, is hashed again; an unwritable cache only costs the hashing."""
+    import hashlib
+
+    from canfar_catalogue.boundaries import checksums
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    source = folder / "1056213p.fits.fz"
+    source.write_bytes(b"first night" * 1000)
+    os.utime(source, (1_700_000_000, 1_700_000_000))  # written long ago
+    archive = archives.LocalArchive(f"file://{folder}")
+    hashed = []
+    real_hash = checksums.hash_file
+    monkeypatch.setattr(checksums, "hash_file", lambda path: hashed.append(path) or real_hash(path))
+    monkeypatch.setattr(checksums, "_seen", {})
+    planned = archive.checksum("1056213p")  # the batch
+    assert planned == hashlib.md5(source.read_bytes()).hexdigest() and hashed == [source]
+
+    monkeypatch.setattr(checksums, "_seen", {})  # the exposure's run: a process of its own
+    reads = []
+    real_open = open
+    monkeypatch.setattr(archives, "open", lambda path, *a: reads.append(path) or real_open(path, *a), raising=False)
+    fetched = archive.fetch("1056213p", tmp_path / "run")
+    assert fetched.md5 == planned and fetched.size == source.stat().st_size and reads == []
+    assert fetched.path.read_bytes() == source.read_bytes()
+
+    source.write_bytes(b"second look" * 1000)  # written in place: a new modification time
+    monkeypatch.setattr(checksums, "_seen", {})
+    assert archive.checksum("1056213p") == hashlib.md5(b"second look" * 1000).hexdigest()
+    assert hashed == [source, source]  # just written: hashed again, not remembered (a racy time)
+    os.utime(source, (1_700_000_100, 1_700_000_100))
+    monkeypatch.setattr(checksums, "_seen", {})
+    refetched = archive.fetch("1056213p", tmp_path / "rerun")
+    assert refetched.md5 == hashlib.md5(b"second look" * 1000).hexdigest() and reads == [source]
+    monkeypatch.setattr(checksums, "_seen", {})
+    assert archive.checksum("1056213p") == refetched.md5 and len(hashed) == 2  # remembered by the fetch
+
+    replacement = folder / "new.tmp"
+    replacement.write_bytes(b"reprocessed" * 1000)
+    os.utime(replacement, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns))
+    replacement.replace(source)  # same size and time, another file
+    monkeypatch.setattr(checksums, "_seen", {})
+    assert archive.checksum("1056213p") == hashlib.md5(b"reprocessed" * 1000).hexdigest()
+
+    unwritable = tmp_path / "not a folder"
+    unwritable.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(unwritable))  # a cache that cannot be written: hashed, and right
+    monkeypatch.setattr(checksums, "_seen", {})
+    assert archive.checksum("1056213p") == hashlib.md5(b"reprocessed" * 1000).hexdigest()
+    monkeypatch.setattr(checksums, "_seen", {})
+    assert archive.checksum("1056213p") == hashlib.md5(b"reprocessed" * 1000).hexdigest() and len(hashed) == 5
 
 
 class NoChecksumArchive(archives.LocalArchive):
