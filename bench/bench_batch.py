@@ -58,6 +58,71 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Who a process is, from its command line: the first role whose words all appear in it.
+ROLES = [
+    ("the Prefect server", ("prefect", "server")),
+    ("the process worker", ("prefect", "worker")),
+    ("the CLI (prefect deployment run)", ("prefect", "deployment")),
+    ("CCD workers (fork servers and their workers)", ("multiprocessing",)),
+    ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("canfar_catalogue.worker.pilot",)),
+    ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("prefect.engine",)),
+]
+
+
+class ProcessSampler:
+    """Every process's own CPU (``/proc/<pid>/stat``, user + system), sampled every ``interval`` seconds
+    and summed by role (:data:`ROLES`): steadier than the machine's busy time, and it says who spent it.
+    A process's last ``interval`` before it exits is not seen."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.seen: dict[tuple[int, int], tuple[str, float, float]] = {}  # (pid, start) -> role, first, last
+        self.before: set[tuple[int, int]] | None = None  # the processes there when sampling began
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ProcessSampler":
+        self._sample()  # what the processes running now have spent so far is not the batch's
+        self.before = set(self.seen)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+                key = (int(entry), int(stat[19]))
+                cpu = (float(stat[11]) + float(stat[12])) / tick
+                role, first = self.seen[key][:2] if key in self.seen else ("other", None)
+                if role == "other":  # new, or not yet exec'd into what it becomes (a fork's first moments)
+                    words = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                    role = next((name for name, needed in ROLES if all(w in words for w in needed)), "other")
+                if first is None:  # a process started while sampling: all it spent is the batch's
+                    first = cpu if self.before is None else 0.0
+                self.seen[key] = (role, first, cpu)
+            except (OSError, IndexError, ValueError):
+                continue
+
+    def by_role(self) -> dict[str, float]:
+        """CPU seconds spent while sampling, by role."""
+        spent: dict[str, float] = collections.Counter()
+        for role, first, last in self.seen.values():
+            spent[role] += last - first
+        return dict(spent)
+
+
 def tutorial_job(exposure: Path, scratch: Path, funpack: str, sextractor: str, config) -> None:
     """The tutorial's job on one exposure, in a folder of its own: decompress, extract, clean up."""
     work = Path(tempfile.mkdtemp(dir=scratch))
@@ -277,10 +342,11 @@ def main() -> None:
         server_cpu = tree_cpu_seconds(server.pid)
         sampler.start()
         cli_started = datetime.now(timezone.utc)
-        batch = timed([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}",
-                       "--param", "force=true", "--param", f"job_variables={json.dumps(job_variables)}",
-                       "--watch"],  # Prefect 3.9 streams the run's events; --watch-interval is ignored
-                      env=env, capture_output=True)
+        with ProcessSampler() as processes:
+            batch = timed([str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}",
+                           "--param", "force=true", "--param", f"job_variables={json.dumps(job_variables)}",
+                           "--watch"],  # Prefect 3.9 streams the run's events; --watch-interval is ignored
+                          env=env, capture_output=True)
         stop.set()
         sampler.join()
         server_cpu = tree_cpu_seconds(server.pid) - server_cpu
@@ -365,6 +431,9 @@ def main() -> None:
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
           f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
           f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
+    print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
+    for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
+        print(f"  {role:72s} {seconds / args.exposures:7.2f}")
     print("events, by kind:")
     for kind, count in kinds.most_common():
         print(f"  {kind:48s} {count:5d}")

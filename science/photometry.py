@@ -21,7 +21,7 @@ on an aperture's edge go the same way.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -333,16 +333,17 @@ class NeighbourMask:
         value, masked, _ = self.replaced(owner, flat, mx, my)
         return value, masked
 
-    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray,
+                 masked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`values`, and where each value came from: ``flat`` itself, its mirror, or -1 for
         a masked pixel counted as 0 (a variance map gives a pixel the variance of its source).
 
         ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
-        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it."""
+        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it.  ``masked`` is
+        :meth:`masked` of these pixels when the caller has it already."""
         value = self.pixels[flat].astype(np.float64)
         source = flat.astype(np.int64, copy=True)
-        masked = self.masked(owner, flat)
+        masked = self.masked(owner, flat) if masked is None else masked
         if masked.any():
             m_owner, m_flat = owner[masked], flat[masked]
             replacement = np.zeros(m_owner.size)
@@ -371,7 +372,16 @@ def auto_photometry(
     noise: Noise,
 ) -> AutoPhotometry:
     """Measure FLUX_AUTO, FLUXERR_AUTO and KRON_RADIUS for sep's ``objects`` on the
-    background-subtracted image that ``mask`` holds."""
+    background-subtracted image that ``mask`` holds.
+
+    Two passes, as in source-extractor: the Kron radius from the pixels within
+    KRON_NSIG, then the flux within the Kron ellipse.  The Kron ellipse is
+    the first one shrunk (same shape, at most KRON_NSIG), so its pixels are
+    the first pass's with the smaller r²: they are taken from there rather
+    than found again, where the ellipse is well shaped enough for its box to
+    hold no more than its test accepts.  The others, circles and nearly
+    degenerate ellipses, are found again.  Runs of whole objects go through
+    both passes together, so that the first pass's pixels are at hand."""
     n = len(objects)
     flags = np.zeros(n, dtype=np.int16)
     if n == 0:
@@ -379,46 +389,53 @@ def auto_photometry(
     shape, width = (mask.height, mask.width), mask.width
     mx = objects["x"].astype(np.float32)
     my = objects["y"].astype(np.float32)
-
-    # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
-    ap = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], shape)
-    flags[ap.clipped] |= FLAG_APERTURE_INCOMPLETE
-    r1, v1, area, areab = (np.zeros(n) for _ in range(4))
-    for lo, hi in _chunks(ap):
-        owner, flat, r2 = _pixels_inside(ap, mx, my, width, lo, hi)
-        masked = mask.masked(owner, flat)
-        good = ~masked
-        owner_good = owner[good]
-        value = mask.pixels[flat[good]].astype(np.float64)
-        r1 += np.bincount(owner_good, weights=np.sqrt(r2[good]) * value, minlength=n)
-        v1 += np.bincount(owner_good, weights=value, minlength=n)
-        area += np.bincount(owner_good, minlength=n)
-        areab += np.bincount(owner[masked], minlength=n)
-
-    total = area + areab
-    usable = total > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kfac = np.where((r1 > 0) & (v1 > 0), np.float32(kron_fact) * (r1 / v1), min_radius)
-        crowded = usable & (areab / np.where(usable, total, 1) > CROWD_THRESHOLD)
-    kfac = np.maximum(kfac, min_radius).astype(np.float32)
-    flags[crowded] |= FLAG_CROWDED
-
-    # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
-    ap = _apertures(objects, mx, my, kfac, autoapers[1], shape)
-    kfac = np.where(ap.ellipse, kfac, np.float32(0.0))
-    flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
-    for box in (ap.xmin, ap.xmax, ap.ymin, ap.ymax):
-        box[~usable] = 0
+    wide = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], shape)
+    flags[wide.clipped] |= FLAG_APERTURE_INCOMPLETE
+    kron = np.zeros(n, dtype=np.float32)
+    usable = np.zeros(n, dtype=bool)
     tv, area2, areab2, pixel_variance = (np.zeros(n) for _ in range(4))
-    for lo, hi in _chunks(ap):
-        owner, flat, _ = _pixels_inside(ap, mx, my, width, lo, hi)
-        value, masked, source = mask.replaced(owner, flat, mx, my)
-        tv += np.bincount(owner, weights=value, minlength=n)
-        area2 += np.bincount(owner, minlength=n)
-        areab2 += np.bincount(owner[masked], minlength=n)
+
+    def add(local: np.ndarray, lo: int, hi: int, value, masked, source) -> None:
+        """Pass 2's sums of objects ``lo + local``."""
+        tv[lo:hi] += np.bincount(local, weights=value, minlength=hi - lo)
+        area2[lo:hi] += np.bincount(local, minlength=hi - lo)
+        areab2[lo:hi] += np.bincount(local[masked], minlength=hi - lo)
         if noise.variance is not None:
             var = noise.pixel_variance(source)
-            pixel_variance += np.bincount(owner, weights=var + noise.pixel_poisson(value, var), minlength=n)
+            pixel_variance[lo:hi] += np.bincount(local, weights=var + noise.pixel_poisson(value, var),
+                                                 minlength=hi - lo)
+
+    for lo, hi in _chunks(wide):
+        # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
+        owner, flat, r2 = _pixels_inside(wide, mx, my, width, lo, hi)
+        local = owner - lo
+        masked = mask.masked(owner, flat)
+        good = ~masked
+        value = mask.pixels[flat[good]].astype(np.float64)
+        r1 = np.bincount(local[good], weights=np.sqrt(r2[good]) * value, minlength=hi - lo)
+        v1 = np.bincount(local[good], weights=value, minlength=hi - lo)
+        area = np.bincount(local[good], minlength=hi - lo)
+        areab = np.bincount(local[masked], minlength=hi - lo)
+        total = area + areab
+        ok = total > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kfac = np.where((r1 > 0) & (v1 > 0), np.float32(kron_fact) * (r1 / v1), min_radius)
+            flags[lo:hi][ok & (areab / np.where(ok, total, 1) > CROWD_THRESHOLD)] |= FLAG_CROWDED
+        kfac = np.maximum(kfac, min_radius).astype(np.float32)
+
+        # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
+        ap = _apertures(objects[lo:hi], mx[lo:hi], my[lo:hi], kfac, autoapers[1], shape)
+        kron[lo:hi] = np.where(ap.ellipse, kfac, np.float32(0.0))
+        flags[lo:hi][ap.clipped & ok] |= FLAG_APERTURE_INCOMPLETE
+        usable[lo:hi] = ok
+        within = ok & ap.ellipse & wide.ellipse[lo:hi] & (ap.k2 <= wide.k2[lo:hi]) & _well_shaped(ap)
+        kept = within[local] & (r2 <= ap.k2[local])
+        add(local[kept], lo, hi, *mask.replaced(owner[kept], flat[kept], mx, my, masked=masked[kept]))
+        again = np.flatnonzero(ok & ~within)
+        if again.size:
+            part = _Apertures(*(getattr(ap, f.name)[again] for f in fields(ap)))
+            owner, flat, _ = _pixels_inside(part, mx[lo:hi][again], my[lo:hi][again], width, 0, again.size)
+            add(again[owner], lo, hi, *mask.replaced(lo + again[owner], flat, mx, my))
 
     flags[areab2 > CROWD_THRESHOLD * area2] |= FLAG_CROWDED
     if noise.variance is None:
@@ -428,5 +445,11 @@ def auto_photometry(
     variance = variance + noise.flux_poisson(tv)
     flux = np.where(usable, tv, 0.0)
     fluxerr = np.where(usable, np.sqrt(variance), 0.0)
-    kron = np.where(flux > 0, kfac, np.float32(0.0)).astype(np.float32)
+    kron = np.where(flux > 0, kron, np.float32(0.0)).astype(np.float32)
     return AutoPhotometry(flux, fluxerr, kron, flags)
+
+
+def _well_shaped(ap: _Apertures) -> np.ndarray:
+    """Ellipses whose box holds no pixel beyond what their test accepts (:func:`_chords`' reliable ones)."""
+    cxx, cyy, cxy = (v.astype(np.float64) for v in (ap.cxx, ap.cyy, ap.cxy))
+    return (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy)
