@@ -1,6 +1,7 @@
 """What a user's whole batch costs against its science: the batch, a detect loop, the classic loop.
 
-    python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench] [--pool htcondor]
+    python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench]
+                                [--pool htcondor [--request-cpus N] [--execute-node-cores N]]
 
 On the embedded default (a local Prefect server on SQLite, the ``process``
 work pool, a local archive and storage folder), in one run, on the same
@@ -25,13 +26,17 @@ batch's time went to: per exposure, dispatch (created to Running), process
 start (Running to its first task), download, detect, upload and the end
 (last task to the run's final state); the share of core time left idle
 (``/proc/stat``) while the batch ran, and the busy core-seconds of the batch
-against the detect loop's; and the Prefect server's CPU per flow run, per log
-line and per event.
+against the detect loop's; each kind of process's own CPU while the batch
+ran (the server, the worker, the flow runs, the CCD workers); and the Prefect
+server's CPU per flow run, per log line and per event, and the events by kind.
 
 ``--pool htcondor`` runs the exposures as jobs on the tests' fake schedd
 instead (each job a local process with its own scratch directory and a
 genuine user log), and adds each job's life: from its submission to its
-run's Running state, and from its end to its run's final state.
+run's Running state, and from its end to its run's final state.  With
+``--execute-node-cores N`` the jobs are matched to the free cores of one
+execute node of N cores, as HTCondor's negotiator would, so that jobs of
+``--request-cpus`` cores wait in the queue for a slot as on a real pool.
 """
 
 from __future__ import annotations
@@ -61,11 +66,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Who a process is, from its command line: the first role whose words all appear in it.
 ROLES = [
     ("the Prefect server", ("prefect", "server")),
+    ("the HTCondor worker", ("prefect", "worker", "htcondor")),
     ("the process worker", ("prefect", "worker")),
     ("the CLI (prefect deployment run)", ("prefect", "deployment")),
     ("CCD workers (fork servers and their workers)", ("multiprocessing",)),
     ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("canfar_catalogue.worker.pilot",)),
     ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("prefect.engine",)),
+    ("HTCondor jobs (each exposure's engine on the execute node)", ("canfar_catalogue.worker.job",)),
+    ("the fake schedd's starters", ("fake_schedd",)),
 ]
 
 
@@ -212,6 +220,24 @@ def condor_environment(home: Path) -> dict[str, str]:
             "CANFAR_CATALOGUE_EXPOSURE_POOL": CONDOR_POOL, "CANFAR_CATALOGUE_EXPOSURE_POOL_TYPE": "htcondor"}
 
 
+def execute_node(state: Path, cores: int) -> threading.Event:
+    """One execute node of ``cores`` cores in the fake schedd's pool, and a negotiator that starts idle jobs
+    on its free cores every half second; set the event returned to stop it."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_schedd import FakePool, FakeSchedd
+
+    FakePool(state).join("bench-execute-node", None, cores)
+    (state / "matchmaking").touch()
+    stop = threading.Event()
+
+    def negotiate() -> None:
+        while not stop.wait(0.5):
+            FakeSchedd(state).negotiate()
+
+    threading.Thread(target=negotiate, daemon=True).start()
+    return stop
+
+
 def job_lives(flow_runs, logs: Path) -> list[dict]:
     """Per exposure run: from its job's submission (user log) to the engine's Running state, and from the
     job's end to the run's final state (the worker reading the log and reporting it)."""
@@ -254,6 +280,12 @@ def main() -> None:
     parser.add_argument("--pool", choices=("process", "htcondor"), default="process",
                         help="where the exposures run: the process pool, or jobs on the tests' fake schedd "
                              "(no target; shows the HTCondor worker's share of each job's life)")
+    parser.add_argument("--request-cpus", type=int, default=os.cpu_count(),
+                        help="with --pool htcondor: each job's request_cpus (default: every core)")
+    parser.add_argument("--execute-node-cores", type=int, default=0,
+                        help="with --pool htcondor: jobs wait in the queue for free cores on one execute node of "
+                             "this many cores, matched as HTCondor's negotiator would (default: each job starts "
+                             "at once, on whatever cores are free)")
     args = parser.parse_args()
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
     funpack = shutil.which("funpack")
@@ -286,10 +318,11 @@ def main() -> None:
     job_variables = {}
     if args.pool == "htcondor":
         env.update(condor_environment(home))
-        job_variables = {"python": sys.executable, "log_directory": str(home / "condor-logs"), "request_cpus": os.cpu_count()}
+        job_variables = {"python": sys.executable, "log_directory": str(home / "condor-logs"),
+                         "request_cpus": args.request_cpus}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
     server = start_server(home, env)
-    worker = condor_worker = None
+    worker = condor_worker = negotiator = None
     try:
         subprocess.run(["bash", str(ROOT / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
         worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "bench-batch", "--type", "process"],
@@ -299,6 +332,8 @@ def main() -> None:
             condor_worker = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", CONDOR_POOL, "--type", "htcondor"],
                 env=env, stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        if args.execute_node_cores:
+            negotiator = execute_node(home / "schedd", args.execute_node_cores)
         files = [archive / f"{i}.fits.fz" for i in ids]
         loop = home / "loop"
         loop.mkdir()
@@ -383,6 +418,8 @@ def main() -> None:
             "after the last exposure (to the batch's end)": (parent.end_time - last_end).total_seconds(),
         }
     finally:
+        if negotiator:
+            negotiator.set()
         if condor_worker:
             _stop(condor_worker, signal.SIGINT)
         if worker:
@@ -391,7 +428,9 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
-          f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool")
+          f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool"
+          + (f", request_cpus {args.request_cpus}" if args.pool == "htcondor" else "")
+          + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else ""))
     to_end = (parent.end_time - cli_started).total_seconds()
     n = args.exposures
     print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")
