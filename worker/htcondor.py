@@ -86,9 +86,15 @@ class _JobFields(BaseModel):
     image: str = Field(default="", description="VM image (snapshot) the job needs, e.g. canfar-catalogue-0.1.0. Empty: any execute node.")
     project: str = Field(default="", description="OpenStack project that owns the image; the job asks for VMType = \"<project>:<image>\".")
     flavour: str = Field(default="", description="VM flavour for the job (VMInstanceType), e.g. c2-7.5gb-30.")
-    request_cpus: int = Field(default=2, ge=1, description="Cores the job uses: every CCD worker process gets one.")
-    request_memory: str = Field(default="7 GB", description="Memory the job needs (HTCondor units, e.g. 7 GB).")
-    request_disk: str = Field(default="20 GB", description="Scratch disk the job needs for one exposure and its catalogue.")
+    request_cpus: int = Field(
+        default=1, ge=1,
+        description="Cores the job measures its CCDs on. 1, as the tutorial's jobs: a batch of 1-core jobs keeps every "
+                    "core busy while each job starts, downloads and stores (bench/bench_batch.py: 1.73x the tutorial's "
+                    "wall time against 1.92x with 2-core jobs on a 2-core node); more for one exposure sooner.")
+    request_memory: str = Field(default="3 GB", description="Memory the job needs (HTCondor units, e.g. 3 GB): two 1-core jobs "
+                                "fit a c2-7.5gb-30 VM; measuring on one core took at most 460 MB (survey .param, bench/RESULTS.md).")
+    request_disk: str = Field(default="10 GB", description="Scratch disk the job needs for one exposure, its catalogue and "
+                              "check images; two jobs fit the 31 GB ephemeral disk of a c2-7.5gb-30 VM.")
     x509_proxy: Optional[Path] = Field(default=None, description="Your CADC proxy certificate on the submit host (cadc-get-cert -n); sent with the job as x509userproxy.")
     proxy_min_hours: float = Field(default=12.0, description="Refuse to submit when the proxy has less time left than this.")
     secret_files: list[Path] = Field(default_factory=list, description="Other secrets (a CADC token file named cadc-token, a .netrc) sent with the job; each must be readable only by you.")
