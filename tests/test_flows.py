@@ -502,7 +502,7 @@ def test_a_shapepipe_like_configuration_runs_end_to_end_with_the_archives_weight
     """Through ``prefect deployment run``: each exposure's weight and flag maps come from the archive
     beside it, their md5s join the record, and a changed weight map (alone) makes the exposure
     run again while the other is skipped."""
-    from canfar_catalogue.boundaries.archive import md5_of
+    from canfar_catalogue.boundaries.checksums import md5_of
     from canfar_catalogue.boundaries.provenance import Provenance
     from canfar_catalogue.science.synthetic import ExposureSpec, write_weights
 
