@@ -2,8 +2,8 @@
 
 An exposure in a local folder (``file://``, the embedded default, or a
 mounted project space) is hashed when a batch plans it, to see whether it is
-catalogued already, and again when its run fetches it: two reads of 300 MB,
-about a core-second per exposure, and a batch re-run over a night of
+catalogued already.  Its run, another process, then fetched it and hashed it
+again (300 MB, half a core-second), and a batch re-run over a night of
 finished exposures read every one of them again to find nothing to do.  So
 an archive file's md5 is remembered under what the file system says of it:
 device, inode, size and modification time (nanoseconds).  A file replaced
