@@ -6,9 +6,10 @@ Runs the variants in turn on the same Rice-compressed exposure, in every
 repetition (paired, so all see the same machine load): the tutorial's
 configuration, then a survey's ``.param`` (every supported column, apertures
 and light fractions as vectors) with source-extractor given the same.  Prints the
-median wall time of each with its ratio to classic, the peak resident memory
-of the whole process tree, and the bytes each leaves on disk.  Record what it
-prints in bench/RESULTS.md.
+median wall time and core-seconds (user + system of the whole process tree)
+of each, with their ratios to classic taken run by run, the peak resident
+memory of the whole process tree, and the bytes each leaves on disk.  Record
+what it prints in bench/RESULTS.md.
 """
 
 from __future__ import annotations
