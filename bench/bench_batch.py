@@ -63,17 +63,18 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
-#: Who a process is, from its command line: the first role whose words all appear in it.
+#: Who a process is, from its command line: the first role all of whose strings appear in it.  The CCD
+#: workers come first: a fork server's command line holds the flow run's paths, "prefect" among them.
 ROLES = [
-    ("the Prefect server", ("prefect", "server")),
-    ("the HTCondor worker", ("prefect", "worker", "htcondor")),
-    ("the process worker", ("prefect", "worker")),
-    ("the CLI (prefect deployment run)", ("prefect", "deployment")),
-    ("CCD workers (fork servers and their workers)", ("multiprocessing",)),
+    ("CCD workers (fork servers and their workers)", ("multiprocessing.forkserver",)),
+    ("the Prefect server", ("prefect server start",)),
+    ("the HTCondor worker", ("prefect worker start", "htcondor")),
+    ("the process worker", ("prefect worker start",)),
+    ("the CLI (prefect deployment run)", ("prefect deployment run",)),
     ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("canfar_catalogue.worker.pilot",)),
-    ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("prefect.engine",)),
+    ("flow runs in an engine of their own (each HTCondor job's; a run with no pilot yet)", ("prefect.engine",)),
     ("HTCondor jobs (each exposure's engine on the execute node)", ("canfar_catalogue.worker.job",)),
-    ("the fake schedd's starters", ("fake_schedd",)),
+    ("the fake schedd's starters", ("tests.fake_schedd",)),
 ]
 
 
