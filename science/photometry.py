@@ -136,6 +136,13 @@ def ramp(counts: np.ndarray) -> np.ndarray:
     return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def _well_shaped(cxx, cyy, cxy) -> np.ndarray:
+    """Ellipses ``cxx dx² + cyy dy² + cxy dx dy`` far enough from degenerate that their float32 test
+    accepts no pixel beyond their chords and their box (judged in float64)."""
+    cxx, cyy, cxy = (np.asarray(v, dtype=np.float64) for v in (cxx, cyy, cxy))
+    return (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy)
+
+
 def _chords(cxx, cyy, cxy, k2, dy, x0, box_first, box_last) -> tuple[np.ndarray, np.ndarray]:
     """First and last pixel of each box row that may lie in its ellipse (one value per row).
 
@@ -152,7 +159,7 @@ def _chords(cxx, cyy, cxy, k2, dy, x0, box_first, box_last) -> tuple[np.ndarray,
         centre = x0.astype(np.float64) - b / (2 * cxx)
         first = np.ceil(centre - half)
         last = np.where(disc >= 0, np.floor(centre + half), first - 1)
-    reliable = (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy) & np.isfinite(first) & np.isfinite(last)
+    reliable = _well_shaped(cxx, cyy, cxy) & np.isfinite(first) & np.isfinite(last)
     first = np.where(reliable, np.maximum(first, box_first), box_first).astype(np.int64)
     last = np.where(reliable, np.minimum(last, box_last), box_last).astype(np.int64)
     return first, last
@@ -254,10 +261,10 @@ def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.nd
     heights = np.maximum(ymax - ymin, 0)
     owners = np.arange(len(widths))
     rows = np.maximum(limit // np.maximum(widths, 1), 1)
-    bands = -(-heights // rows)
+    bands = np.maximum(-(-heights // rows), 1)  # an empty box is one empty band
     if np.any(bands > 1):  # each large box as bands of ``rows`` rows, its last band shorter
-        owners = np.repeat(owners, np.maximum(bands, 1))
-        first = np.repeat(np.cumsum(np.maximum(bands, 1)) - np.maximum(bands, 1), np.maximum(bands, 1))
+        owners = np.repeat(owners, bands)
+        first = np.repeat(np.cumsum(bands) - bands, bands)
         ymin = ymin[owners] + (np.arange(owners.size) - first) * rows[owners]
         ymax = np.minimum(ymin + rows[owners], ymax[owners])
         xmin, widths = xmin[owners], widths[owners]
@@ -428,7 +435,8 @@ def auto_photometry(
         kron[lo:hi] = np.where(ap.ellipse, kfac, np.float32(0.0))
         flags[lo:hi][ap.clipped & ok] |= FLAG_APERTURE_INCOMPLETE
         usable[lo:hi] = ok
-        within = ok & ap.ellipse & wide.ellipse[lo:hi] & (ap.k2 <= wide.k2[lo:hi]) & _well_shaped(ap)
+        within = ok & ap.ellipse & wide.ellipse[lo:hi] & (ap.k2 <= wide.k2[lo:hi]) \
+            & _well_shaped(ap.cxx, ap.cyy, ap.cxy)
         kept = within[local] & (r2 <= ap.k2[local])
         add(local[kept], lo, hi, *mask.replaced(owner[kept], flat[kept], mx, my, masked=masked[kept]))
         again = np.flatnonzero(ok & ~within)
@@ -448,8 +456,3 @@ def auto_photometry(
     kron = np.where(flux > 0, kron, np.float32(0.0)).astype(np.float32)
     return AutoPhotometry(flux, fluxerr, kron, flags)
 
-
-def _well_shaped(ap: _Apertures) -> np.ndarray:
-    """Ellipses whose box holds no pixel beyond what their test accepts (:func:`_chords`' reliable ones)."""
-    cxx, cyy, cxy = (v.astype(np.float64) for v in (ap.cxx, ap.cyy, ap.cxy))
-    return (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy)
