@@ -86,13 +86,13 @@ class ProcessSampler:
     def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.seen: dict[tuple[int, int], tuple[str, float, float]] = {}  # (pid, start) -> role, first, last
-        self.before: set[tuple[int, int]] | None = None  # the processes there when sampling began
+        self.started = False  # after the first sample: a process seen later began while sampling
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "ProcessSampler":
         self._sample()  # what the processes running now have spent so far is not the batch's
-        self.before = set(self.seen)
+        self.started = True
         self.thread.start()
         return self
 
@@ -106,20 +106,19 @@ class ProcessSampler:
             self._sample()
 
     def _sample(self) -> None:
-        tick = os.sysconf("SC_CLK_TCK")
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             try:
-                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+                stat = process_stat(entry)
                 key = (int(entry), int(stat[19]))
-                cpu = (float(stat[11]) + float(stat[12])) / tick
+                cpu = own_cpu_seconds(stat)
                 role, first = self.seen[key][:2] if key in self.seen else ("other", None)
                 if role == "other":  # new, or not yet exec'd into what it becomes (a fork's first moments)
                     words = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
                     role = next((name for name, needed in ROLES if all(w in words for w in needed)), "other")
-                if first is None:  # a process started while sampling: all it spent is the batch's
-                    first = cpu if self.before is None else 0.0
+                if first is None:  # a process that began while sampling: all it spent is the batch's
+                    first = 0.0 if self.started else cpu
                 self.seen[key] = (role, first, cpu)
             except (OSError, IndexError, ValueError):
                 continue
@@ -156,15 +155,23 @@ def busy_core_seconds(before: tuple[float, float], after: tuple[float, float]) -
     return ((after[1] - before[1]) - (after[0] - before[0])) / tick
 
 
+def process_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the 3rd field, the state, first)."""
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+
+
+def own_cpu_seconds(stat: list[str]) -> float:
+    """User + system CPU seconds of a process, not its children's, from :func:`process_stat`."""
+    return (float(stat[11]) + float(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its living descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
     total, stack = 0.0, [pid]
     while stack:
         p = stack.pop()
         try:
-            stat = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            total += (float(stat[11]) + float(stat[12])) / tick
+            total += own_cpu_seconds(process_stat(p))
             for task in os.listdir(f"/proc/{p}/task"):
                 stack.extend(int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split())
         except (FileNotFoundError, ProcessLookupError):

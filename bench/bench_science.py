@@ -231,5 +231,6 @@ def main() -> None:
               f"{statistics.median(cores[name]):8.2f} {paired(cores, name):6.2f} {peaks[name] / 1e6:12.0f} "
               f"{written[name] / 1e6:9.1f}")
 
+
 if __name__ == "__main__":
     main()
