@@ -20,7 +20,8 @@ full-size synthetic exposures:
    measured).
 
 Prints each wall time and busy core-seconds per exposure (``/proc/stat``:
-everything the machine did meanwhile, the Prefect server included), the
+everything the machine did meanwhile, the Prefect server included; for the
+batch, less this benchmark's own sampling while it runs), the
 batch's ratios to the detect loop and to the tutorial's jobs, then what the
 batch's time went to: per exposure, dispatch (created to Running), process
 start (Running to its first task), download, detect, upload and the end
@@ -45,6 +46,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import signal
 import shutil
 import statistics
@@ -63,15 +65,19 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
-#: Who a process is, from its command line: the first role all of whose strings appear in it.  The CCD
-#: workers come first: a fork server's command line holds the flow run's paths, "prefect" among them.
+#: Who a process is, from its name and command line ("[name] command line"): the first role all of whose
+#: strings appear in it.  The CCD workers come first: a fork server's command line holds the flow run's
+#: paths, "prefect" among them, and one forked from a pilot's copy has the pilot's command line.
+CCD_WORKERS = "CCD workers (fork servers and their workers)"
+PILOT_RUNS = "flow runs (the pilot and its runs: the batch's and each exposure's)"
 ROLES = [
-    ("CCD workers (fork servers and their workers)", ("multiprocessing.forkserver",)),
+    (CCD_WORKERS, ("[ccd-workers]",)),
+    (CCD_WORKERS, ("multiprocessing.forkserver",)),
     ("the Prefect server", ("prefect server start",)),
     ("the HTCondor worker", ("prefect worker start", "htcondor")),
     ("the process worker", ("prefect worker start",)),
     ("the CLI (prefect deployment run)", ("prefect deployment run",)),
-    ("flow runs (the pilot and its runs: the batch's and each exposure's)", ("canfar_catalogue.worker.pilot",)),
+    (PILOT_RUNS, ("canfar_catalogue.worker.pilot",)),
     ("flow runs in an engine of their own (each HTCondor job's; a run with no pilot yet)", ("prefect.engine",)),
     ("HTCondor jobs (each exposure's engine on the execute node)", ("canfar_catalogue.worker.job",)),
     ("the fake schedd's starters", ("tests.fake_schedd",)),
@@ -114,8 +120,9 @@ class ProcessSampler:
                 key = (int(entry), int(stat[19]))
                 cpu = own_cpu_seconds(stat)
                 role, first = self.seen[key][:2] if key in self.seen else ("other", None)
-                if role == "other":  # new, or not yet exec'd into what it becomes (a fork's first moments)
-                    words = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                if role in ("other", PILOT_RUNS):  # a fork's first moments: not yet what it becomes
+                    command = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                    words = f"[{open(f'/proc/{entry}/comm').read().strip()}] {command}"
                     role = next((name for name, needed in ROLES if all(w in words for w in needed)), "other")
                 if first is None:  # a process that began while sampling: all it spent is the batch's
                     first = 0.0 if self.started else cpu
@@ -383,6 +390,7 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         server_cpu = tree_cpu_seconds(server.pid)
+        own_cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         sampler.start()
         cli_started = datetime.now(timezone.utc)
         with ProcessSampler() as processes:
@@ -392,9 +400,10 @@ def main() -> None:
                           env=env, capture_output=True)
         stop.set()
         sampler.join()
+        sampling = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - own_cpu  # this benchmark's, not the batch's
         server_cpu = tree_cpu_seconds(server.pid) - server_cpu
         idle = (samples[-1][0] - samples[0][0]) / (samples[-1][1] - samples[0][1])
-        batch_busy = busy_core_seconds(samples[0], samples[-1])
+        batch_busy = busy_core_seconds(samples[0], samples[-1]) - sampling
         print(f"batch: {batch:.1f} s", flush=True)
 
         from prefect.client.orchestration import get_client
@@ -473,6 +482,8 @@ def main() -> None:
             print("  " + f"{job['exposure']:10s}" + "".join(f"{job[c]:24.2f}" for c in columns))
         print("  " + f"{'median':10s}" + "".join(f"{statistics.median(j[c] for j in jobs):24.2f}" for c in columns))
     print(f"\ncore time idle while the batch ran: {idle:.1%}")
+    print(f"the batch's busy core-seconds leave out this benchmark's own sampling of the machine and its "
+          f"processes: {sampling:.1f} core-s, {sampling / args.exposures:.2f} per exposure")
     print(f"busy core-seconds: batch {batch_busy:.1f}, detect loop {loop_busy:.1f}: "
           f"{(batch_busy - loop_busy) / args.exposures:.1f} more per exposure in the batch")
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "

@@ -30,6 +30,14 @@ TARGET = textwrap.dedent("""
                       "run": os.environ.get("PREFECT__FLOW_RUN_ID"), "argv": sys.argv, "path0": sys.path[0]}),
           flush=True)
     print("to stderr", file=sys.stderr, flush=True)
+    if behaviour.get("pool"):  # a flow run's CCD workers, started as a run with threads starts them
+        import threading
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        from canfar_catalogue.science import pipeline
+        with pipeline._pool(2) as pool:
+            print(json.dumps({"worker": pool.submit(os.getpid).result(), "server": pool.submit(os.getppid).result()}),
+                  flush=True)
+            time.sleep(behaviour.get("sleep", 0))
     time.sleep(behaviour.get("sleep", 0))
     sys.exit(behaviour.get("exit", 0))
 """)
@@ -125,6 +133,26 @@ def test_a_client_killed_outright_takes_its_run_with_it(site, tmp_path):
     client.wait(timeout=30)
     _wait_for(lambda: not _alive(run), 5)
     assert _alive(warm)  # the pilot lives on for the next run
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_runs_ccd_workers_come_from_a_fork_server_forked_from_the_run_not_a_new_python(site, tmp_path):
+    warm = _started_pilot(site, tmp_path)
+    client = _client(site, tmp_path / "pool", run="run-pool", pool=True, sleep=60)
+    run = json.loads(client.stdout.readline())["pid"]
+    pool = json.loads(client.stdout.readline())
+    server, worker = pool["server"], pool["worker"]
+    assert _parent(server) == run and _parent(run) == warm
+    assert Path(f"/proc/{server}/cmdline").read_bytes() == Path(f"/proc/{warm}/cmdline").read_bytes()
+    assert Path(f"/proc/{server}/comm").read_text().strip() == "ccd-workers"
+    assert Path(f"/proc/{worker}/comm").read_text().strip() == "ccd-workers"
+    client.kill()  # the run goes with its client, and its fork server and workers with it
+    client.wait(timeout=30)
+    _wait_for(lambda: not any(map(_alive, (run, server, worker))), 10)
+    assert _alive(warm)
 
 
 def test_a_pilot_with_no_run_left_exits(site, tmp_path):

@@ -11,7 +11,10 @@ asks a *pilot*, a process that has imported everything once, to fork a copy
 of itself for the run.  The copy takes the client's standard streams,
 environment and working directory, and runs ``python -m prefect.engine`` as
 the client would have.  Each exposure stays its own flow run, with its own
-process, logs and artifacts.
+process, logs and artifacts.  The copy also forks, while it still has one
+thread, the fork server its CCD workers will come from
+(:mod:`canfar_catalogue.science.warm_forkserver`), instead of a new Python
+importing the science modules again.
 
 The client stands for the run towards the worker, so the worker's view is
 unchanged:
@@ -320,11 +323,14 @@ def _run_in_copy(start: _Start) -> None:
     os.environ.update(request["environment"])
     from prefect.context import refresh_global_settings_context
 
+    from ..science import warm_forkserver
+
     refresh_global_settings_context()  # Prefect read its settings from the pilot's environment
     connection.settimeout(None)
     _send(connection, {"pid": os.getpid()})
     if connection.recv(1) != _GO:  # the client gave up (and runs the engine itself) or died
         os._exit(0)
+    warm_forkserver.start(request["module"], close=(connection.fileno(),))  # while this is the only thread
 
     def die_with_client() -> None:
         connection.recv(1)  # returns when the client's end closes: it exited or was killed
