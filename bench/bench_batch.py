@@ -81,6 +81,7 @@ ROLES = [
     ("flow runs in an engine of their own (each HTCondor job's; a run with no pilot yet)", ("prefect.engine",)),
     ("HTCondor jobs (each exposure's engine on the execute node)", ("canfar_catalogue.worker.job",)),
     ("the fake schedd's starters", ("tests.fake_schedd",)),
+    ("this benchmark (its sampling; left out of the batch's figures above)", ("bench_batch.py",)),
 ]
 
 
@@ -92,6 +93,7 @@ class ProcessSampler:
     def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.seen: dict[tuple[int, int], tuple[str, float, float]] = {}  # (pid, start) -> role, first, last
+        self.words: dict[tuple[int, int], str] = {}  # (pid, start) -> "[name] command line"
         self.started = False  # after the first sample: a process seen later began while sampling
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -124,6 +126,7 @@ class ProcessSampler:
                     command = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
                     words = f"[{open(f'/proc/{entry}/comm').read().strip()}] {command}"
                     role = next((name for name, needed in ROLES if all(w in words for w in needed)), "other")
+                    self.words[key] = words
                 if first is None:  # a process that began while sampling: all it spent is the batch's
                     first = 0.0 if self.started else cpu
                 self.seen[key] = (role, first, cpu)
@@ -136,6 +139,14 @@ class ProcessSampler:
         for role, first, last in self.seen.values():
             spent[role] += last - first
         return dict(spent)
+
+    def others(self, top: int = 5) -> list[tuple[str, float]]:
+        """The processes of no role that spent the most while sampling, by name and command (cut short)."""
+        spent: dict[str, float] = collections.Counter()
+        for key, (role, first, last) in self.seen.items():
+            if role == "other":
+                spent[self.words.get(key, "?")[:100]] += last - first
+        return sorted(spent.items(), key=lambda item: -item[1])[:top]
 
 
 def tutorial_job(exposure: Path, scratch: Path, funpack: str, sextractor: str, config) -> None:
@@ -325,6 +336,8 @@ def main() -> None:
         "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # no runs from schedules: the nightly deployment's, at 10:00 UTC, once ran beside a measured batch
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         "CANFAR_CATALOGUE_POOL": "bench-batch", "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
         "CANFAR_CATALOGUE_DESTINATION": f"file://{home}/vospace", "CANFAR_CATALOGUE_SCRATCH": str(home / "scratch"),
     }
@@ -492,6 +505,9 @@ def main() -> None:
     print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
     for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
         print(f"  {role:72s} {seconds / args.exposures:7.2f}")
+    print("  of which \"other\", the most:")
+    for words, seconds in processes.others():
+        print(f"    {words:100s} {seconds / args.exposures:7.2f}")
     print("events, by kind:")
     for kind, count in kinds.most_common():
         print(f"  {kind:48s} {count:5d}")

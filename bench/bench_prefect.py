@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> None:
         "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
         "CANFAR_CATALOGUE_SCRATCH": str(home / "scratch"), "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # no nightly run (10:00 UTC) beside the measurement
     })
     from canfar_catalogue import config
     from canfar_catalogue.boundaries.archive import LocalArchive

@@ -61,6 +61,9 @@ os.environ.update(
         "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
         "DO_NOT_TRACK": "1",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # No runs from schedules: the nightly deployment's (10:00 UTC) would otherwise catalogue the
+        # session's archive in the middle of a session that spans it.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "CANFAR_CATALOGUE_SETTINGS": str(_SESSION / "settings.toml"),
         "CANFAR_CATALOGUE_SCRATCH": str(_SESSION / "scratch"),
