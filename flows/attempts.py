@@ -41,8 +41,8 @@ def number(run: FlowRun) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def runs_of(deployment_id, observation_id: str, work: str) -> list[FlowRun]:
-    """Every run of this work, whichever batch started it."""
+def runs_of(deployment_id, observation_id: str, work: str, *more: str) -> list[FlowRun]:
+    """Every run of this work (and of the ``more`` works), whichever batch started it."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -50,7 +50,12 @@ def runs_of(deployment_id, observation_id: str, work: str) -> list[FlowRun]:
             ),
             limit=200,
         )
-    return [run for run in runs if (run.idempotency_key or "").startswith(work + ":")]
+    return [run for run in runs if any(is_of(run, one) for one in (work, *more))]
+
+
+def is_of(run: FlowRun, work: str) -> bool:
+    """Whether ``run`` is an attempt at ``work`` (its idempotency key is the work's and a number)."""
+    return (run.idempotency_key or "").startswith(work + ":")
 
 
 def read_run(flow_run_id: str | None) -> FlowRun | None:
@@ -68,6 +73,12 @@ def later_attempt(run: FlowRun | None, observation_id: str) -> FlowRun | None:
     work = run.idempotency_key.rsplit(":", 1)[0]
     later = [other for other in runs_of(run.deployment_id, observation_id, work) if number(other) > number(run)]
     return max(later, key=number, default=None)
+
+
+def same_work(runs: list[FlowRun], run_id: str) -> list[FlowRun]:
+    """Those of ``runs`` that are attempts at the work the run ``run_id`` is an attempt at."""
+    key = next((run.idempotency_key for run in runs if str(run.id) == run_id), None)
+    return [run for run in runs if is_of(run, key.rsplit(":", 1)[0])] if key else []
 
 
 def stored_by_later(runs: list[FlowRun], run_id: str, stored_by: str | None) -> bool:

@@ -132,6 +132,16 @@ def _work_key(exposure: Exposure, config_hash: str, destination: str, force: boo
     return f"catalogue:{exposure.id}:{inputs}:{config_hash}:{where}:{mode}"
 
 
+def _works(exposure: Exposure, config_hash: str, destination: str, force: bool) -> list[str]:
+    """The works whose runs in flight this batch follows rather than start its own: its own, and,
+    when it skips finished exposures, the same work forced.  A forced run stores the very catalogue
+    a skipping batch wants (same inputs, configuration and destination); starting a second run beside
+    it, as a nightly run beside a user's forced batch would, measures the exposure twice.  A forced
+    batch follows only forced runs: it asked for a new catalogue, not for one already being made."""
+    works = [_work_key(exposure, config_hash, destination, force)]
+    return works if force else works + [_work_key(exposure, config_hash, destination, True)]
+
+
 def _can_progress(run: FlowRun, stuck_after: timedelta) -> bool:
     """Unfinished, and not Pending without infrastructure for longer than ``stuck_after``."""
     state = run.state
@@ -148,7 +158,7 @@ def _finished_since(run: FlowRun, since: datetime) -> bool:
 
 
 def _follow_or_start(
-    exposure: Exposure, earlier: list[FlowRun], work: str, stuck_after: timedelta, since: datetime,
+    exposure: Exposure, runs: list[FlowRun], work: str, stuck_after: timedelta, since: datetime,
     start: Callable[[Exposure, str, str, str | None], str],
 ) -> None:
     """Follow the run of this work that another batch has in flight, or that completed since this batch
@@ -157,8 +167,12 @@ def _follow_or_start(
     Without the second kind, a batch that planned an exposure while another batch's run of it was
     measuring would start a second run as soon as that one completed, which would then find the
     catalogue and complete too: two completed runs of one exposure.
+
+    ``runs`` may also hold runs of the same work forced (:func:`_works`): they are followed as well,
+    but attempts are numbered, and lost ones replaced, within ``work`` alone.
     """
-    candidates = [run for run in earlier if str(run.id) not in exposure.ended
+    earlier = [run for run in runs if attempts.is_of(run, work)]
+    candidates = [run for run in runs if str(run.id) not in exposure.ended
                   and (_can_progress(run, stuck_after) or _finished_since(run, since))]
     exposure.attempts += 1
     exposure.reattached = bool(candidates)
@@ -282,9 +296,9 @@ def catalogue_batch(
         while todo and len(running) < max_in_flight:
             exposure = todo.popleft()
             deployment_id = deployment_id or _deployment_id(exposure_deployment)
-            work = _work_key(exposure, config_hash, destination, force)
-            _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, work), work, stuck_after, since,
-                             start)
+            works = _works(exposure, config_hash, destination, force)
+            _follow_or_start(exposure, attempts.runs_of(deployment_id, exposure.id, *works), works[0], stuck_after,
+                             since, start)
             running[exposure.flow_run_id] = exposure
         if not running or (unplanned and len(running) < max_in_flight):
             continue  # room for more: plan the next IDs first (or finish)
@@ -300,8 +314,9 @@ def catalogue_batch(
                 record = is_done(target, exposure.id, exposure.input_md5, config_hash,
                                  companions.present(exposure.companion_md5))
                 if record and state.is_cancelled() and record.flow_run_id != run_id:
-                    work = _work_key(exposure, config_hash, destination, force)
-                    runs = attempts.runs_of(deployment_id, exposure.id, work)
+                    runs = attempts.same_work(  # the work of the run followed: this batch's, or forced
+                        attempts.runs_of(deployment_id, exposure.id, *_works(exposure, config_hash, destination, force)),
+                        run_id)
                     if not (superseded and attempts.stored_by_later(runs, run_id, record.flow_run_id)
                             or redundant and attempts.stored_by_later(runs, record.flow_run_id, run_id)):
                         record = None  # a catalogue from before: this run was cancelled before storing its own

@@ -666,7 +666,7 @@ def test_a_batch_follows_a_run_of_its_work_that_completed_after_it_looked(local_
     real_runs_of = batch_module.attempts.runs_of
     other: list = []
 
-    def runs_of(deployment_id, observation_id, work):
+    def runs_of(deployment_id, observation_id, work, *more):
         if not other:  # between this batch's look-up and its start: the other batch's run completes
             with get_client(sync_client=True) as client:
                 other.append(client.create_flow_run_from_deployment(
@@ -675,7 +675,7 @@ def test_a_batch_follows_a_run_of_its_work_that_completed_after_it_looked(local_
                                 "destination": destination}))
             state = run_flow(catalogue_exposure, flow_run=other[0], parameters=other[0].parameters, return_type="state")
             assert state.is_completed(), state.message
-        return real_runs_of(deployment_id, observation_id, work)
+        return real_runs_of(deployment_id, observation_id, work, *more)
 
     monkeypatch.setattr(batch_module.attempts, "runs_of", runs_of)
     rows = catalogue_batch(ids=["1056216p"], destination=destination, archive=local_site["archive"])
@@ -881,6 +881,54 @@ def test_a_new_batch_re_attaches_to_runs_in_flight_but_not_to_one_stuck_pending(
     assert len(completed) == 1  # one run catalogued it, for both batches
     record_property("did", ", ".join(f"{r['id']} {r['status']}/{r['run_origin'] or 'no run'}/{r['runs']} started"
                                      for r in rows.values()))
+
+
+@pytest.mark.fault('execution', "a user's forced batch is measuring an exposure when a batch that skips finished work "
+                   "(the nightly) asks for it", 'the second follows the forced run: the exposure is measured once')
+def test_a_batch_that_skips_finished_work_follows_a_forced_run_of_it_in_flight(local_site, tmp_path, monkeypatch,
+                                                                               record_property):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from canfar_catalogue.flows import batch as batch_module
+
+    from .conftest import deploy_exposures_on, stop
+
+    subprocess.run([str(BIN / "prefect"), "work-pool", "create", "forced-pool", "--type", "process", "--overwrite"],
+                   env=local_site["env"], check=True, capture_output=True)
+    deployment = deploy_exposures_on("forced-pool", "forced", {})
+    destination = f"file://{tmp_path}/vospace"
+    decided = threading.Semaphore(0)
+    follow_or_start = batch_module._follow_or_start
+
+    def counted(*args, **kwargs):
+        follow_or_start(*args, **kwargs)
+        decided.release()
+
+    monkeypatch.setattr(batch_module, "_follow_or_start", counted)
+
+    def batch(force: bool) -> dict:
+        return catalogue_batch(ids=["1056213p"], destination=destination, archive=local_site["archive"],
+                               exposure_deployment=deployment, force=force)[0]
+
+    threads = ThreadPoolExecutor(2)
+    forced = threads.submit(batch, True)  # no worker serves forced-pool yet: its run waits
+    assert decided.acquire(timeout=120)
+    first = _wait_for_run_named(deployment, "1056213p")
+    skipping = threads.submit(batch, False)
+    assert decided.acquire(timeout=120)  # the second batch has followed its run, or started one
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "forced-pool", "--type", "process"],
+                              env=local_site["env"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        rows = [forced.result(timeout=300), skipping.result(timeout=300)]
+    finally:
+        stop(worker)
+    assert [row["status"] for row in rows] == ["completed", "completed"]
+    assert rows[0]["run_origin"] == "started" and rows[0]["flow_run"] == str(first.id)
+    assert rows[1]["run_origin"] == "re-attached" and rows[1]["flow_run"] == str(first.id) and rows[1]["runs"] == 0
+    runs = [r for r in _exposure_runs("1056213p") if r.deployment_id == first.deployment_id]
+    assert len(runs) == 1 and runs[0].state.is_completed()  # measured once, for both batches
+    record_property("did", f"one run of 1056213p for the forced batch and the skipping one: {runs[0].name}")
 
 
 def _wait_for_run_named(deployment: str, name: str, timeout: float = 120):
