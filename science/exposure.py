@@ -64,7 +64,9 @@ def list_ccds(path: str | Path) -> list[CCD]:
     path = Path(path)
     with _open(path) as hdul:
         size = path.stat().st_size
-        last = hdul.fileinfo(len(hdul) - 1)
+        # each HDU's own fileinfo(): the list's also asks whether any HDU was resized, walking all of
+        # them each time (a tenth of a second per exposure)
+        last = hdul[-1].fileinfo()
         if last["datLoc"] + last["datSpan"] > size:
             raise ExposureError(f"{path}: the file is truncated; download it again")
         ccds = []
@@ -73,7 +75,7 @@ def list_ccds(path: str | Path) -> list[CCD]:
                 continue
             if index == 0 and len(hdul) > 1 and not hdu.header.get("NAXIS", 0):
                 continue  # the empty primary HDU of a multi-extension file
-            info = hdul.fileinfo(index)
+            info = hdu.fileinfo()
             ccds.append(CCD(
                 len(ccds) + 1, index, hdu.header.get("EXTNAME"),
                 header_offset=info["hdrLoc"], data_offset=info["datLoc"],
