@@ -122,8 +122,10 @@ class ProcessSampler:
                 key = (int(entry), int(stat[19]))
                 cpu = own_cpu_seconds(stat)
                 role, first = self.seen[key][:2] if key in self.seen else ("other", None)
+                command = ""
                 if role in ("other", PILOT_RUNS):  # a fork's first moments: not yet what it becomes
                     command = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                if command:  # (an exited process not yet waited for has none: it stays what it was)
                     words = f"[{open(f'/proc/{entry}/comm').read().strip()}] {command}"
                     role = next((name for name, needed in ROLES if all(w in words for w in needed)), "other")
                     self.words[key] = words
