@@ -58,13 +58,21 @@ def start(main_module: str | None = None, close: tuple[int, ...] = ()) -> int | 
         return None
     parent = os.getpid()
     listener = socket.socket(socket.AF_UNIX)
-    address = connection.arbitrary_address("AF_UNIX")
-    listener.bind(address)
-    if not util.is_abstract_socket_namespace(address):
-        os.chmod(address, 0o600)
-    listener.listen()
-    alive_r, alive_w = os.pipe()
-    pid = os.fork()
+    alive_r = alive_w = -1
+    try:
+        address = connection.arbitrary_address("AF_UNIX")
+        listener.bind(address)
+        if not util.is_abstract_socket_namespace(address):
+            os.chmod(address, 0o600)
+        listener.listen()
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+    except OSError:  # no server here: the pool starts its own, as multiprocessing does
+        listener.close()
+        for fd in (alive_r, alive_w):
+            if fd >= 0:
+                os.close(fd)
+        return None
     if pid == 0:
         _serve(parent, listener, alive_r, alive_w, main_module, close)
     os.close(alive_r)
