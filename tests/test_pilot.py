@@ -93,13 +93,15 @@ def _client(env: dict, cwd: Path, run: str = "", **behaviour) -> subprocess.Pope
 
 
 def _started_pilot(env: dict, tmp_path: Path) -> int:
-    """Run once with no pilot (the run is the client itself, and starts a pilot); the pilot's pid."""
+    """Run once with no pilot: the client starts one and the run is its first copy; the pilot's pid."""
+    assert not _pilots(env)
     first = _client(env, tmp_path / "first", run="first")
     out, _ = first.communicate(timeout=60)
     assert first.returncode == 0
-    assert json.loads(out)["pid"] == first.pid  # no pilot yet: the client ran the module itself
-    _wait_for(lambda: _pilots(env))
-    return _pilots(env)[0]
+    warm = _pilots(env)
+    said = json.loads(out)
+    assert len(warm) == 1 and said["ppid"] == warm[0] and said["pid"] != first.pid
+    return warm[0]
 
 
 def test_a_run_is_a_copy_of_the_pilot_with_the_clients_streams_environment_folder_and_exit_code(site, tmp_path):
@@ -176,6 +178,16 @@ def test_a_client_whose_pilot_does_not_answer_runs_the_module_itself(site, tmp_p
         mute.close()
     assert json.loads(out)["pid"] == client.pid
     assert client.returncode == 5
+
+
+def test_a_client_whose_pilot_cannot_start_runs_the_module_itself(site, tmp_path):
+    settings = tmp_path / "broken.toml"
+    settings.write_text("[process_pool\n")  # the pilot reads its settings before it listens, and stops
+    env = {**site, "CANFAR_CATALOGUE_SETTINGS": str(settings)}
+    client = _client(env, tmp_path / "alone", run="run-alone", exit=4)
+    out, _ = client.communicate(timeout=60)
+    assert json.loads(out)["pid"] == client.pid
+    assert client.returncode == 4 and not _pilots(env)
 
 
 def test_the_pilots_address_changes_with_the_environment_but_not_with_a_runs_own_variables():
