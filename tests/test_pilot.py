@@ -117,6 +117,18 @@ def test_a_run_is_a_copy_of_the_pilot_with_the_clients_streams_environment_folde
     assert _pilots(site) == [warm]  # the same pilot serves the next run
 
 
+def test_a_run_of_a_module_the_pilot_imported_says_nothing_of_it(site, tmp_path):
+    """The pilot imports what runs need, Prefect's engine among them; running such a module as
+    __main__ in a copy made runpy warn on every run's stderr."""
+    _started_pilot(site, tmp_path)
+    (tmp_path / "warm").mkdir()
+    client = subprocess.Popen([sys.executable, "-m", "canfar_catalogue.worker.pilot", pilot.WARM_MODULES[3]],
+                              cwd=tmp_path / "warm", env=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = client.communicate(timeout=60)
+    assert client.returncode == 0
+    assert "RuntimeWarning" not in err and "sys.modules" not in err
+
+
 def test_a_signal_to_the_client_reaches_the_run_and_the_client_ends_as_the_run_did(site, tmp_path):
     _started_pilot(site, tmp_path)
     client = _client(site, tmp_path / "signalled", run="run-term", sleep=60)

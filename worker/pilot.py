@@ -326,6 +326,7 @@ def _run_in_copy(start: _Start) -> None:
     """In the pilot's forked copy: become the client's flow run, then run it as ``python -m`` would."""
     import runpy
     import threading
+    import warnings
 
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
@@ -358,6 +359,10 @@ def _run_in_copy(start: _Start) -> None:
 
     threading.Thread(target=die_with_client, name="die-with-client", daemon=True).start()
     sys.argv = [request["module"]]
+    # The pilot imported the module already; runpy says so ("found in sys.modules ... unpredictable
+    # behaviour") on every run's stderr, but running it afresh as __main__ is what `python -m` does.
+    warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after import of package",
+                            category=RuntimeWarning)
     runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
 
 
