@@ -24,7 +24,6 @@ show) is ``ccd-workers``, as its workers' are, forked from it.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
 import sys
@@ -33,13 +32,12 @@ import traceback
 from importlib.machinery import ModuleSpec
 from multiprocessing import connection, forkserver, util
 
-from .lifetime import die_with_parent, watch_parent
+from .lifetime import die_with_parent, name_this_process, watch_parent
 
 #: What ``ps`` and ``top`` call the fork server and the CCD workers forked from it.
 NAME = b"ccd-workers"
 #: What ``ForkServer.ensure_running`` sets once it has started a server.
 _STATE = ("_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid")
-_PR_SET_NAME = 15
 
 
 def start(main_module: str | None = None, close: tuple[int, ...] = ()) -> int | None:
@@ -91,7 +89,7 @@ def _serve(parent: int, listener: socket.socket, alive_r: int, alive_w: int, mai
             os.close(fd)
         die_with_parent(parent)
         watch_parent(parent)
-        _name_this_process(NAME)
+        name_this_process(NAME)
         if main_module:
             sys.modules["__main__"].__spec__ = ModuleSpec(main_module, None)
         forkserver.main(listener.fileno(), alive_r, preload=[])
@@ -101,10 +99,3 @@ def _serve(parent: int, listener: socket.socket, alive_r: int, alive_w: int, mai
         traceback.print_exc()
     finally:
         os._exit(code)
-
-
-def _name_this_process(name: bytes) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
