@@ -23,13 +23,16 @@ Prints each wall time and busy core-seconds per exposure (``/proc/stat``:
 everything the machine did meanwhile, the Prefect server included; for the
 batch, less this benchmark's own sampling while it runs), the
 batch's ratios to the detect loop and to the tutorial's jobs, then what the
-batch's time went to: per exposure, dispatch (created to Running), process
-start (Running to its first task), download, detect, upload and the end
-(last task to the run's final state); the share of core time left idle
+batch's time went to: the batch run's opening (its log lines and tasks up to
+its first exposure run); per exposure, dispatch (created to Running; "claimed":
+created to Pending, the worker's poll), process start (Running to its first
+task), download, detect, upload and the end (last task to the run's final
+state; ``--openings`` lists each run's first log lines); the share of core time left idle
 (``/proc/stat``) while the batch ran, and the busy core-seconds of the batch
 against the detect loop's; each kind of process's own CPU while the batch
 ran (the server, the worker, the flow runs, the CCD workers); and the Prefect
-server's CPU per flow run, per log line and per event, and the events by kind.
+server's CPU per flow run, per log line and per event, the events by kind, and
+the requests it answered 503 (SQLite lock conflicts, each a client's 2 s wait).
 
 ``--pool htcondor`` runs the exposures as jobs on the tests' fake schedd
 instead (each job a local process with its own scratch directory and a
@@ -46,6 +49,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import resource
 import signal
 import shutil
@@ -222,9 +226,12 @@ def breakdown(flow_runs) -> list[dict]:
                 t = mine.get(name)
                 return (t.end_time - t.start_time).total_seconds() if t and t.end_time else float("nan")
 
+            claimed = min((state.timestamp for state in client.read_flow_run_states(run.id)
+                           if state.type.value == "PENDING"), default=run.start_time)
             rows.append({
                 "exposure": run.name,
                 "dispatch": (run.start_time - run.created).total_seconds(),
+                "claimed": (claimed - run.created).total_seconds(),
                 "process start": (first - run.start_time).total_seconds(),
                 "download": seconds("download"),
                 "detect": seconds("detect"),
@@ -233,6 +240,37 @@ def breakdown(flow_runs) -> list[dict]:
                 "total": (run.end_time - run.created).total_seconds(),
             })
     return rows
+
+
+def opening_of(client, parent, first_child, since=None) -> list[tuple[float, str]]:
+    """What a run did up to ``first_child`` (the batch's first exposure run's creation): its task runs'
+    starts and ends and its log lines, in seconds from its Running (or ``since``): where a stall goes."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    start = since or parent.start_time
+    marks = [(first_child, "first exposure run created" if since is None else "a second after Running"),
+             (parent.start_time, "Running")]
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent.id])))
+    for task in tasks:
+        marks += [(task.created, f"task run {task.name} created")]
+        marks += [(task.start_time, f"task run {task.name} Running")] if task.start_time else []
+        marks += [(task.end_time, f"task run {task.name} ended")] if task.end_time else []
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parent.id])), limit=50)
+    marks += [(log.timestamp, f"log: {log.message[:70]}") for log in logs]
+    return sorted(((moment - start).total_seconds(), what) for moment, what in marks
+                  if moment is not None and moment <= first_child)
+
+
+def retried_requests(server_log: str) -> collections.Counter:
+    """Each request the server answered 503, as the API route it was in and the error its traceback ends
+    with (``PREFECT_SERVER_LOG_RETRYABLE_ERRORS`` logs them)."""
+    found = collections.Counter()
+    for traceback in server_log.split("Encountered retryable exception in request")[1:]:
+        routes = re.findall(r'prefect/server/api/(\w+)\.py", line \d+, in (\w+)', traceback)
+        errors = [line.split(" [SQL")[0].strip() for line in traceback.splitlines()
+                  if line.startswith("sqlalchemy.exc.")]
+        found[(".".join(routes[-1]) if routes else "?") + ": " + (errors[0] if errors else "?")] += 1
+    return found
 
 
 CONDOR_POOL = "bench-condor"
@@ -314,6 +352,9 @@ def main() -> None:
                         help="with --pool htcondor: jobs wait in the queue for free cores on one execute node of "
                              "this many cores, matched as HTCondor's negotiator would (default: each job starts "
                              "at once, on whatever cores are free)")
+    parser.add_argument("--openings", action="store_true",
+                        help="also each exposure run's log lines up to a second after it was Running (where a slow "
+                        "dispatch went)")
     args = parser.parse_args()
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
     funpack = shutil.which("funpack")
@@ -340,6 +381,8 @@ def main() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
         # no runs from schedules: the nightly deployment's, at 10:00 UTC, once ran beside a measured batch
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+        # each request the server answers 503 (a SQLite lock conflict) is logged, to count them
+        "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
         "CANFAR_CATALOGUE_POOL": "bench-batch", "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
         "CANFAR_CATALOGUE_DESTINATION": f"file://{home}/vospace", "CANFAR_CATALOGUE_SCRATCH": str(home / "scratch"),
     }
@@ -433,6 +476,9 @@ def main() -> None:
             logs = 0
             while page := client.read_logs(log_filter=every_run, limit=200, offset=logs):
                 logs += len(page)
+            opening = opening_of(client, parent, min(r.created for r in runs))
+            openings = {r.name: opening_of(client, r, r.start_time + timedelta(seconds=1), since=r.created)
+                        for r in sorted(runs, key=lambda r: r.created)} if args.openings else {}
             window = EventOccurredFilter(since=parent.created, until=parent.end_time + timedelta(seconds=5))
             page = client.read_events(filter=EventFilter(occurred=window), limit=50)  # the most a page holds
             events, kinds = page.total, collections.Counter(e.event for e in page.events)
@@ -440,6 +486,9 @@ def main() -> None:
                 page = client.read_events_page(page.next_page)
                 kinds.update(e.event for e in page.events)
         rows = breakdown(runs)
+        server_log = (home / "server.log").read_text(errors="replace")
+        retried = server_log.count("Encountered retryable exception in request")
+        retry_errors = retried_requests(server_log)
         jobs = job_lives(runs, home / "condor-logs") if args.pool == "htcondor" else []
         first_child = min(r.created for r in runs)
         last_end = max(r.end_time for r in runs)
@@ -484,7 +533,14 @@ def main() -> None:
     print(f"  {'the CLI, before the run (its start, the run created)':48s} {before:7.2f}")
     print(f"  {'the CLI, after the run (--watch noticing, exit)':48s} "
           f"{batch - before - (parent.end_time - parent.created).total_seconds():7.2f}")
-    columns = ["dispatch", "process start", "download", "detect", "upload", "end", "total"]
+    print("\nthe batch run's opening, seconds from Running to its first exposure run:")
+    for seconds, what in opening:
+        print(f"  {seconds:7.2f}  {what}")
+    for name, marks in openings.items():
+        print(f"\n{name}'s opening, seconds from its creation:")
+        for seconds, what in marks:
+            print(f"  {seconds:7.2f}  {what}")
+    columns = ["dispatch", "claimed", "process start", "download", "detect", "upload", "end", "total"]
     print("\nper exposure, seconds:\n  " + f"{'exposure':10s}" + "".join(f"{c:>14s}" for c in columns))
     for row in rows:
         print("  " + f"{row['exposure']:10s}" + "".join(f"{row[c]:14.2f}" for c in columns))
@@ -504,6 +560,8 @@ def main() -> None:
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
           f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
           f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
+    print(f"requests the server answered 503 (a SQLite lock conflict; Prefect's client waits 2 s, then 4, and sends "
+          f"it again): {retried}" + "".join(f"\n  {count} x {error}" for error, count in retry_errors.most_common(5)))
     print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
     for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
         print(f"  {role:72s} {seconds / args.exposures:7.2f}")

@@ -1,6 +1,7 @@
 """Classic funpack + source-extractor against our pipeline on one full-size exposure.
 
     python bench/bench_science.py [--nccd 36] [--repeat 3] [--workdir .bench] [--threads] [--weights] [--check-images]
+                                  [--floor]
 
 Runs the variants in turn on the same Rice-compressed exposure, in every
 repetition (paired, so all see the same machine load): the tutorial's
@@ -40,6 +41,32 @@ WEIGHTED_CLASSIC = "classic, MAP_WEIGHT (the weight map funpacked too)"
 CHECK_CLASSIC = "classic, 3 check images"
 #: Three check images a user asks for most: the segmentation, the background and the image without sources.
 CHECK_TYPES = ["-CHECKIMAGE_TYPE", "SEGMENTATION,BACKGROUND,-OBJECTS"]
+
+
+# sep's own calls and the decoder on every CCD, nothing of ours around them: what sep left unmodified
+# costs before any column is measured.  The same calls with the same settings as measure_ccd's for the
+# tutorial's configuration (source-extractor's defaults), in one process.
+FLOOR = """
+import sys
+import numpy as np, sep
+from canfar_catalogue.science import list_ccds, load_config
+from canfar_catalogue.science.exposure import read_ccd
+from canfar_catalogue.science.memory import reuse_freed_memory
+reuse_freed_memory()  # as our CCD workers do
+path = sys.argv[1]
+config = load_config()
+kernel = config.kernel()
+for ccd in list_ccds(path):
+    data, _ = read_ccd(path, ccd)
+    background = sep.Background(data, bw=config.back_size[0], bh=config.back_size[1], fw=config.back_filtersize[0],
+                                fh=config.back_filtersize[1], fthresh=config.back_filtthresh)
+    data -= background.back(dtype=np.float32)
+    sep.set_extract_pixstack(300_000)
+    sep.extract(data, config.detect_thresh * background.globalrms, minarea=config.detect_minarea,
+                filter_kernel=kernel, filter_type="conv", deblend_nthresh=config.deblend_nthresh,
+                deblend_cont=config.deblend_mincont, clean=config.clean, clean_param=config.clean_param,
+                segmentation_map=True)
+"""
 
 
 def write_survey_param(path: Path) -> Path:
@@ -133,6 +160,9 @@ def main() -> None:
     parser.add_argument("--check-images", action="store_true",
                         help="also both writing SEGMENTATION, BACKGROUND and -OBJECTS check images (ours as .fits, "
                         "as source-extractor writes them, and tile-compressed as .fits.fz, as the flows store them)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also sep's calls and the decoder alone on every CCD, one process: the floor under "
+                        "ours with sep unmodified")
     args = parser.parse_args()
 
     sextractor = shutil.which("source-extractor") or shutil.which("sex")
@@ -189,6 +219,9 @@ def main() -> None:
             *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "k.cat", *names(".fits")]]
         variants["ours, 2 processes, 3 check images (.fits.fz)"] = lambda d: [[
             *ours, str(exposure.resolve()), "-q", "--workers", "2", "-CATALOG_NAME", "k.cat", *names(".fits.fz")]]
+    if args.floor:
+        variants["sep's calls and the decoder alone, 1 process"] = lambda d: [[sys.executable, "-c", FLOOR,
+                                                                              str(exposure.resolve())]]
     if args.threads:
         variants["ours, 2 threads (to show sep holds the GIL)"] = lambda d: [[sys.executable, "-c", THREADED, str(exposure.resolve())]]
     times: dict[str, list[float]] = {name: [] for name in variants}
