@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import re
@@ -78,6 +79,7 @@ ROLES = [
     (CCD_WORKERS, ("[ccd-workers]",)),
     (CCD_WORKERS, ("multiprocessing.forkserver",)),
     ("the Prefect server", ("prefect server start",)),
+    ("the Prefect server's PostgreSQL (--postgres)", ("[postgres]",)),
     ("the HTCondor worker", ("prefect worker start", "htcondor")),
     ("the process worker", ("prefect worker start",)),
     ("the CLI (prefect deployment run)", ("prefect deployment run",)),
@@ -352,6 +354,8 @@ def main() -> None:
                         help="with --pool htcondor: jobs wait in the queue for free cores on one execute node of "
                              "this many cores, matched as HTCondor's negotiator would (default: each job starts "
                              "at once, on whatever cores are free)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="run the Prefect server on PostgreSQL (Debian's postgresql), as in production, not SQLite")
     parser.add_argument("--openings", action="store_true",
                         help="also each exposure run's log lines up to a second after it was Running (where a slow "
                         "dispatch went)")
@@ -386,6 +390,11 @@ def main() -> None:
         "CANFAR_CATALOGUE_POOL": "bench-batch", "CANFAR_CATALOGUE_ARCHIVE": f"file://{archive}",
         "CANFAR_CATALOGUE_DESTINATION": f"file://{home}/vospace", "CANFAR_CATALOGUE_SCRATCH": str(home / "scratch"),
     }
+    database = contextlib.ExitStack()  # a PostgreSQL server with --postgres, stopped with the Prefect server
+    if args.postgres:
+        from postgres import postgres
+
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.enter_context(postgres(free_port()))
     if args.slots:
         env["CANFAR_CATALOGUE_EXPOSURE_SLOTS"] = str(args.slots)
     job_variables = {}
@@ -394,7 +403,11 @@ def main() -> None:
         job_variables = {"python": sys.executable, "log_directory": str(home / "condor-logs"),
                          "request_cpus": args.request_cpus}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
-    server = start_server(home, env)
+    try:
+        server = start_server(home, env)
+    except BaseException:
+        database.close()
+        raise
     worker = condor_worker = negotiator = None
     try:
         subprocess.run(["bash", str(ROOT / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
@@ -506,12 +519,14 @@ def main() -> None:
         if worker:
             _stop(worker, signal.SIGINT)  # Prefect's worker stops on SIGINT
         _stop(server, signal.SIGTERM)
+        database.close()
         shutil.rmtree(home, ignore_errors=True)
 
     print(f"\n{args.exposures} exposures of {args.nccd} full-size CCDs, {os.cpu_count()} cores, "
           f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool"
           + (f", request_cpus {args.request_cpus}" if args.pool == "htcondor" else "")
-          + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else ""))
+          + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else "")
+          + f", the Prefect server on {'PostgreSQL' if args.postgres else 'SQLite'}")
     to_end = (parent.end_time - cli_started).total_seconds()
     n = args.exposures
     print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")
@@ -560,8 +575,8 @@ def main() -> None:
     print(f"Prefect server CPU: {server_cpu:.1f} s, {server_cpu / max(len(rows), 1):.2f} s per exposure flow run, "
           f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
           f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
-    print(f"requests the server answered 503 (a SQLite lock conflict; Prefect's client waits 2 s, then 4, and sends "
-          f"it again): {retried}" + "".join(f"\n  {count} x {error}" for error, count in retry_errors.most_common(5)))
+    print(f"requests the server answered 503 (on SQLite, a lock conflict; Prefect's client waits 2 s, then 4, and "
+          f"sends it again): {retried}" + "".join(f"\n  {count} x {error}" for error, count in retry_errors.most_common(5)))
     print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
     for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
         print(f"  {role:72s} {seconds / args.exposures:7.2f}")
