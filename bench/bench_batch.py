@@ -354,6 +354,9 @@ def main() -> None:
                         help="with --pool htcondor: jobs wait in the queue for free cores on one execute node of "
                              "this many cores, matched as HTCondor's negotiator would (default: each job starts "
                              "at once, on whatever cores are free)")
+    parser.add_argument("--worker-query-seconds", type=float, default=1.0,
+                        help="how often the workers ask for new flow runs (PREFECT_WORKER_QUERY_SECONDS; the demo's "
+                        "1 s by default; Prefect's own default is 10)")
     parser.add_argument("--postgres", action="store_true",
                         help="run the Prefect server on PostgreSQL (Debian's postgresql), as in production, not SQLite")
     parser.add_argument("--openings", action="store_true",
@@ -382,7 +385,8 @@ def main() -> None:
         **os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
         "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": str(args.worker_query_seconds),
         # no runs from schedules: the nightly deployment's, at 10:00 UTC, once ran beside a measured batch
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         # each request the server answers 503 (a SQLite lock conflict) is logged, to count them
@@ -526,7 +530,8 @@ def main() -> None:
           f"{env.get('CANFAR_CATALOGUE_EXPOSURE_SLOTS', 'default')} exposure slots, on the {args.pool} pool"
           + (f", request_cpus {args.request_cpus}" if args.pool == "htcondor" else "")
           + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else "")
-          + f", the Prefect server on {'PostgreSQL' if args.postgres else 'SQLite'}")
+          + f", the Prefect server on {'PostgreSQL' if args.postgres else 'SQLite'}"
+          + f", workers asking for runs every {args.worker_query_seconds:g} s")
     to_end = (parent.end_time - cli_started).total_seconds()
     n = args.exposures
     print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")
