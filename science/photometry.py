@@ -182,7 +182,8 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     counts = np.maximum(last - first + 1, 0)
 
     owner = np.repeat(row_owner, counts)
-    x = np.repeat(first, counts) + ramp(counts)
+    # first, first + 1, ... along each row: one count over all pixels, shifted back at each row's start
+    x = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - (np.cumsum(counts) - counts), counts)
     dx = x.astype(np.float32) - np.repeat(x0, counts)
     r2 = np.repeat(cxx, counts) * dx
     r2 *= dx
@@ -418,10 +419,11 @@ def auto_photometry(
         local = owner - lo
         masked = mask.masked(owner, flat)
         good = ~masked
+        local_good = local[good]
         value = mask.pixels[flat[good]].astype(np.float64)
-        r1 = np.bincount(local[good], weights=np.sqrt(r2[good]) * value, minlength=hi - lo)
-        v1 = np.bincount(local[good], weights=value, minlength=hi - lo)
-        area = np.bincount(local[good], minlength=hi - lo)
+        r1 = np.bincount(local_good, weights=np.sqrt(r2[good]) * value, minlength=hi - lo)
+        v1 = np.bincount(local_good, weights=value, minlength=hi - lo)
+        area = np.bincount(local_good, minlength=hi - lo)
         areab = np.bincount(local[masked], minlength=hi - lo)
         total = area + areab
         ok = total > 0
