@@ -342,14 +342,16 @@ class NeighbourMask:
         return value, masked
 
     def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray,
-                 masked: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 masked: np.ndarray | None = None, pixels: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`values`, and where each value came from: ``flat`` itself, its mirror, or -1 for
         a masked pixel counted as 0 (a variance map gives a pixel the variance of its source).
 
         ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
         ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it.  ``masked`` is
-        :meth:`masked` of these pixels when the caller has it already."""
-        value = self.pixels[flat].astype(np.float64)
+        :meth:`masked` of these pixels, and ``pixels`` the image's values at them, when the caller
+        has them already (read from a small array, not gathered again from the CCD)."""
+        value = (self.pixels[flat] if pixels is None else pixels).astype(np.float64)
         source = flat.astype(np.int64, copy=True)
         masked = self.masked(owner, flat) if masked is None else masked
         if masked.any():
@@ -420,7 +422,8 @@ def auto_photometry(
         masked = mask.masked(owner, flat)
         good = ~masked
         local_good = local[good]
-        value = mask.pixels[flat[good]].astype(np.float64)
+        pixels = mask.pixels[flat]
+        value = pixels[good].astype(np.float64)
         r1 = np.bincount(local_good, weights=np.sqrt(r2[good]) * value, minlength=hi - lo)
         v1 = np.bincount(local_good, weights=value, minlength=hi - lo)
         area = np.bincount(local_good, minlength=hi - lo)
@@ -440,7 +443,8 @@ def auto_photometry(
         within = ok & ap.ellipse & wide.ellipse[lo:hi] & (ap.k2 <= wide.k2[lo:hi]) \
             & _well_shaped(ap.cxx, ap.cyy, ap.cxy)
         kept = within[local] & (r2 <= ap.k2[local])
-        add(local[kept], lo, hi, *mask.replaced(owner[kept], flat[kept], mx, my, masked=masked[kept]))
+        add(local[kept], lo, hi, *mask.replaced(owner[kept], flat[kept], mx, my, masked=masked[kept],
+                                                pixels=pixels[kept]))
         again = np.flatnonzero(ok & ~within)
         if again.size:
             part = _Apertures(*(getattr(ap, f.name)[again] for f in fields(ap)))
