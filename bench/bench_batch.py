@@ -2,6 +2,7 @@
 
     python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench]
                                 [--pool htcondor [--request-cpus N] [--execute-node-cores N]]
+                                [--postgres] [--worker-query-seconds 1] [--openings]
 
 On the embedded default (a local Prefect server on SQLite, the ``process``
 work pool, a local archive and storage folder), in one run, on the same
@@ -27,9 +28,9 @@ batch's time went to: the batch run's opening (its log lines and tasks up to
 its first exposure run); per exposure, dispatch (created to Running; "claimed":
 created to Pending, the worker's poll), process start (Running to its first
 task), download, detect, upload and the end (last task to the run's final
-state; ``--openings`` lists each run's first log lines); the share of core time left idle
-(``/proc/stat``) while the batch ran, and the busy core-seconds of the batch
-against the detect loop's; each kind of process's own CPU while the batch
+state; ``--openings`` lists each run's first log lines); the share of core
+time left idle (``/proc/stat``) while the batch ran, and the busy
+core-seconds of the batch against the detect loop's; each kind of process's own CPU while the batch
 ran (the server, the worker, the flow runs, the CCD workers); and the Prefect
 server's CPU per flow run, per log line and per event, the events by kind, and
 the requests it answered 503 (SQLite lock conflicts, each a client's 2 s wait).
@@ -41,6 +42,11 @@ run's Running state, and from its end to its run's final state.  With
 ``--execute-node-cores N`` the jobs are matched to the free cores of one
 execute node of N cores, as HTCondor's negotiator would, so that jobs of
 ``--request-cpus`` cores wait in the queue for a slot as on a real pool.
+
+``--postgres`` puts the Prefect server on a throwaway PostgreSQL cluster
+(``bench/postgres.py``), as in production; ``--worker-query-seconds`` sets
+how often the workers ask for runs (the demo's 1 s by default; Prefect's
+own default is 10 s).
 """
 
 from __future__ import annotations
