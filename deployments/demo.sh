@@ -72,7 +72,9 @@ for _ in $(seq 120); do
   sleep 1
 done
 
-bash "$root/deployments/deploy.sh"
+# deploy.sh's first line says what it deployed; the rest tells a user how to start the workers,
+# which the demo does itself just below
+bash "$root/deployments/deploy.sh" | sed -n 1p
 
 if ! running worker; then
   echo "starting a process worker on pool $CANFAR_CATALOGUE_POOL (log: .demo/worker.log)"
