@@ -131,9 +131,10 @@ def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     )
 
 
-def ramp(counts: np.ndarray) -> np.ndarray:
-    """0, 1, ..., n-1 for each n in ``counts``, concatenated."""
-    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+def ramp(counts: np.ndarray, start: np.ndarray | int = 0) -> np.ndarray:
+    """s, s + 1, ..., s + n - 1 for each n in ``counts`` and s in ``start``, concatenated: one count
+    over all of them, shifted back at each one's beginning (two passes, whatever ``start`` is)."""
+    return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(start - (np.cumsum(counts) - counts), counts)
 
 
 def _well_shaped(cxx, cyy, cxy) -> np.ndarray:
@@ -174,7 +175,7 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     """
     heights = np.maximum(ap.ymax[lo:hi] - ap.ymin[lo:hi], 0)
     row_owner = np.repeat(np.arange(lo, hi), heights)
-    row_y = ap.ymin[row_owner] + ramp(heights)
+    row_y = ramp(heights, ap.ymin[lo:hi])
     # Each aperture's parameters, once per row of its box.
     cxx, cyy, cxy, k2, x0 = (v[row_owner] for v in (ap.cxx, ap.cyy, ap.cxy, ap.k2, mx))
     dy = row_y.astype(np.float32) - my[row_owner]
@@ -182,8 +183,7 @@ def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
     counts = np.maximum(last - first + 1, 0)
 
     owner = np.repeat(row_owner, counts)
-    # first, first + 1, ... along each row: one count over all pixels, shifted back at each row's start
-    x = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(first - (np.cumsum(counts) - counts), counts)
+    x = ramp(counts, first)
     dx = x.astype(np.float32) - np.repeat(x0, counts)
     r2 = np.repeat(cxx, counts) * dx
     r2 *= dx
