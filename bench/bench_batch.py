@@ -30,10 +30,11 @@ created to Pending, the worker's poll), process start (Running to its first
 task), download, detect, upload and the end (last task to the run's final
 state; ``--openings`` lists each run's first log lines); the share of core
 time left idle (``/proc/stat``) while the batch ran, and the busy
-core-seconds of the batch against the detect loop's; each kind of process's own CPU while the batch
-ran (the server, the worker, the flow runs, the CCD workers); and the Prefect
-server's CPU per flow run, per log line and per event, the events by kind, and
-the requests it answered 503 (SQLite lock conflicts, each a client's 2 s wait).
+core-seconds of the batch against the detect loop's; each kind of process's
+own CPU while the batch ran (the server, the worker, the flow runs, the CCD
+workers); and the Prefect server's CPU per flow run, per log line and per
+event, the events by kind, and the requests it answered 503 (SQLite lock
+conflicts, each a client's 2 s wait).
 
 ``--pool htcondor`` runs the exposures as jobs on the tests' fake schedd
 instead (each job a local process with its own scratch directory and a
@@ -250,23 +251,21 @@ def breakdown(flow_runs) -> list[dict]:
     return rows
 
 
-def opening_of(client, parent, first_child, since=None) -> list[tuple[float, str]]:
-    """What a run did up to ``first_child`` (the batch's first exposure run's creation): its task runs'
-    starts and ends and its log lines, in seconds from its Running (or ``since``): where a stall goes."""
+def opening_of(client, run, since, until, until_is: str) -> list[tuple[float, str]]:
+    """What a run did from ``since`` to ``until`` (which ``until_is``): its Running state, its task runs'
+    creations, starts and ends and its log lines, in seconds from ``since``: where a stall goes."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
-    start = since or parent.start_time
-    marks = [(first_child, "first exposure run created" if since is None else "a second after Running"),
-             (parent.start_time, "Running")]
-    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent.id])))
+    marks = [(until, until_is), (run.start_time, "Running")]
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
     for task in tasks:
         marks += [(task.created, f"task run {task.name} created")]
         marks += [(task.start_time, f"task run {task.name} Running")] if task.start_time else []
         marks += [(task.end_time, f"task run {task.name} ended")] if task.end_time else []
-    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[parent.id])), limit=50)
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])), limit=50)
     marks += [(log.timestamp, f"log: {log.message[:70]}") for log in logs]
-    return sorted(((moment - start).total_seconds(), what) for moment, what in marks
-                  if moment is not None and moment <= first_child)
+    return sorted(((moment - since).total_seconds(), what) for moment, what in marks
+                  if moment is not None and moment <= until)
 
 
 def retried_requests(server_log: str) -> collections.Counter:
@@ -499,8 +498,10 @@ def main() -> None:
             logs = 0
             while page := client.read_logs(log_filter=every_run, limit=200, offset=logs):
                 logs += len(page)
-            opening = opening_of(client, parent, min(r.created for r in runs))
-            openings = {r.name: opening_of(client, r, r.start_time + timedelta(seconds=1), since=r.created)
+            opening = opening_of(client, parent, parent.start_time, min(r.created for r in runs),
+                                 "first exposure run created")
+            openings = {r.name: opening_of(client, r, r.created, r.start_time + timedelta(seconds=1),
+                                           "a second after Running")
                         for r in sorted(runs, key=lambda r: r.created)} if args.openings else {}
             window = EventOccurredFilter(since=parent.created, until=parent.end_time + timedelta(seconds=5))
             page = client.read_events(filter=EventFilter(occurred=window), limit=50)  # the most a page holds
@@ -509,9 +510,7 @@ def main() -> None:
                 page = client.read_events_page(page.next_page)
                 kinds.update(e.event for e in page.events)
         rows = breakdown(runs)
-        server_log = (home / "server.log").read_text(errors="replace")
-        retried = server_log.count("Encountered retryable exception in request")
-        retry_errors = retried_requests(server_log)
+        retried = retried_requests((home / "server.log").read_text(errors="replace"))
         jobs = job_lives(runs, home / "condor-logs") if args.pool == "htcondor" else []
         first_child = min(r.created for r in runs)
         last_end = max(r.end_time for r in runs)
@@ -587,7 +586,8 @@ def main() -> None:
           f"{1000 * server_cpu / max(logs, 1):.0f} ms per log line ({logs} lines), "
           f"{1000 * server_cpu / max(events, 1):.0f} ms per event ({events} events), each as if it cost all of it")
     print(f"requests the server answered 503 (on SQLite, a lock conflict; Prefect's client waits 2 s, then 4, and "
-          f"sends it again): {retried}" + "".join(f"\n  {count} x {error}" for error, count in retry_errors.most_common(5)))
+          f"sends it again): {sum(retried.values())}"
+          + "".join(f"\n  {count} x {error}" for error, count in retried.most_common(5)))
     print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
     for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
         print(f"  {role:72s} {seconds / args.exposures:7.2f}")

@@ -45,12 +45,14 @@ CHECK_TYPES = ["-CHECKIMAGE_TYPE", "SEGMENTATION,BACKGROUND,-OBJECTS"]
 
 # sep's own calls and the decoder on every CCD, nothing of ours around them: what sep left unmodified
 # costs before any column is measured.  The same calls with the same settings as measure_ccd's for the
-# tutorial's configuration (source-extractor's defaults), in one process.
+# tutorial's configuration (source-extractor's defaults), in one process; sep.extract through
+# measure_ccd's own call of it (its pixel stack, grown only when a CCD overflows it).
 FLOOR = """
 import sys
 import numpy as np, sep
 from canfar_catalogue.science import list_ccds, load_config
 from canfar_catalogue.science.exposure import read_ccd
+from canfar_catalogue.science.measure import _extract
 from canfar_catalogue.science.memory import reuse_freed_memory
 reuse_freed_memory()  # as our CCD workers do
 path = sys.argv[1]
@@ -61,11 +63,10 @@ for ccd in list_ccds(path):
     background = sep.Background(data, bw=config.back_size[0], bh=config.back_size[1], fw=config.back_filtersize[0],
                                 fh=config.back_filtersize[1], fthresh=config.back_filtthresh)
     data -= background.back(dtype=np.float32)
-    sep.set_extract_pixstack(300_000)
-    sep.extract(data, config.detect_thresh * background.globalrms, minarea=config.detect_minarea,
-                filter_kernel=kernel, filter_type="conv", deblend_nthresh=config.deblend_nthresh,
-                deblend_cont=config.deblend_mincont, clean=config.clean, clean_param=config.clean_param,
-                segmentation_map=True)
+    _extract(data, config.detect_thresh * background.globalrms, minarea=config.detect_minarea,
+             filter_kernel=kernel, filter_type="conv", deblend_nthresh=config.deblend_nthresh,
+             deblend_cont=config.deblend_mincont, clean=config.clean, clean_param=config.clean_param,
+             segmentation_map=True)
 """
 
 
