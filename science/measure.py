@@ -17,6 +17,7 @@ import sep
 
 from .check_images import CheckSource
 from .column_families import Measured, catalogue_rows
+from .detection_filter import filtered, filtered_above
 from .errors import ConfigError
 from .photometry import (
     FLAG_CROWDED,
@@ -36,8 +37,6 @@ from .weights import FROM_FILE, Noise, from_weight_map, interpolate, rescale, sc
 # source-extractor's own MEMORY_PIXSTACK default and grow only on overflow.
 _PIXSTACK_START = 300_000
 _PIXSTACK_MAX = 40_000_000
-# Rows filtered at a time for the CORRECT mask (about 1 MB of float32 per band).
-_FILTER_BAND = 128
 sep.set_sub_object_limit(4096)
 
 # sep's own flag bits
@@ -80,84 +79,6 @@ def header_float(header, key: str, default: float) -> float:
         return default
 
 
-def _filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: float | np.ndarray) -> np.ndarray:
-    """Pixels above threshold (one for all, or each pixel's) in the filtered image, as sep and
-    source-extractor filter it.
-
-    Out-of-CCD pixels count as zero.  A separable kernel (default.conv and the
-    gauss_*.conv files are) is applied as a column pass then a row pass.  The
-    CCD is filtered in bands of rows small enough to stay in the CPU cache:
-    three times faster than whole-CCD passes, and no CCD-sized temporaries.
-    """
-    if kernel is None:
-        return image > threshold
-    above = np.empty(image.shape, dtype=bool)
-    for (y0, y1), band in _filtered_bands(image, kernel):
-        np.greater(band, threshold[y0:y1] if np.ndim(threshold) else threshold, out=above[y0:y1])
-    return above
-
-
-def _filtered(image: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
-    """The whole filtered image (float32); the image itself without a filter."""
-    if kernel is None:
-        return image
-    out = np.empty(image.shape, dtype=np.float32)
-    for (y0, y1), band in _filtered_bands(image, kernel):
-        out[y0:y1] = band
-    return out
-
-
-def _filtered_bands(image: np.ndarray, kernel: np.ndarray):
-    """``((y0, y1), rows y0..y1 of the filtered image)`` for bands of rows covering the CCD."""
-    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
-    if len(s) > 1 and s[1] <= 1e-6 * s[0]:
-        column = (u[:, 0] * np.sqrt(s[0])).astype(np.float32)[:, None]
-        row = (vt[0] * np.sqrt(s[0])).astype(np.float32)[None, :]
-        passes = [column, row]
-    else:
-        passes = [kernel.astype(np.float32)]
-    kh, kw = kernel.shape
-    ry, rx = kh // 2, kw // 2
-    ny, nx = image.shape
-    # Zero padding makes every shift of the kernel a contiguous 1-D slice.
-    padded = np.zeros((_FILTER_BAND + kh - 1, nx + kw - 1), dtype=np.float32)
-    for y0 in range(0, ny, _FILTER_BAND):
-        y1 = min(y0 + _FILTER_BAND, ny)
-        lo, hi = max(y0 - ry, 0), min(y1 + ry, ny)
-        if (lo, hi) != (y0 - ry, y1 + ry):
-            padded[:] = 0.0  # a band at the CCD's edge: rows outside it are zero
-        top = lo - (y0 - ry)
-        padded[top : top + hi - lo, rx : rx + nx] = image[lo:hi]
-        band = padded
-        for weights in passes:
-            band = _correlate_flat(band, weights)
-        yield (y0, y1), band[ry : ry + y1 - y0, rx : rx + nx]
-
-
-def _correlate_flat(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlate a zero-padded image with a small kernel using flat, contiguous shifts.
-
-    Values within the padding come out as garbage; the padding must be at
-    least the kernel's half-size, so that the interior is exact.
-    """
-    width = padded.shape[1]
-    src = padded.ravel()
-    out = np.zeros_like(src)
-    scratch = np.empty_like(src)
-    kh, kw = kernel.shape
-    for j in range(kh):
-        for i in range(kw):
-            weight = kernel[j, i]
-            if weight == 0:
-                continue
-            shift = (j - kh // 2) * width + (i - kw // 2)
-            lo, hi = max(-shift, 0), src.size - max(shift, 0)
-            product = scratch[: hi - lo]
-            np.multiply(src[lo + shift : hi + shift], weight, out=product)
-            out[lo:hi] += product
-    return out.reshape(padded.shape)
-
-
 def _masking_pixels(
     image: np.ndarray, kernel: np.ndarray | None, threshold: float | np.ndarray, segmap: np.ndarray, minarea: int
 ) -> np.ndarray:
@@ -170,7 +91,7 @@ def _masking_pixels(
     segmentation map; a connected group of at least DETECT_MINAREA such
     pixels was a detection, so it is unmasked.
     """
-    masking = _filtered_above(image, kernel, threshold)
+    masking = filtered_above(image, kernel, threshold)
     ys, xs, cleaned, _ = cleaned_detections(masking, segmap, minarea)
     masking[ys[cleaned], xs[cleaned]] = False
     return masking
@@ -253,7 +174,7 @@ def measure_ccd(
     # With a variance map a relative threshold is each pixel's, DETECT_THRESH · sqrt(the variance
     # filtered as the image is); sep 1.4 takes the root of the variance it is given unfiltered
     # (measured), so it is given the filtered one.
-    detection_variance = _filtered(variance, kernel) if variance is not None and config.thresh_type == "RELATIVE" \
+    detection_variance = filtered(variance, kernel) if variance is not None and config.thresh_type == "RELATIVE" \
         else None
     objects, segmap = _extract(
         data,
@@ -322,9 +243,9 @@ def measure_ccd(
     saturated = int(np.count_nonzero(flags & FLAG_SATURATED))
     check = CheckSource(
         data, bkg, None if background_map is not None else global_back, config.back_size, rms, segmap,
-        above=lambda: _filtered_above(data, kernel, pixel_threshold()),
+        above=lambda: filtered_above(data, kernel, pixel_threshold()),
         blanked=blanked if masking is None else lambda: masking, minarea=config.detect_minarea,
-        clean_param=config.clean_param, filtered=lambda: _filtered(data, kernel), objects=objects, kron=phot.kron_radius,
+        clean_param=config.clean_param, filtered=lambda: filtered(data, kernel), objects=objects, kron=phot.kron_radius,
         crowded=(phot.flags & FLAG_CROWDED) != 0, apertures=config.phot_apertures,
     ) if config.check_images else None
     return CCDMeasurement(

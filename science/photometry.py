@@ -4,8 +4,8 @@ sep has Kron radii and elliptical sums, but masks neighbours by rescaling the
 flux by the unmasked area.  source-extractor's default ``MASK_TYPE CORRECT``
 instead replaces each neighbour pixel by the pixel mirrored through the
 object's centre, and sums whole pixels whose centres fall in the aperture.
-Matching it to rounding needs its exact rules, implemented here on numpy
-arrays for all objects of a CCD at once:
+Matching it to rounding needs its exact rules.  Per object they are numpy
+here; the loops over each aperture's pixels are C (``_aperture_sums.c``):
 
 1. Kron first moment within 6 "sigmas" (``cxx dx² + cyy dy² + cxy dx dy ≤ 36``),
    skipping masked pixels; ``k = max(PHOT_AUTOPARAMS[0] · r1/v1, PHOT_AUTOPARAMS[1])``.
@@ -21,10 +21,11 @@ on an aperture's edge go the same way.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
+from . import _aperture_sums
 from .weights import Noise
 
 KRON_NSIG = np.float32(6.0)
@@ -39,8 +40,6 @@ FLAG_APERTURE_INCOMPLETE = 16
 FLAG_DEBLEND_OVERFLOW = 64
 
 _CHUNK_PIXELS = 2_000_000
-# Relative and absolute slack on k² when cutting box rows to an ellipse's chord.
-_CHORD_SLACK = 1e-3
 
 
 @dataclass
@@ -96,6 +95,10 @@ class _Apertures:
     clipped: np.ndarray
     ellipse: np.ndarray
 
+    def for_sums(self, mx: np.ndarray, my: np.ndarray) -> tuple:
+        """The apertures centred on ``mx``, ``my`` as :mod:`._aperture_sums` takes them."""
+        return (mx, my, self.cxx, self.cyy, self.cxy, self.k2, self.xmin, self.xmax, self.ymin, self.ymax)
+
 
 def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     """source-extractor's aperture at ``factor`` (in units of the isophotal ellipse),
@@ -135,67 +138,6 @@ def ramp(counts: np.ndarray, start: np.ndarray | int = 0) -> np.ndarray:
     """s, s + 1, ..., s + n - 1 for each n in ``counts`` and s in ``start``, concatenated: one count
     over all of them, shifted back at each one's beginning (two passes, whatever ``start`` is)."""
     return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(start - (np.cumsum(counts) - counts), counts)
-
-
-def _well_shaped(cxx, cyy, cxy) -> np.ndarray:
-    """Ellipses ``cxx dx² + cyy dy² + cxy dx dy`` far enough from degenerate that their float32 test
-    accepts no pixel beyond their chords and their box (judged in float64)."""
-    cxx, cyy, cxy = (np.asarray(v, dtype=np.float64) for v in (cxx, cyy, cxy))
-    return (cxx > 0) & (cxy * cxy <= 0.99 * 4 * cxx * cyy)
-
-
-def _chords(cxx, cyy, cxy, k2, dy, x0, box_first, box_last) -> tuple[np.ndarray, np.ndarray]:
-    """First and last pixel of each box row that may lie in its ellipse (one value per row).
-
-    Solved in float64 for a slightly larger ellipse, so that every pixel the
-    float32 test accepts is among them.  Rows of nearly degenerate ellipses,
-    whose float32 test could stray further from the exact one, keep the whole box.
-    """
-    cxx, cyy, cxy, dy = (v.astype(np.float64) for v in (cxx, cyy, cxy, dy))
-    k2 = k2.astype(np.float64) * (1 + _CHORD_SLACK) + _CHORD_SLACK
-    b = cxy * dy
-    disc = b * b - 4 * cxx * (cyy * dy * dy - k2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = np.sqrt(np.maximum(disc, 0.0)) / (2 * cxx)
-        centre = x0.astype(np.float64) - b / (2 * cxx)
-        first = np.ceil(centre - half)
-        last = np.where(disc >= 0, np.floor(centre + half), first - 1)
-    reliable = _well_shaped(cxx, cyy, cxy) & np.isfinite(first) & np.isfinite(last)
-    first = np.where(reliable, np.maximum(first, box_first), box_first).astype(np.int64)
-    last = np.where(reliable, np.minimum(last, box_last), box_last).astype(np.int64)
-    return first, last
-
-
-def _pixels_inside(ap: _Apertures, mx, my, width: int, lo: int, hi: int):
-    """(owner, flat index, r²) of every pixel whose centre lies in apertures lo..hi-1.
-
-    Candidates are the pixels of each box row within the ellipse's chord (30%
-    fewer than the whole box); each then gets source-extractor's own test,
-    ``cxx dx² + cyy dy² + cxy dx dy <= k²`` in float32, in its order of operations.
-    """
-    heights = np.maximum(ap.ymax[lo:hi] - ap.ymin[lo:hi], 0)
-    row_owner = np.repeat(np.arange(lo, hi), heights)
-    row_y = ramp(heights, ap.ymin[lo:hi])
-    # Each aperture's parameters, once per row of its box.
-    cxx, cyy, cxy, k2, x0 = (v[row_owner] for v in (ap.cxx, ap.cyy, ap.cxy, ap.k2, mx))
-    dy = row_y.astype(np.float32) - my[row_owner]
-    first, last = _chords(cxx, cyy, cxy, k2, dy, x0, ap.xmin[row_owner], ap.xmax[row_owner] - 1)
-    counts = np.maximum(last - first + 1, 0)
-
-    owner = np.repeat(row_owner, counts)
-    x = ramp(counts, first)
-    dx = x.astype(np.float32) - np.repeat(x0, counts)
-    r2 = np.repeat(cxx, counts) * dx
-    r2 *= dx
-    r2 += np.repeat(cyy * dy * dy, counts)
-    cross = np.repeat(cxy, counts) * dx
-    cross *= np.repeat(dy, counts)
-    r2 += cross
-    flat = np.repeat(row_y * width, counts) + x
-    inside = r2 <= np.repeat(k2, counts)
-    if inside.all():
-        return owner, flat, r2
-    return owner[inside], flat[inside], r2[inside]
 
 
 def circle_box(centre: np.ndarray, radius: np.ndarray | np.float32, size: int
@@ -277,10 +219,6 @@ def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.nd
         yield owners[piece], xmin[piece] + column, ymin[piece] + row
 
 
-def _chunks(ap: _Apertures):
-    return runs((ap.xmax - ap.xmin) * (ap.ymax - ap.ymin))
-
-
 class NeighbourMask:
     """Which pixels an object may not use, and what source-extractor measures in their place.
 
@@ -302,6 +240,10 @@ class NeighbourMask:
         #: pixels a weight map gives too little weight (:mod:`.weights`): masked for every source
         self.bad = bad.ravel() if bad is not None else None
         self.correct = correct
+
+    def for_sums(self) -> tuple:
+        """The mask as :mod:`._aperture_sums` takes it."""
+        return (self.pixels, self.seg, self.masking, self.blank, self.bad, self.width, self.correct)
 
     def masked(self, owner: np.ndarray, flat: np.ndarray, *, with_bad_weights: bool = True) -> np.ndarray:
         """Whether each pixel ``flat`` is masked for the object ``owner`` (0-based) measuring it;
@@ -385,71 +327,38 @@ def auto_photometry(
     background-subtracted image that ``mask`` holds.
 
     Two passes, as in source-extractor: the Kron radius from the pixels within
-    KRON_NSIG, then the flux within the Kron ellipse.  The Kron ellipse is
-    the first one shrunk (same shape, at most KRON_NSIG), so its pixels are
-    the first pass's with the smaller r²: they are taken from there rather
-    than found again, where the ellipse is well shaped enough for its box to
-    hold no more than its test accepts.  The others, circles and nearly
-    degenerate ellipses, are found again.  Runs of whole objects go through
-    both passes together, so that the first pass's pixels are at hand."""
+    KRON_NSIG, then the flux within the Kron ellipse.  The pixel loops of both
+    are in C (:mod:`._aperture_sums`); what is per object stays here."""
     n = len(objects)
     flags = np.zeros(n, dtype=np.int16)
     if n == 0:
         return AutoPhotometry(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.float32), flags)
-    shape, width = (mask.height, mask.width), mask.width
+    shape = (mask.height, mask.width)
     mx = objects["x"].astype(np.float32)
     my = objects["y"].astype(np.float32)
+
+    # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
     wide = _apertures(objects, mx, my, KRON_NSIG, autoapers[0], shape)
     flags[wide.clipped] |= FLAG_APERTURE_INCOMPLETE
-    kron = np.zeros(n, dtype=np.float32)
-    usable = np.zeros(n, dtype=bool)
-    tv, area2, areab2, pixel_variance = (np.zeros(n) for _ in range(4))
+    r1, v1 = np.zeros(n), np.zeros(n)
+    area, areab = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    _aperture_sums.kron_moments(mask.for_sums(), wide.for_sums(mx, my), (r1, v1, area, areab))
+    total = area + areab
+    usable = total > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kfac = np.where((r1 > 0) & (v1 > 0), np.float32(kron_fact) * (r1 / v1), min_radius)
+        flags[usable & (areab / np.where(usable, total, 1) > CROWD_THRESHOLD)] |= FLAG_CROWDED
+    kfac = np.maximum(kfac, min_radius).astype(np.float32)
 
-    def add(local: np.ndarray, lo: int, hi: int, value, masked, source) -> None:
-        """Pass 2's sums of objects ``lo + local``."""
-        tv[lo:hi] += np.bincount(local, weights=value, minlength=hi - lo)
-        area2[lo:hi] += np.bincount(local, minlength=hi - lo)
-        areab2[lo:hi] += np.bincount(local[masked], minlength=hi - lo)
-        if noise.variance is not None:
-            var = noise.pixel_variance(source)
-            pixel_variance[lo:hi] += np.bincount(local, weights=var + noise.pixel_poisson(value, var),
-                                                 minlength=hi - lo)
-
-    for lo, hi in _chunks(wide):
-        # Pass 1: the Kron radius, from unmasked pixels within KRON_NSIG.
-        owner, flat, r2 = _pixels_inside(wide, mx, my, width, lo, hi)
-        local = owner - lo
-        masked = mask.masked(owner, flat)
-        good = ~masked
-        local_good = local[good]
-        pixels = mask.pixels[flat]
-        value = pixels[good].astype(np.float64)
-        r1 = np.bincount(local_good, weights=np.sqrt(r2[good]) * value, minlength=hi - lo)
-        v1 = np.bincount(local_good, weights=value, minlength=hi - lo)
-        area = np.bincount(local_good, minlength=hi - lo)
-        areab = np.bincount(local[masked], minlength=hi - lo)
-        total = area + areab
-        ok = total > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kfac = np.where((r1 > 0) & (v1 > 0), np.float32(kron_fact) * (r1 / v1), min_radius)
-            flags[lo:hi][ok & (areab / np.where(ok, total, 1) > CROWD_THRESHOLD)] |= FLAG_CROWDED
-        kfac = np.maximum(kfac, min_radius).astype(np.float32)
-
-        # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
-        ap = _apertures(objects[lo:hi], mx[lo:hi], my[lo:hi], kfac, autoapers[1], shape)
-        kron[lo:hi] = np.where(ap.ellipse, kfac, np.float32(0.0))
-        flags[lo:hi][ap.clipped & ok] |= FLAG_APERTURE_INCOMPLETE
-        usable[lo:hi] = ok
-        within = ok & ap.ellipse & wide.ellipse[lo:hi] & (ap.k2 <= wide.k2[lo:hi]) \
-            & _well_shaped(ap.cxx, ap.cyy, ap.cxy)
-        kept = within[local] & (r2 <= ap.k2[local])
-        add(local[kept], lo, hi, *mask.replaced(owner[kept], flat[kept], mx, my, masked=masked[kept],
-                                                pixels=pixels[kept]))
-        again = np.flatnonzero(ok & ~within)
-        if again.size:
-            part = _Apertures(*(getattr(ap, f.name)[again] for f in fields(ap)))
-            owner, flat, _ = _pixels_inside(part, mx[lo:hi][again], my[lo:hi][again], width, 0, again.size)
-            add(again[owner], lo, hi, *mask.replaced(lo + again[owner], flat, mx, my))
+    # Pass 2: the flux within the Kron radius, masked pixels replaced by their mirror.
+    ap = _apertures(objects, mx, my, kfac, autoapers[1], shape)
+    kron = np.where(ap.ellipse, kfac, np.float32(0.0))
+    flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
+    tv, pixel_variance = np.zeros(n), np.zeros(n)
+    area2, areab2 = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    poisson_gain = noise.gain if noise.per_pixel_gain and noise.gain > 0 else 0.0
+    _aperture_sums.auto_sums(mask.for_sums(), ap.for_sums(mx, my), usable,
+                             (noise.variance, poisson_gain, noise.backnoise2), (tv, area2, areab2, pixel_variance))
 
     flags[areab2 > CROWD_THRESHOLD * area2] |= FLAG_CROWDED
     if noise.variance is None:

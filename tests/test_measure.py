@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import correlate
 
 from canfar_catalogue.science import load_config
-from canfar_catalogue.science.measure import _filtered_above
+from canfar_catalogue.science.detection_filter import filtered_above
 
 
 @pytest.mark.parametrize("shape", [(300, 257), (128, 64), (5, 9)])
@@ -22,7 +22,7 @@ def test_the_filtered_threshold_map_is_a_zero_padded_correlation(shape, kernel_n
     threshold = 2.0
     filtered = correlate(image.astype(np.float64), kernel.astype(np.float64), mode="constant", cval=0.0)
     expected = filtered > threshold
-    got = _filtered_above(image, kernel, threshold)
+    got = filtered_above(image, kernel, threshold)
     assert got.shape == shape and got.dtype == bool
     differ = got != expected
     # float32 arithmetic may tip a pixel that sits on the threshold itself, nothing else
@@ -52,46 +52,130 @@ def test_connected_groups_are_scipys_8_connected_labels():
         assert np.array_equal(sizes[labels], np.bincount(theirs)[theirs])
 
 
-def _pixels_in_boxes(ap, mx, my, width):
-    """Every pixel of every aperture's box given source-extractor's float32 test, one object at a time."""
-    owners, flats, r2s = [], [], []
-    for i in range(len(mx)):
-        ys, xs = np.mgrid[ap.ymin[i] : ap.ymax[i], ap.xmin[i] : ap.xmax[i]]
-        dx = xs.ravel().astype(np.float32) - mx[i]
-        dy = ys.ravel().astype(np.float32) - my[i]
-        r2 = ap.cxx[i] * dx * dx + ap.cyy[i] * dy * dy + ap.cxy[i] * dx * dy
-        inside = r2 <= ap.k2[i]
-        owners.append(np.full(inside.sum(), i))
-        flats.append((ys.ravel() * width + xs.ravel())[inside])
-        r2s.append(r2[inside])
-    return np.concatenate(owners), np.concatenate(flats), np.concatenate(r2s)
+def _random_apertures(rng, n, shape):
+    """n ellipses of every shape (some nearly degenerate, some circles) whose boxes cross the CCD's edges."""
+    from canfar_catalogue.science.photometry import KRON_NSIG, _apertures
 
-
-def test_aperture_pixels_are_exactly_those_of_the_float32_test_over_the_whole_box():
-    from canfar_catalogue.science.photometry import KRON_NSIG, _apertures, _pixels_inside
-
-    rng = np.random.default_rng(11)
-    n, shape = 400, (120, 100)
     a = rng.uniform(0.3, 6.0, n)
     ratio = np.concatenate([rng.uniform(0.05, 1.0, n - 40), np.full(20, 1e-3), np.full(20, 1.0)])
     b = a * ratio
     theta = rng.uniform(-np.pi / 2, np.pi / 2, n)
     cos, sin = np.cos(theta), np.sin(theta)
     objects = np.zeros(n, dtype=[(k, "f8") for k in ("x", "y", "a", "b", "cxx", "cyy", "cxy")])
-    objects["x"] = rng.uniform(-2, shape[1] + 2, n)  # some apertures cross the CCD's edges
+    objects["x"] = rng.uniform(-2, shape[1] + 2, n)
     objects["y"] = rng.uniform(-2, shape[0] + 2, n)
+    quarter = rng.random(n) < 0.3  # centres on quarter pixels: mirrors that land on a pixel's edge
+    objects["x"][quarter] = np.round(objects["x"][quarter] * 4) / 4
+    objects["y"][quarter] = np.round(objects["y"][quarter] * 4) / 4
     objects["a"], objects["b"] = a, b
     objects["cxx"] = cos**2 / a**2 + sin**2 / b**2
     objects["cyy"] = sin**2 / a**2 + cos**2 / b**2
     objects["cxy"] = 2 * cos * sin * (1 / a**2 - 1 / b**2)
     mx, my = objects["x"].astype(np.float32), objects["y"].astype(np.float32)
-    for factor in (np.float32(KRON_NSIG), rng.uniform(0.5, 4.0, n).astype(np.float32)):
-        ap = _apertures(objects, mx, my, factor, 3.0, shape)
-        owner, flat, r2 = _pixels_inside(ap, mx, my, shape[1], 0, n)
-        want_owner, want_flat, want_r2 = _pixels_in_boxes(ap, mx, my, shape[1])
-        assert len(owner) > 10 * n
-        assert np.array_equal(owner, want_owner) and np.array_equal(flat, want_flat)
-        assert np.array_equal(r2, want_r2)  # the same float32 value, bit for bit
+    factor = np.where(rng.random(n) < 0.5, KRON_NSIG, rng.uniform(0.5, 4.0, n)).astype(np.float32)
+    return _apertures(objects, mx, my, factor, 3.0, shape), mx, my
+
+
+def _in_order(weights) -> float:
+    """A sum taken one term after the other (np.sum pairs terms up, which rounds differently)."""
+    return float(np.cumsum(weights)[-1]) if len(weights) else 0.0
+
+
+def _aperture_by_hand(mask, ap, mx, my, i, variance=None, poisson_gain=0.0, backnoise2=1.0):
+    """Object i's sums written out from source-extractor's rules, one aperture at a time: its box's
+    pixels given the float32 test, masked ones (blank, bad weight, or another object's above the
+    threshold) skipped for the Kron moments and replaced by their mirror, or 0, for the flux."""
+    height, width = mask.height, mask.width
+    ys, xs = np.mgrid[ap.ymin[i]:ap.ymax[i], ap.xmin[i]:ap.xmax[i]]
+    xs, ys = xs.ravel(), ys.ravel()
+    dx, dy = xs.astype(np.float32) - mx[i], ys.astype(np.float32) - my[i]
+    r2 = ap.cxx[i] * dx * dx + ap.cyy[i] * dy * dy + ap.cxy[i] * dx * dy
+    inside = r2 <= ap.k2[i]
+    xs, ys, r2 = xs[inside], ys[inside], r2[inside]
+
+    def masked_at(flat):
+        out = np.zeros(flat.size, dtype=bool)
+        for layer in (mask.blank, mask.bad):
+            if layer is not None:
+                out |= layer[flat]
+        if mask.masking is not None:
+            out |= mask.masking[flat] & (mask.seg[flat] != i + 1)
+        return out
+
+    flat = ys * width + xs
+    masked = masked_at(flat)
+    value = mask.pixels[flat].astype(np.float64)
+    moments = (_in_order(np.sqrt(r2[~masked]) * value[~masked]), _in_order(value[~masked]),
+               int((~masked).sum()), int(masked.sum()))
+    source = flat.copy()
+    for k in np.flatnonzero(masked):
+        value[k], source[k] = 0.0, -1
+        x2 = int(np.float64(np.float32(2 * mx[i]) + np.float32(0.49999)) - xs[k])
+        y2 = int(np.float64(np.float32(2 * my[i]) + np.float32(0.49999)) - ys[k])
+        if mask.correct and 0 <= x2 < width and 0 <= y2 < height and not masked_at(np.array([y2 * width + x2]))[0]:
+            value[k], source[k] = mask.pixels[y2 * width + x2], y2 * width + x2
+    pixel_variance = 0.0
+    if variance is not None:
+        var = np.where(source >= 0, variance[np.maximum(source, 0)].astype(np.float64), 0.0)
+        poisson = np.where(value > 0, value / poisson_gain * var / backnoise2, 0.0) if poisson_gain > 0 else 0.0
+        pixel_variance = _in_order(var + poisson)
+    return moments, (_in_order(value), len(value), int(masked.sum()), pixel_variance)
+
+
+@pytest.mark.parametrize("correct", [True, False])
+@pytest.mark.parametrize("with_variance", [False, True])
+def test_aperture_sums_follow_source_extractors_rules_to_the_bit(correct, with_variance):
+    """The C loops of MAG_AUTO against the rules written out one aperture at a time: every sum the
+    same double, on a CCD with neighbours, blank pixels, bad weights and apertures over its edges."""
+    from canfar_catalogue.science import _aperture_sums
+    from canfar_catalogue.science.photometry import NeighbourMask
+
+    rng = np.random.default_rng(11)
+    n, shape = 300, (90, 110)
+    image = rng.normal(0.0, 10.0, shape).astype(np.float32)
+    segmap = rng.integers(0, n + 1, shape).astype(np.int32)
+    segmap[rng.random(shape) < 0.5] = 0
+    masking = rng.random(shape) < 0.4
+    blank, bad = rng.random(shape) < 0.03, rng.random(shape) < 0.03
+    mask = NeighbourMask(image, segmap, masking, blank, correct, bad=bad)
+    ap, mx, my = _random_apertures(rng, n, shape)
+    variance = rng.uniform(50, 150, image.size).astype(np.float32) if with_variance else None
+    poisson_gain, backnoise2 = (2.5, 98.0) if with_variance else (0.0, 1.0)
+    use = rng.random(n) < 0.9
+
+    moments = (np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
+    _aperture_sums.kron_moments(mask.for_sums(), ap.for_sums(mx, my), moments)
+    sums = (np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n))
+    _aperture_sums.auto_sums(mask.for_sums(), ap.for_sums(mx, my), use, (variance, poisson_gain, backnoise2), sums)
+
+    replaced = 0
+    for i in range(n):
+        want_moments, want_sums = _aperture_by_hand(mask, ap, mx, my, i, variance, poisson_gain, backnoise2)
+        assert tuple(m[i] for m in moments) == want_moments, i
+        assert tuple(s[i] for s in sums) == (want_sums if use[i] else (0.0, 0, 0, 0.0)), i
+        replaced += want_sums[2]
+    assert moments[2].sum() > 10 * n and replaced > n  # many pixels, many of them masked
+
+
+def test_aperture_sums_refuse_arrays_of_the_wrong_kind():
+    """A float64 image or a box outside the CCD is an error, not a read of the wrong memory."""
+    from canfar_catalogue.science import _aperture_sums
+    from canfar_catalogue.science.photometry import NeighbourMask
+
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(20, 30)).astype(np.float32)
+    segmap = np.zeros(image.shape, dtype=np.int32)
+    ap, mx, my = _random_apertures(rng, 50, image.shape)
+    out = (np.zeros(50), np.zeros(50), np.zeros(50, dtype=np.int64), np.zeros(50, dtype=np.int64))
+    wide = NeighbourMask(image.astype(np.float64), segmap, None, None, True)
+    with pytest.raises(TypeError, match="pixels"):
+        _aperture_sums.kron_moments(wide.for_sums(), ap.for_sums(mx, my), out)
+    mask = NeighbourMask(image, segmap, None, None, True)
+    ap.xmax[3] = image.shape[1] + 1
+    with pytest.raises(ValueError, match="aperture 3"):
+        _aperture_sums.kron_moments(mask.for_sums(), ap.for_sums(mx, my), out)
+    with pytest.raises(ValueError, match="r1: expected 50 items"):
+        _aperture_sums.kron_moments(mask.for_sums(), ap.for_sums(mx, my), (np.zeros(49),) + out[1:])
 
 
 @pytest.mark.parametrize("limit", [1, 7, 100, 5000])

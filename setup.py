@@ -1,0 +1,19 @@
+"""The science package's C loops; everything else about the build is in pyproject.toml.
+
+science/_aperture_sums.c holds the pixel loops of MAG_AUTO, science/_filter.c the detection
+filter's.  They read numpy arrays through the buffer protocol (science/_buffers.h), so they need
+no numpy headers, only a C compiler and Python's own.  -ffp-contract=off keeps every float32
+product rounded on its own, as numpy rounds it, so that their results are numpy's to the bit.
+"""
+
+from setuptools import Extension, setup
+
+FLOAT32_AS_NUMPY = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+
+setup(
+    ext_modules=[
+        Extension(f"canfar_catalogue.science.{name}", sources=[f"science/{name}.c"], depends=["science/_buffers.h"],
+                  extra_compile_args=FLOAT32_AS_NUMPY)
+        for name in ("_aperture_sums", "_filter")
+    ]
+)
