@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt setup.py
 
 # pytest exits 5 when it collects no test: that is a failure of the suite here.
 test: venv
+	rm -rf build  # setuptools reuses compiled objects whatever the flags: build the C loops afresh
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall . >/dev/null
 	$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
@@ -39,6 +40,7 @@ test-nova:
 	timeout 480 $(NOVA_VENV)/bin/python -m pytest tests/nova --confcutdir=tests/nova -p no:cacheprovider -p no:warnings -q
 
 demo: venv
+	rm -rf build  # setuptools reuses compiled objects whatever the flags: build the C loops afresh
 	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall . >/dev/null
 	bash deployments/demo.sh
 
