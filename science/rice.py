@@ -1,16 +1,17 @@
-"""Rice-compressed CCDs decoded by astropy's C decoder in one tight loop.
+"""Rice-compressed CCDs decoded in one call per CCD.
 
 ``CompImageHDU.data`` handles every tiling and algorithm, and pays for it
 with Python bookkeeping around each tile.  fpack writes one tile per row, so
 a MegaCam CCD has 4,612 tiles, and that bookkeeping cost as much as the
 decoding itself.  For the layout fpack writes (RICE_1, tiles of whole rows,
-integers or quantised floats) this module calls the same C functions astropy
-uses (Rice decoding, then unquantising with the same dither sequence) once
-per tile and joins the tiles once.  It reads only the bytes of its own HDU,
-found from offsets the caller already knows, so the last CCD of a file costs
-no more than the first.  Any other layout returns None, and the caller uses
-astropy's general path.  The result is identical to ``CompImageHDU.data``
-read with ``do_not_scale_image_data=True``, to the bit.
+integers or quantised floats) this module decodes every tile in one C call
+(``_rice.c``) straight into the CCD's array; quantised floats are then
+unquantised tile by tile by astropy's own C function, with the same dither
+sequence.  It reads only the bytes of its own HDU, found from offsets the
+caller already knows, so the last CCD of a file costs no more than the
+first.  Any other layout returns None, and the caller uses astropy's general
+path.  The result is identical to ``CompImageHDU.data`` read with
+``do_not_scale_image_data=True``, to the bit.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-try:  # astropy's own compiled codecs, at this path since astropy 6.0; a future astropy may move them
-    from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unquantize_float_c
+from . import _rice
+
+try:  # astropy's own unquantiser, at this path since astropy 6.0; a future astropy may move it
+    from astropy.io.fits.hdu.compressed._compression import unquantize_float_c
 except ImportError:  # pragma: no cover - depends on the installed astropy
-    decompress_rice_1_c = unquantize_float_c = None
+    unquantize_float_c = None
 
 _DITHER = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
 _INTEGER_BITPIX = {16: np.dtype(np.int16), 32: np.dtype(np.int32)}
@@ -88,12 +91,7 @@ def decode_rice_rows(path: str | Path, header_offset: int, data_offset: int) -> 
     int32, BZERO not applied); quantised floats as float32 with NaN for blank
     pixels, as astropy gives them.
     """
-    if decompress_rice_1_c is None:  # pragma: no cover - depends on the installed astropy
-        return None
-    try:
-        return _decode(path, header_offset, data_offset)
-    except TypeError:  # pragma: no cover - an astropy whose codecs take other arguments
-        return None
+    return _decode(path, header_offset, data_offset)
 
 
 def _decode(path: str | Path, header_offset: int, data_offset: int) -> np.ndarray | None:
@@ -117,31 +115,28 @@ def _decode(path: str | Path, header_offset: int, data_offset: int) -> np.ndarra
     bitpix = header["ZBITPIX"]
     blocksize = _setting(header, "BLOCKSIZE", 32)
     bytepix = _setting(header, "BYTEPIX", 4)
-    sizes = [min(tile_rows, height - start) * width for start in range(0, height, tile_rows)]
-    spans = table["COMPRESSED_DATA"].tolist()  # (bytes, heap offset) of each tile
-    if len(spans) != len(sizes):
-        raise ValueError(f"{len(spans)} tiles in the table, {len(sizes)} expected from ZNAXIS2/ZTILE2")
-
-    # One tight loop per case: the per-tile Python here is what astropy's general path spends most on.
-    tiles = list(zip([heap[offset : offset + count] for count, offset in spans], sizes, strict=True))
-    if bitpix in _INTEGER_BITPIX or header.get("ZQUANTIZ", "NO_DITHER") == "NO_DITHER":
-        stored = bytearray().join([decompress_rice_1_c(t, blocksize, bytepix, n) for t, n in tiles])
-        stored = np.frombuffer(stored, dtype=f"i{bytepix}").reshape(height, width)
-        if bitpix in _INTEGER_BITPIX:
-            return stored.astype(_INTEGER_BITPIX[bitpix], copy=False)
+    spans = np.ascontiguousarray(table["COMPRESSED_DATA"], dtype=np.int64)  # (bytes, heap offset) of each tile
+    stored = np.empty((height, width), dtype=f"i{bytepix}")
+    _rice.decode(heap, spans, tile_rows * width, bytepix, blocksize, stored)
+    if bitpix in _INTEGER_BITPIX:
+        return stored.astype(_INTEGER_BITPIX[bitpix], copy=False)
+    if header.get("ZQUANTIZ", "NO_DITHER") == "NO_DITHER":
         scales, zeros = table["ZSCALE"].astype(np.float64), table["ZZERO"].astype(np.float64)
         return _unquantise_without_dither(stored, scales, zeros, tile_rows, header.get("ZBLANK"))
+    if unquantize_float_c is None:  # pragma: no cover - depends on the installed astropy
+        return None
 
+    # Dithered: astropy's unquantiser, one tile at a time (its dither sequence restarts at each tile's row).
     method = _DITHER[header["ZQUANTIZ"]]
-    row_settings = zip(table["ZSCALE"].tolist(), table["ZZERO"].tolist(), strict=True)
     blank = header.get("ZBLANK")
     nullcheck, null = int(blank is not None), int(blank or 0)
     seed = header.get("ZDITHER0", 0)
+    flat, n = stored.ravel(), tile_rows * width
     floats = bytearray().join([
-        unquantize_float_c(
-            decompress_rice_1_c(t, blocksize, bytepix, n), row, n, scale, zero, method, nullcheck, null, _NAN, bytepix
-        )
-        for row, ((t, n), (scale, zero)) in enumerate(zip(tiles, row_settings, strict=True), start=seed)
+        unquantize_float_c(flat[start : start + n].tobytes(), row, min(n, flat.size - start), scale, zero, method,
+                           nullcheck, null, _NAN, bytepix)
+        for row, (start, scale, zero) in enumerate(
+            zip(range(0, flat.size, n), table["ZSCALE"].tolist(), table["ZZERO"].tolist(), strict=True), start=seed)
     ])
     return np.frombuffer(floats, dtype=np.float32).reshape(height, width)
 

@@ -250,6 +250,15 @@ def _rice_layouts():
                 dither_seed=17, tile_shape=(rows, 64),
             ), True
     yield "uint16", fits.CompImageHDU(rng.integers(0, 65535, (50, 64)).astype(np.uint16), compression_type="RICE_1"), True
+    # every kind of Rice block: constant (all differences zero), full-range noise (stored whole), and sky
+    mixed = rng.normal(1000, 5, (60, 70))
+    mixed[10:20] = 1234
+    mixed[30:40] = rng.integers(-32768, 32767, (10, 70))
+    for dtype in (np.int16, np.uint16, np.int32):
+        yield f"{np.dtype(dtype).name}-mixed-blocks", fits.CompImageHDU(
+            mixed.astype(dtype), compression_type="RICE_1", tile_shape=(1, 70)), True
+    yield "int16-last-tile-short", fits.CompImageHDU(mixed.astype(np.int16), compression_type="RICE_1",
+                                                     tile_shape=(7, 70)), True
     yield "int32", fits.CompImageHDU(rng.integers(-2**30, 2**30, (50, 64)).astype(np.int32), compression_type="RICE_1"), True
     yield "square-tiles", fits.CompImageHDU(floats, compression_type="RICE_1", tile_shape=(16, 16)), False
     yield "gzip", fits.CompImageHDU(floats, compression_type="GZIP_1"), False
@@ -271,6 +280,50 @@ def test_rice_row_tiles_decode_to_the_same_bits_as_astropy(workdir, name, hdu, f
         return
     assert got is not None and got.dtype == expected.dtype and got.flags.writeable
     assert np.array_equal(got, expected, equal_nan=expected.dtype.kind == "f")
+
+
+@pytest.mark.parametrize("bytepix", [1, 2, 4])
+def test_rice_tiles_decode_as_cfitsio_decodes_them_and_corrupt_ones_are_refused(bytepix):
+    """Our decoder against cfitsio's (astropy's decompress_rice_1_c), tile by tile: the same pixels from
+    every kind of block and block size, and an error wherever cfitsio reports one (cut short, bytes
+    left over, garbage)."""
+    from astropy.io.fits.hdu.compressed._compression import compress_rice_1_c, decompress_rice_1_c
+
+    from canfar_catalogue.science import _rice
+
+    rng = np.random.default_rng(bytepix)
+    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[bytepix]
+    info = np.iinfo(dtype)
+    agreed = refused = 0
+    for trial in range(300):
+        n, blocksize = int(rng.integers(1, 300)), int(rng.choice([16, 32]))
+        kind = trial % 4
+        if kind == 0:
+            pixels = np.full(n, rng.integers(info.min, info.max))  # constant: empty blocks
+        elif kind == 1:
+            pixels = rng.integers(info.min, info.max, n, endpoint=True)  # full range: stored whole
+        else:
+            pixels = np.clip(rng.normal(0, 10.0 ** rng.uniform(0, 3), n).cumsum() * (kind - 2) + rng.normal(50, 5, n),
+                             info.min, info.max)
+        tile = compress_rice_1_c(pixels.astype(dtype).tobytes(), blocksize, bytepix)
+        if trial % 3 == 1:  # damage it: cut short, one byte too many, or garbage in the middle
+            tile = [tile[:-1], tile + b"\x00", tile[:2] + bytes(rng.integers(0, 256, len(tile)).astype(np.uint8))
+                    ][trial % 9 // 3]
+        try:
+            expected = np.frombuffer(decompress_rice_1_c(tile, blocksize, bytepix, n), dtype=dtype)
+        except Exception:
+            expected = None
+        out = np.empty(n, dtype=dtype)
+        spans = np.array([[len(tile), 0]], dtype=np.int64)
+        if expected is None:
+            with pytest.raises(ValueError, match="tile 1: corrupt"):
+                _rice.decode(tile, spans, n, bytepix, blocksize, out)
+            refused += 1
+        else:
+            _rice.decode(tile, spans, n, bytepix, blocksize, out)
+            assert np.array_equal(out, expected), trial
+            agreed += 1
+    assert agreed > 150 and refused > 30
 
 
 def test_a_corrupt_rice_tile_is_a_clear_ccd_error(workdir):
