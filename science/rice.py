@@ -5,9 +5,8 @@ with Python bookkeeping around each tile.  fpack writes one tile per row, so
 a MegaCam CCD has 4,612 tiles, and that bookkeeping cost as much as the
 decoding itself.  For the layout fpack writes (RICE_1, tiles of whole rows,
 integers or quantised floats) this module decodes every tile in one C call
-(``_rice.c``) straight into the CCD's array; quantised floats are then
-unquantised tile by tile by astropy's own C function, with the same dither
-sequence.  It reads only the bytes of its own HDU, found from offsets the
+(``_rice.c``) straight into the CCD's array, and restores quantised floats
+in another (``_dither.c``, cfitsio's dither sequence and rules).  It reads only the bytes of its own HDU, found from offsets the
 caller already knows, so the last CCD of a file costs no more than the
 first.  Any other layout returns None, and the caller uses astropy's general
 path.  The result is identical to ``CompImageHDU.data`` read with
@@ -22,19 +21,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from . import _rice
-
-try:  # astropy's own unquantiser, at this path since astropy 6.0; a future astropy may move it
-    from astropy.io.fits.hdu.compressed._compression import unquantize_float_c
-except ImportError:  # pragma: no cover - depends on the installed astropy
-    unquantize_float_c = None
+from . import _dither, _rice
 
 _DITHER = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
 _INTEGER_BITPIX = {16: np.dtype(np.int16), 32: np.dtype(np.int32)}
 
 # Tiles unquantised together without dithering (float64 scratch of a few MB).
 _NO_DITHER_ROWS = 256
-_NAN = float("nan")
 
 
 def _setting(header: fits.Header, name: str, default: int) -> int:
@@ -123,22 +116,13 @@ def _decode(path: str | Path, header_offset: int, data_offset: int) -> np.ndarra
     if header.get("ZQUANTIZ", "NO_DITHER") == "NO_DITHER":
         scales, zeros = table["ZSCALE"].astype(np.float64), table["ZZERO"].astype(np.float64)
         return _unquantise_without_dither(stored, scales, zeros, tile_rows, header.get("ZBLANK"))
-    if unquantize_float_c is None:  # pragma: no cover - depends on the installed astropy
-        return None
-
-    # Dithered: astropy's unquantiser, one tile at a time (its dither sequence restarts at each tile's row).
-    method = _DITHER[header["ZQUANTIZ"]]
-    blank = header.get("ZBLANK")
-    nullcheck, null = int(blank is not None), int(blank or 0)
-    seed = header.get("ZDITHER0", 0)
-    flat, n = stored.ravel(), tile_rows * width
-    floats = bytearray().join([
-        unquantize_float_c(flat[start : start + n].tobytes(), row, min(n, flat.size - start), scale, zero, method,
-                           nullcheck, null, _NAN, bytepix)
-        for row, (start, scale, zero) in enumerate(
-            zip(range(0, flat.size, n), table["ZSCALE"].tolist(), table["ZZERO"].tolist(), strict=True), start=seed)
-    ])
-    return np.frombuffer(floats, dtype=np.float32).reshape(height, width)
+    if "ZDITHER0" not in header:
+        return None  # dithered with no seed: astropy's general path decides
+    out = np.empty((height, width), dtype=np.float32)
+    scales, zeros = (np.ascontiguousarray(table[name], dtype=np.float64) for name in ("ZSCALE", "ZZERO"))
+    _dither.unquantise(stored, bytepix, tile_rows * width, header["ZDITHER0"], scales, zeros,
+                       _DITHER[header["ZQUANTIZ"]], header.get("ZBLANK"), out)
+    return out
 
 
 def _unquantise_without_dither(

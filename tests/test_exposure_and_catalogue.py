@@ -326,6 +326,38 @@ def test_rice_tiles_decode_as_cfitsio_decodes_them_and_corrupt_ones_are_refused(
     assert agreed > 150 and refused > 30
 
 
+@pytest.mark.parametrize("bytepix", [1, 2, 4])
+@pytest.mark.parametrize("method", [1, 2])
+def test_dithered_tiles_are_restored_as_cfitsio_restores_them(bytepix, method):
+    """Our unquantiser against cfitsio's (astropy's unquantize_float_c), tile by tile, to the bit: seeds
+    near the end of the dither sequence and tiles long enough to wrap it, blank pixels (which use up a
+    dither) and SUBTRACTIVE_DITHER_2's exact zeros."""
+    from astropy.io.fits.hdu.compressed._compression import unquantize_float_c
+
+    from canfar_catalogue.science import _dither
+
+    rng = np.random.default_rng(10 * bytepix + method)
+    dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[bytepix]
+    info = np.iinfo(dtype)
+    for trial in range(40):
+        tile_pixels, tiles = int(rng.integers(1, 12_000)), int(rng.integers(1, 4))
+        pixels = tile_pixels * tiles - int(rng.integers(0, tile_pixels))  # the last tile may be short
+        stored = rng.integers(max(info.min, -5000), min(info.max, 5000), pixels, endpoint=True).astype(dtype)
+        blank = int(stored[rng.integers(0, pixels)]) if trial % 2 else None
+        if bytepix == 4:
+            stored[rng.random(pixels) < 0.01] = -2147483646  # SUBTRACTIVE_DITHER_2's zero
+        zdither0 = int(rng.choice([1, 9_999, 10_000, rng.integers(1, 10_000)]))
+        scales, zeros = rng.uniform(0.01, 3.0, tiles), rng.uniform(-100.0, 1000.0, tiles)
+        out = np.empty(pixels, dtype=np.float32)
+        _dither.unquantise(stored, bytepix, tile_pixels, zdither0, scales, zeros, method, blank, out)
+        for t, first in enumerate(range(0, pixels, tile_pixels)):
+            tile = stored[first : first + tile_pixels]
+            expected = np.frombuffer(unquantize_float_c(
+                tile.tobytes(), zdither0 + t, tile.size, scales[t], zeros[t], method, int(blank is not None),
+                blank or 0, float("nan"), bytepix), dtype=np.float32)
+            assert np.array_equal(out[first : first + tile.size], expected, equal_nan=True), (trial, t)
+
+
 def test_a_corrupt_rice_tile_is_a_clear_ccd_error(workdir):
     pixels, _ = ccd_image(ExposureSpec.small(seed=5, nccd=1, size=128), 1)
     hdu = fits.CompImageHDU(pixels.astype(np.float32), compression_type="RICE_1", quantize_method=1, name="ccd00")
