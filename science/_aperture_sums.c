@@ -87,9 +87,38 @@ static inline int masked(const Mask *m, Py_ssize_t at, int32_t id) {
         || (m->masking && m->masking[at] && m->seg[at] != id);
 }
 
-static inline int box_valid(const Apertures *a, const Mask *m, Py_ssize_t i) {
-    return a->xmin[i] >= 0 && a->xmax[i] <= m->width && a->ymin[i] >= 0 && a->ymax[i] <= m->height;
+/* 0, or -1 with the error set when a box in use is not clipped to the image. */
+static int check_boxes(const Apertures *a, const Mask *m, const uint8_t *use) {
+    for (Py_ssize_t i = 0; i < a->n; i++) {
+        if (use && !use[i]) continue;
+        if (a->xmin[i] < 0 || a->xmax[i] > m->width || a->ymin[i] < 0 || a->ymax[i] > m->height) {
+            PyErr_Format(PyExc_ValueError, "aperture %zd: its box is not clipped to the image", i);
+            return -1;
+        }
+    }
+    return 0;
 }
+
+/* Runs the body (the last argument) for each pixel of aperture i's box whose centre is in it,
+ * rows then columns, with `at` its flat index and `r2` its float32
+ * ((cxx dx) dx + (cyy dy) dy) + (cxy dx) dy: the one loop both passes make. */
+#define FOR_EACH_PIXEL_INSIDE(a, m, i, at, r2, ...)                                              \
+    do {                                                                                          \
+        const float cxx_ = (a).cxx[i], cyy_ = (a).cyy[i], cxy_ = (a).cxy[i], k2_ = (a).k2[i];     \
+        const float mx_ = (a).mx[i], my_ = (a).my[i];                                             \
+        for (int64_t y_ = (a).ymin[i]; y_ < (a).ymax[i]; y_++) {                                  \
+            const float dy_ = (float)y_ - my_;                                                    \
+            const float yterm_ = (cyy_ * dy_) * dy_;                                              \
+            const Py_ssize_t row_ = (Py_ssize_t)y_ * (m).width;                                   \
+            for (int64_t x_ = (a).xmin[i]; x_ < (a).xmax[i]; x_++) {                              \
+                const float dx_ = (float)x_ - mx_;                                                \
+                const float r2 = ((cxx_ * dx_) * dx_ + yterm_) + (cxy_ * dx_) * dy_;              \
+                if (!(r2 <= k2_)) continue;                                                       \
+                const Py_ssize_t at = row_ + x_;                                                  \
+                __VA_ARGS__                                                                       \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
 
 static PyObject *kron_moments(PyObject *self, PyObject *args) {
     PyObject *mask_t, *ap_t, *out_t;
@@ -110,37 +139,25 @@ static PyObject *kron_moments(PyObject *self, PyObject *args) {
         release(&v);
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < a.n; i++) {
-        if (!box_valid(&a, &m, i)) {
-            release(&v);
-            return PyErr_Format(PyExc_ValueError, "aperture %zd: its box is not clipped to the image", i);
-        }
+    if (check_boxes(&a, &m, NULL) < 0) {
+        release(&v);
+        return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < a.n; i++) {
-        const float cxx = a.cxx[i], cyy = a.cyy[i], cxy = a.cxy[i], k2 = a.k2[i], mx = a.mx[i], my = a.my[i];
         const int32_t id = (int32_t)(i + 1);
         double s_r1 = 0.0, s_v1 = 0.0;
         int64_t n_in = 0, n_masked = 0;
-        for (int64_t y = a.ymin[i]; y < a.ymax[i]; y++) {
-            const float dy = (float)y - my;
-            const float yterm = (cyy * dy) * dy;
-            const Py_ssize_t row = (Py_ssize_t)y * m.width;
-            for (int64_t x = a.xmin[i]; x < a.xmax[i]; x++) {
-                const float dx = (float)x - mx;
-                const float r2 = ((cxx * dx) * dx + yterm) + (cxy * dx) * dy;
-                if (!(r2 <= k2)) continue;
-                const Py_ssize_t at = row + x;
-                if (masked(&m, at, id)) {
-                    n_masked++;
-                } else {
-                    const double value = (double)m.pixels[at];
-                    s_r1 += (double)sqrtf(r2) * value;
-                    s_v1 += value;
-                    n_in++;
-                }
+        FOR_EACH_PIXEL_INSIDE(a, m, i, at, r2, {
+            if (masked(&m, at, id)) {
+                n_masked++;
+            } else {
+                const double value = (double)m.pixels[at];
+                s_r1 += (double)sqrtf(r2) * value;
+                s_v1 += value;
+                n_in++;
             }
-        }
+        });
         r1[i] = s_r1;
         v1[i] = s_v1;
         area[i] = n_in;
@@ -176,57 +193,46 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
         release(&v);
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < a.n; i++) {
-        if (use[i] && !box_valid(&a, &m, i)) {
-            release(&v);
-            return PyErr_Format(PyExc_ValueError, "aperture %zd: its box is not clipped to the image", i);
-        }
+    if (check_boxes(&a, &m, use) < 0) {
+        release(&v);
+        return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < a.n; i++) {
         if (!use[i]) continue;
-        const float cxx = a.cxx[i], cyy = a.cyy[i], cxy = a.cxy[i], k2 = a.k2[i], mx = a.mx[i], my = a.my[i];
-        const double mirror_x = (double)(2.0f * mx + 0.49999f), mirror_y = (double)(2.0f * my + 0.49999f);
+        const double mirror_x = (double)(2.0f * a.mx[i] + 0.49999f), mirror_y = (double)(2.0f * a.my[i] + 0.49999f);
         const int32_t id = (int32_t)(i + 1);
         double s_tv = 0.0, s_var = 0.0;
         int64_t n_in = 0, n_masked = 0;
-        for (int64_t y = a.ymin[i]; y < a.ymax[i]; y++) {
-            const float dy = (float)y - my;
-            const float yterm = (cyy * dy) * dy;
-            const Py_ssize_t row = (Py_ssize_t)y * m.width;
-            for (int64_t x = a.xmin[i]; x < a.xmax[i]; x++) {
-                const float dx = (float)x - mx;
-                const float r2 = ((cxx * dx) * dx + yterm) + (cxy * dx) * dy;
-                if (!(r2 <= k2)) continue;
-                const Py_ssize_t at = row + x;
-                Py_ssize_t source = at;
-                double value;
-                n_in++;
-                if (masked(&m, at, id)) {
-                    n_masked++;
-                    source = -1;
-                    value = 0.0;
-                    if (m.correct) {
-                        const int64_t x2 = (int64_t)(mirror_x - (double)x), y2 = (int64_t)(mirror_y - (double)y);
-                        if (x2 >= 0 && x2 < m.width && y2 >= 0 && y2 < m.height) {
-                            const Py_ssize_t mirror = (Py_ssize_t)y2 * m.width + x2;
-                            if (!masked(&m, mirror, id)) {
-                                source = mirror;
-                                value = (double)m.pixels[mirror];
-                            }
+        FOR_EACH_PIXEL_INSIDE(a, m, i, at, r2, {
+            Py_ssize_t source = at;
+            double value;
+            n_in++;
+            if (masked(&m, at, id)) {
+                n_masked++;
+                source = -1;
+                value = 0.0;
+                if (m.correct) {
+                    const Py_ssize_t x = at % m.width, y = at / m.width;
+                    const int64_t x2 = (int64_t)(mirror_x - (double)x), y2 = (int64_t)(mirror_y - (double)y);
+                    if (x2 >= 0 && x2 < m.width && y2 >= 0 && y2 < m.height) {
+                        const Py_ssize_t mirror = (Py_ssize_t)y2 * m.width + x2;
+                        if (!masked(&m, mirror, id)) {
+                            source = mirror;
+                            value = (double)m.pixels[mirror];
                         }
                     }
-                } else {
-                    value = (double)m.pixels[at];
                 }
-                s_tv += value;
-                if (variance) {
-                    const double var = source >= 0 ? (double)variance[source] : 0.0;
-                    const double poisson = (poisson_gain > 0 && value > 0) ? value / poisson_gain * var / backnoise2 : 0.0;
-                    s_var += var + poisson;
-                }
+            } else {
+                value = (double)m.pixels[at];
             }
-        }
+            s_tv += value;
+            if (variance) {
+                const double var = source >= 0 ? (double)variance[source] : 0.0;
+                const double poisson = (poisson_gain > 0 && value > 0) ? value / poisson_gain * var / backnoise2 : 0.0;
+                s_var += var + poisson;
+            }
+        });
         tv[i] = s_tv;
         area[i] = n_in;
         areab[i] = n_masked;
