@@ -1,8 +1,9 @@
 """The science package's C loops; everything else about the build is in pyproject.toml.
 
 science/_aperture_sums.c holds the pixel loops of MAG_AUTO, science/_filter.c the detection
-filter's, science/_rice.c and _dither.c the decoding of a compressed CCD.  They read numpy arrays through the buffer protocol (science/_buffers.h), so they need
-no numpy headers, only a C compiler and Python's own.  -ffp-contract=off keeps every float32
+filter's, science/_rice.c and _dither.c the decoding of a compressed CCD.  They read numpy
+arrays through the buffer protocol (science/_buffers.h), so they need no numpy headers, only a C
+compiler and Python's own.  -ffp-contract=off keeps every float32
 product rounded on its own, as numpy rounds it, so that their results are numpy's to the bit;
 -O3 vectorises the filter's rows (element by element, so the same floats), which -O2 does not.
 """

@@ -26,7 +26,6 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "_buffers.h"
 

@@ -60,4 +60,7 @@ static inline int take(Views *v, PyObject *obj, const char *name, const char *fo
 #define I32 "i"
 #define BOOL "?bB"
 
+/* The formats of an integer of `bytepix` bytes (1, 2 or 4), signed or not. */
+static inline const char *integer_formats(int bytepix) { return bytepix == 1 ? "bB" : bytepix == 2 ? "hH" : "iI"; }
+
 #endif

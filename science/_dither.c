@@ -101,8 +101,7 @@ static PyObject *unquantise(PyObject *self, PyObject *args) {
     const void *stored;
     const double *scales, *zeros;
     float *out;
-    if (take(&v, stored_o, "stored", bytepix == 1 ? "bB" : bytepix == 2 ? "hH" : "iI", bytepix, -1, 0, 0,
-             (void **)&stored) < 0) {
+    if (take(&v, stored_o, "stored", integer_formats(bytepix), bytepix, -1, 0, 0, (void **)&stored) < 0) {
         release(&v);
         return NULL;
     }

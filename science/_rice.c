@@ -148,7 +148,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
     if (take(&v, heap_o, "heap", BOOL, 1, -1, 0, 0, (void **)&heap) < 0
         || take(&v, spans_o, "spans", I64, 8, -1, 0, 0, (void **)&spans) < 0
-        || take(&v, out_o, "out", bytepix == 1 ? "bB" : bytepix == 2 ? "hH" : "iIlL", bytepix, -1, 1, 0, &out) < 0) {
+        || take(&v, out_o, "out", integer_formats(bytepix), bytepix, -1, 1, 0, &out) < 0) {
         release(&v);
         return NULL;
     }

@@ -35,19 +35,21 @@ def filtered_above(image: np.ndarray, kernel: np.ndarray | None, threshold: floa
     filtered image; in the image itself without a filter."""
     if kernel is None:
         return image > threshold
-    above = np.empty(image.shape, dtype=bool)
     if np.ndim(threshold):
         threshold = np.ascontiguousarray(threshold, dtype=np.float32)
     else:  # numpy compares float32 pixels with a Python float in float32; the C loop does too
         threshold = float(threshold)
-    _filter.correlate(image, image.shape[1], passes(kernel), threshold, above)
-    return above
+    return _correlate(image, kernel, threshold, np.empty(image.shape, dtype=bool))
 
 
 def filtered(image: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
     """The whole filtered image (float32); the image itself without a filter."""
     if kernel is None:
         return image
-    out = np.empty(image.shape, dtype=np.float32)
-    _filter.correlate(np.ascontiguousarray(image, dtype=np.float32), image.shape[1], passes(kernel), None, out)
+    return _correlate(image, kernel, None, np.empty(image.shape, dtype=np.float32))
+
+
+def _correlate(image: np.ndarray, kernel: np.ndarray, threshold, out: np.ndarray) -> np.ndarray:
+    """``out`` filled by the C loop from ``image`` as float32 (no copy when it is one already)."""
+    _filter.correlate(np.ascontiguousarray(image, dtype=np.float32), image.shape[1], passes(kernel), threshold, out)
     return out

@@ -134,10 +134,9 @@ def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     )
 
 
-def ramp(counts: np.ndarray, start: np.ndarray | int = 0) -> np.ndarray:
-    """s, s + 1, ..., s + n - 1 for each n in ``counts`` and s in ``start``, concatenated: one count
-    over all of them, shifted back at each one's beginning (two passes, whatever ``start`` is)."""
-    return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(start - (np.cumsum(counts) - counts), counts)
+def ramp(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for each n in ``counts``, concatenated."""
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def circle_box(centre: np.ndarray, radius: np.ndarray | np.float32, size: int
@@ -283,19 +282,16 @@ class NeighbourMask:
         value, masked, _ = self.replaced(owner, flat, mx, my)
         return value, masked
 
-    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray,
-                 masked: np.ndarray | None = None, pixels: np.ndarray | None = None
+    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`values`, and where each value came from: ``flat`` itself, its mirror, or -1 for
         a masked pixel counted as 0 (a variance map gives a pixel the variance of its source).
 
         ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
-        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it.  ``masked`` is
-        :meth:`masked` of these pixels, and ``pixels`` the image's values at them, when the caller
-        has them already (read from a small array, not gathered again from the CCD)."""
-        value = (self.pixels[flat] if pixels is None else pixels).astype(np.float64)
+        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it."""
+        value = self.pixels[flat].astype(np.float64)
         source = flat.astype(np.int64, copy=True)
-        masked = self.masked(owner, flat) if masked is None else masked
+        masked = self.masked(owner, flat)
         if masked.any():
             m_owner, m_flat = owner[masked], flat[masked]
             replacement = np.zeros(m_owner.size)

@@ -6,9 +6,9 @@ a MegaCam CCD has 4,612 tiles, and that bookkeeping cost as much as the
 decoding itself.  For the layout fpack writes (RICE_1, tiles of whole rows,
 integers or quantised floats) this module decodes every tile in one C call
 (``_rice.c``) straight into the CCD's array, and restores quantised floats
-in another (``_dither.c``, cfitsio's dither sequence and rules).  It reads only the bytes of its own HDU, found from offsets the
-caller already knows, so the last CCD of a file costs no more than the
-first.  Any other layout returns None, and the caller uses astropy's general
+in another (``_dither.c``, cfitsio's dither sequence and rules).  It reads
+only the bytes of its own HDU, found from offsets the caller already knows,
+so the last CCD of a file costs no more than the first.  Any other layout returns None, and the caller uses astropy's general
 path.  The result is identical to ``CompImageHDU.data`` read with
 ``do_not_scale_image_data=True``, to the bit.
 """
@@ -84,10 +84,6 @@ def decode_rice_rows(path: str | Path, header_offset: int, data_offset: int) -> 
     int32, BZERO not applied); quantised floats as float32 with NaN for blank
     pixels, as astropy gives them.
     """
-    return _decode(path, header_offset, data_offset)
-
-
-def _decode(path: str | Path, header_offset: int, data_offset: int) -> np.ndarray | None:
     with open(path, "rb") as raw:
         raw.seek(header_offset)
         header = fits.Header.fromstring(raw.read(data_offset - header_offset).decode("ascii"))
