@@ -1,22 +1,20 @@
-/* Sums over the pixels of elliptical apertures, with source-extractor's neighbour masking.
+/* Sums over the pixels of apertures, with source-extractor's neighbour masking.
  *
  * The pixel loops of MAG_AUTO (canfar_catalogue.science.photometry): the Kron
- * moments within KRON_NSIG, then the flux within the Kron ellipse.  Written in
- * numpy they made some thirty passes over a million index and value arrays per
- * CCD and cost more than sep's own background; here each pixel is visited once
- * per aperture and nothing is allocated.
+ * moments within KRON_NSIG, then the flux within the Kron ellipse; and of
+ * FLUX_APER (canfar_catalogue.science.aperture), source-extractor's
+ * computeaperflux.  Written in numpy they made some thirty passes over a
+ * million index and value arrays per CCD; here each pixel is visited once per
+ * aperture and nothing is allocated.
  *
- * Every rule is photometry.py's, which says where it comes from:
- *  - a pixel is in an aperture when ((cxx dx) dx + (cyy dy) dy) + (cxy dx) dy <= k2,
- *    in float32 (dx, dy from the pixel's index converted to float, minus the centre);
- *  - it is masked for object i when it is blank, or its weight is bad, or it is
- *    in the masking map and the segmentation map does not give it to i (ids are i + 1);
- *  - with CORRECT a masked pixel takes the value of its mirror,
- *    (long)((double)(2 mx + 0.49999f) - x), when that lies in the image and is
- *    not masked itself; otherwise it counts as 0;
- *  - sums are in double, pixel by pixel, rows then columns, as numpy's bincount
- *    over the same pixels in the same order adds them: the results are the same
- *    to the bit.
+ * The rules are photom.c's (source-extractor 2.25), in its types:
+ *  - the centre is float; a pixel is in an ellipse when
+ *    ((cxx dx) dx + (cyy dy) dy) + (cxy dx) dy <= k2 in float, dx = (float)x - mx;
+ *  - a circle's pixel counts whole within r - 0.75, not at all beyond r + 0.75,
+ *    and in between by the share of a 5 x 5 grid of points inside, summed in float;
+ *  - masked pixels (_neighbour_mask.h) take their mirror's value,
+ *    (int)((double)(2 mx) + 0.49999 - x): 2 mx in float, the rest in double;
+ *  - sums are in double, pixel by pixel, rows then columns.
  * Built with -ffp-contract=off, so that no multiply-add is fused.
  *
  * Arrays arrive through the buffer protocol (_buffers.h).
@@ -28,14 +26,7 @@
 #include <stdint.h>
 
 #include "_buffers.h"
-
-typedef struct {
-    const float *pixels;
-    const int32_t *seg;
-    const uint8_t *masking, *blank, *bad; /* each may be NULL */
-    Py_ssize_t width, height;
-    int correct;
-} Mask;
+#include "_neighbour_mask.h"
 
 typedef struct {
     const float *mx, *my, *cxx, *cyy, *cxy, *k2;
@@ -43,26 +34,13 @@ typedef struct {
     Py_ssize_t n;
 } Apertures;
 
-static int take_mask(Views *v, PyObject *tuple, Mask *m) {
-    PyObject *pixels, *seg, *masking, *blank, *bad;
-    if (!PyArg_ParseTuple(tuple, "OOOOOnp", &pixels, &seg, &masking, &blank, &bad, &m->width, &m->correct))
-        return -1;
-    const float *p;
-    if (take(v, pixels, "pixels", F32, 4, -1, 0, 0, (void **)&p) < 0) return -1;
-    Py_ssize_t size = v->views[v->held - 1].len / 4;
-    if (m->width <= 0 || size % m->width) {
-        PyErr_SetString(PyExc_ValueError, "pixels: not a whole number of rows of the given width");
-        return -1;
-    }
-    m->pixels = p;
-    m->height = size / m->width;
-    if (take(v, seg, "segmap", I32, 4, size, 0, 0, (void **)&m->seg) < 0
-        || take(v, masking, "masking", BOOL, 1, size, 0, 1, (void **)&m->masking) < 0
-        || take(v, blank, "blank", BOOL, 1, size, 0, 1, (void **)&m->blank) < 0
-        || take(v, bad, "bad", BOOL, 1, size, 0, 1, (void **)&m->bad) < 0)
-        return -1;
-    return 0;
-}
+/* What a pixel adds to a circle's variance: the variance map's (NULL: the background's everywhere)
+ * and, with per_pixel_gain (WEIGHT_GAIN and a map), its own Poisson term. */
+typedef struct {
+    const float *variance;
+    double gain, backnoise2;
+    int per_pixel_gain;
+} NoiseTerms;
 
 static int take_apertures(Views *v, PyObject *tuple, Apertures *a) {
     PyObject *o[10];
@@ -79,11 +57,6 @@ static int take_apertures(Views *v, PyObject *tuple, Apertures *a) {
     for (int i = 0; i < 4; i++)
         if (take(v, o[6 + i], ints[i], I64, 8, a->n, 0, 0, (void **)b[i]) < 0) return -1;
     return 0;
-}
-
-static inline int masked(const Mask *m, Py_ssize_t at, int32_t id) {
-    return (m->blank && m->blank[at]) || (m->bad && m->bad[at])
-        || (m->masking && m->masking[at] && m->seg[at] != id);
 }
 
 /* 0, or -1 with the error set when a box in use is not clipped to the image. */
@@ -199,7 +172,7 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < a.n; i++) {
         if (!use[i]) continue;
-        const double mirror_x = (double)(2.0f * a.mx[i] + 0.49999f), mirror_y = (double)(2.0f * a.my[i] + 0.49999f);
+        const double mirror_x = (double)(2.0f * a.mx[i]) + 0.49999, mirror_y = (double)(2.0f * a.my[i]) + 0.49999;
         const int32_t id = (int32_t)(i + 1);
         double s_tv = 0.0, s_var = 0.0;
         int64_t n_in = 0, n_masked = 0;
@@ -209,19 +182,8 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
             n_in++;
             if (masked(&m, at, id)) {
                 n_masked++;
-                source = -1;
-                value = 0.0;
-                if (m.correct) {
-                    const Py_ssize_t x = at % m.width, y = at / m.width;
-                    const int64_t x2 = (int64_t)(mirror_x - (double)x), y2 = (int64_t)(mirror_y - (double)y);
-                    if (x2 >= 0 && x2 < m.width && y2 >= 0 && y2 < m.height) {
-                        const Py_ssize_t mirror = (Py_ssize_t)y2 * m.width + x2;
-                        if (!masked(&m, mirror, id)) {
-                            source = mirror;
-                            value = (double)m.pixels[mirror];
-                        }
-                    }
-                }
+                source = mirror_of(&m, at % m.width, at / m.width, mirror_x, mirror_y, id);
+                value = source >= 0 ? (double)m.pixels[source] : 0.0;
             } else {
                 value = (double)m.pixels[at];
             }
@@ -242,6 +204,105 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+#define APER_OVERSAMP 5
+
+/* computeaperflux for one source and one circle of radius raper: the flux, its variance (without
+ * the flux's own Poisson term when pixels do not add theirs), and whether the image cut it. */
+static int circle_sum(const Mask *m, const NoiseTerms *noise, int32_t id, float mx, float my, float raper,
+                      double *flux, double *variance) {
+    const float raper2 = raper * raper;
+    const float rintlim = (float)(raper - 0.75);
+    const float rintlim2 = rintlim > 0.0 ? rintlim * rintlim : 0.0f;
+    const float rextlim2 = (float)((raper + 0.75) * (raper + 0.75));
+    const float scale = (float)(1.0 / APER_OVERSAMP), scale2 = scale * scale;
+    const float offset = (float)(0.5 * (scale - 1.0));
+    const double m2x = (double)(2 * mx) + 0.49999, m2y = (double)(2 * my) + 0.49999;
+    int cut = 0;
+    Py_ssize_t xmin = (Py_ssize_t)(int)(mx - raper + 0.499999), xmax = (Py_ssize_t)(int)(mx + raper + 1.499999);
+    Py_ssize_t ymin = (Py_ssize_t)(int)(my - raper + 0.499999), ymax = (Py_ssize_t)(int)(my + raper + 1.499999);
+    if (xmin < 0) { xmin = 0; cut = 1; }
+    if (xmax > m->width) { xmax = m->width; cut = 1; }
+    if (ymin < 0) { ymin = 0; cut = 1; }
+    if (ymax > m->height) { ymax = m->height; cut = 1; }
+    double tv = 0.0, sigtv = 0.0;
+    for (Py_ssize_t y = ymin; y < ymax; y++) {
+        const float dy = (float)y - my;
+        for (Py_ssize_t x = xmin; x < xmax; x++) {
+            const float dx = (float)x - mx;
+            const float r2 = dx * dx + dy * dy;
+            if (!(r2 < rextlim2)) continue;
+            float locarea = 1.0f;
+            if (r2 > rintlim2) {
+                locarea = 0.0f;
+                float sub_y = dy + offset;
+                for (int sy = 0; sy < APER_OVERSAMP; sy++, sub_y += scale) {
+                    const float dy2 = sub_y * sub_y;
+                    float sub_x = dx + offset;
+                    for (int sx = 0; sx < APER_OVERSAMP; sx++, sub_x += scale)
+                        if (sub_x * sub_x + dy2 < raper2) locarea += scale2;
+                }
+            }
+            const Py_ssize_t at = y * m->width + x;
+            Py_ssize_t source = at;
+            if (masked(m, at, id)) source = mirror_of(m, x, y, m2x, m2y, id);
+            const double pix = source >= 0 ? (double)m->pixels[source] : 0.0;
+            double var = noise->backnoise2;
+            if (noise->variance) var = source >= 0 ? (double)noise->variance[source] : 0.0;
+            sigtv += var * locarea;
+            tv += locarea * pix;
+            if (noise->per_pixel_gain && pix > 0.0 && noise->gain > 0.0) sigtv += pix / noise->gain * var / noise->backnoise2;
+        }
+    }
+    *flux = tv;
+    *variance = sigtv;
+    return cut;
+}
+
+static PyObject *circle_sums(PyObject *self, PyObject *args) {
+    PyObject *mask_t, *centres_t, *radii_o, *noise_t, *out_t, *mx_o, *my_o, *variance_o, *o[3];
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!", &PyTuple_Type, &mask_t, &PyTuple_Type, &centres_t, &radii_o,
+                          &PyTuple_Type, &noise_t, &PyTuple_Type, &out_t))
+        return NULL;
+    Views v = {.held = 0};
+    Mask m;
+    NoiseTerms noise;
+    const float *mx, *my, *radii;
+    double *flux, *variance;
+    uint8_t *cut;
+    if (take_mask(&v, mask_t, &m) < 0 || !PyArg_ParseTuple(centres_t, "OO", &mx_o, &my_o)
+        || take(&v, mx_o, "mx", F32, 4, -1, 0, 0, (void **)&mx) < 0) {
+        release(&v);
+        return NULL;
+    }
+    const Py_ssize_t n = v.views[v.held - 1].len / 4;
+    if (take(&v, my_o, "my", F32, 4, n, 0, 0, (void **)&my) < 0
+        || take(&v, radii_o, "radii", F32, 4, -1, 0, 0, (void **)&radii) < 0) {
+        release(&v);
+        return NULL;
+    }
+    const Py_ssize_t napers = v.views[v.held - 1].len / 4;
+    if (!PyArg_ParseTuple(noise_t, "Oddp", &variance_o, &noise.gain, &noise.backnoise2, &noise.per_pixel_gain)
+        || take(&v, variance_o, "variance", F32, 4, m.width * m.height, 0, 1, (void **)&noise.variance) < 0
+        || !PyArg_ParseTuple(out_t, "OOO", &o[0], &o[1], &o[2])
+        || take(&v, o[0], "flux", F64, 8, n * napers, 1, 0, (void **)&flux) < 0
+        || take(&v, o[1], "variance", F64, 8, n * napers, 1, 0, (void **)&variance) < 0
+        || take(&v, o[2], "cut", BOOL, 1, n, 1, 0, (void **)&cut) < 0) {
+        release(&v);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int any_cut = 0;
+        for (Py_ssize_t k = 0; k < napers; k++)
+            any_cut |= circle_sum(&m, &noise, (int32_t)(i + 1), mx[i], my[i], radii[k], &flux[i * napers + k],
+                                  &variance[i * napers + k]);
+        cut[i] = (uint8_t)any_cut;
+    }
+    Py_END_ALLOW_THREADS
+    release(&v);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"kron_moments", kron_moments, METH_VARARGS,
      "kron_moments(mask, apertures, (r1, v1, area, areab))\n\n"
@@ -254,6 +315,11 @@ static PyMethodDef methods[] = {
      "Per aperture where use is true: the sum of the values its pixels measure (masked ones\n"
      "replaced by their mirror, or 0), how many pixels, how many of them masked, and, with a\n"
      "variance map, the sum of their variances plus their own Poisson terms when poisson_gain > 0."},
+    {"circle_sums", circle_sums, METH_VARARGS,
+     "circle_sums(mask, (mx, my), radii, (variance, gain, backnoise2, per_pixel_gain), (flux, variance, cut))\n\n"
+     "computeaperflux for each source (float32 centres) and each circle of radii (float32): the flux\n"
+     "and its variance, shaped (sources, circles), the variance without the flux's Poisson term unless\n"
+     "per_pixel_gain adds each pixel's; and whether the image cut any of a source's circles."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,11 +25,11 @@ from .errors import ConfigError
 from .flag_maps import isophotal_flags
 from .isophotal import gaussian_fwhm, isophotal_area, isophotal_flux, source_thresholds
 from .photometry import FLAG_APERTURE_INCOMPLETE, AutoPhotometry, NeighbourMask, magnitudes
-from .radius import GROWTH_MINHLRAD, flux_radius
+from .radius import Growth, growth_curves
 from .sexconfig import ExtractionConfig
 from .vignet import vignets
 from .weights import Noise
-from .windowed import window_errors, windowed_positions
+from .windowed import Windows, measure_windows
 
 
 def _celestial_wcs(header):
@@ -66,7 +66,8 @@ def _pixel_scale(header, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.sqrt(np.abs(dlng_x * (lat_y - lat) - dlng_y * (lat_x - lat)))
 
 
-_WINDOWED = frozenset({"XWIN_IMAGE", "YWIN_IMAGE", "ERRAWIN_IMAGE", "ERRBWIN_IMAGE", "ERRTHETAWIN_IMAGE", "SNR_WIN"})
+_WINDOW_ERRORS = frozenset({"ERRAWIN_IMAGE", "ERRBWIN_IMAGE", "ERRTHETAWIN_IMAGE", "SNR_WIN"})
+_WINDOWED = _WINDOW_ERRORS | {"XWIN_IMAGE", "YWIN_IMAGE"}
 
 
 @dataclass
@@ -118,27 +119,24 @@ class Families:
         return (flux, fluxerr, *magnitudes(flux, fluxerr, m.zeropoint))
 
     @functools.cached_property
-    def growth(self) -> tuple[np.ndarray, np.ndarray]:
+    def growth(self) -> Growth:
         """FLUX_RADIUS at each PHOT_FLUXFRAC, and the half-light radius the windows are sized by; source-extractor
         builds the growth curve for either, and its box may flag the source."""
         m = self.m
         fractions = m.config.phot_fluxfrac if "FLUX_RADIUS" in self.columns else ()
-        radii, cut = flux_radius(m.mask, m.objects, m.phot.flux, (*fractions, 0.5))
-        m.flags[cut] |= FLAG_APERTURE_INCOMPLETE
-        return radii[:, :-1], np.maximum(radii[:, -1], GROWTH_MINHLRAD)
+        found = growth_curves(m.mask, m.objects, m.phot.flux, fractions, min_radius=m.config.phot_autoapers[0])
+        m.flags[found.cut] |= FLAG_APERTURE_INCOMPLETE
+        return found
 
     @functools.cached_property
-    def windowed(self) -> tuple[np.ndarray, np.ndarray]:
-        """XWIN_IMAGE and YWIN_IMAGE; a window the CCD's edge cuts flags its source."""
+    def windows(self) -> Windows:
+        """The windowed positions, and their errors when a column asks for them; a window the CCD's edge
+        cuts flags its source."""
         m = self.m
-        xwin, ywin, cut = windowed_positions(m.mask, m.objects, self.growth[1])
-        m.flags[cut] |= FLAG_APERTURE_INCOMPLETE
-        return xwin, ywin
-
-    @functools.cached_property
-    def window_errors(self) -> tuple[np.ndarray, ...]:
-        """SNR_WIN, ERRAWIN_IMAGE, ERRBWIN_IMAGE, ERRTHETAWIN_IMAGE."""
-        return window_errors(self.m.mask, self.m.objects, *self.windowed, self.growth[1], self.m.noise)
+        errors = bool(self.columns.keys() & _WINDOW_ERRORS)
+        found = measure_windows(m.mask, m.objects, self.growth.half_light, m.noise, errors=errors)
+        m.flags[found.cut] |= FLAG_APERTURE_INCOMPLETE
+        return found
 
     @functools.cached_property
     def pixel_analysis(self) -> float | np.ndarray:
@@ -231,17 +229,17 @@ FAMILIES: dict[str, Callable[[Families], np.ndarray]] = {
     "FLUXERR_ISO": lambda f: f.isophotal[1],
     "MAG_ISO": lambda f: f.isophotal[2],
     "MAGERR_ISO": lambda f: f.isophotal[3],
-    "FLUX_RADIUS": lambda f: f.growth[0],
+    "FLUX_RADIUS": lambda f: f.growth.radius,
     "FLUX_APER": lambda f: f.apertures[0],
     "FLUXERR_APER": lambda f: f.apertures[1],
     "MAG_APER": lambda f: f.apertures[2],
     "MAGERR_APER": lambda f: f.apertures[3],
-    "XWIN_IMAGE": lambda f: f.windowed[0],
-    "YWIN_IMAGE": lambda f: f.windowed[1],
-    "SNR_WIN": lambda f: f.window_errors[0],
-    "ERRAWIN_IMAGE": lambda f: f.window_errors[1],
-    "ERRBWIN_IMAGE": lambda f: f.window_errors[2],
-    "ERRTHETAWIN_IMAGE": lambda f: f.window_errors[3],
+    "XWIN_IMAGE": lambda f: f.windows.x,
+    "YWIN_IMAGE": lambda f: f.windows.y,
+    "SNR_WIN": lambda f: f.windows.errors[0],
+    "ERRAWIN_IMAGE": lambda f: f.windows.errors[1],
+    "ERRBWIN_IMAGE": lambda f: f.windows.errors[2],
+    "ERRTHETAWIN_IMAGE": lambda f: f.windows.errors[3],
     "MU_THRESHOLD": lambda f: f.surface_brightness(f.analysis),
     "MU_MAX": lambda f: f.surface_brightness(f.m.objects["peak"]),
     "IMAFLAGS_ISO": lambda f: f.image_flags[0],

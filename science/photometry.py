@@ -20,7 +20,6 @@ on an aperture's edge go the same way.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,8 +37,6 @@ FLAG_SATURATED = 4
 FLAG_TRUNCATED = 8
 FLAG_APERTURE_INCOMPLETE = 16
 FLAG_DEBLEND_OVERFLOW = 64
-
-_CHUNK_PIXELS = 2_000_000
 
 
 @dataclass
@@ -134,90 +131,6 @@ def _apertures(objects, mx, my, factor, aper, shape) -> _Apertures:
     )
 
 
-def ramp(counts: np.ndarray) -> np.ndarray:
-    """0, 1, ..., n-1 for each n in ``counts``, concatenated."""
-    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
-def circle_box(centre: np.ndarray, radius: np.ndarray | np.float32, size: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pixel range source-extractor scans around a circle on one axis,
-    ``(int)(c - r + 0.499999)`` to ``(int)(c + r + 1.499999)`` (C truncates toward zero; the
-    difference is taken in the inputs' precision, as in C), clipped to ``[0, size]``, and
-    whether clipping happened."""
-    low = np.trunc((centre - radius).astype(np.float64) + 0.499999).astype(np.int64)
-    high = np.trunc((centre + radius).astype(np.float64) + 1.499999).astype(np.int64)
-    return np.clip(low, 0, size), np.clip(high, 0, size), (low < 0) | (high > size)
-
-
-@functools.cache
-def _locarea(oversamp: int) -> np.ndarray:
-    """locarea after k of the oversamp² sub-pixel points fell inside: float32 additions of scale²,
-    one after the other, as source-extractor sums them (25 of 0.04 is not exactly 1)."""
-    scale = np.float32(1.0 / oversamp)
-    steps = np.full(oversamp * oversamp, scale * scale, dtype=np.float32)
-    return np.cumsum(np.r_[np.float32(0.0), steps], dtype=np.float32)
-
-
-def subpixel_area(dx: np.ndarray, dy: np.ndarray, radius2: np.ndarray | np.float32, oversamp: int) -> np.ndarray:
-    """Fraction of each pixel inside a circle of squared radius ``radius2``, from the float32
-    offsets ``dx``, ``dy`` of the pixel's centre to the circle's: the share of an
-    ``oversamp`` x ``oversamp`` grid of points inside, each point's offset the float32 sum of the
-    previous one and 1/oversamp, as in source-extractor's aperture, growth and window loops."""
-    scale = np.float32(1.0 / oversamp)
-    offset = np.float32(0.5 * (scale - 1.0))
-    sub_x = np.empty((dx.size, oversamp), dtype=np.float32)
-    sub_y = np.empty((dy.size, oversamp), dtype=np.float32)
-    sub_x[:, 0], sub_y[:, 0] = dx + offset, dy + offset
-    for k in range(1, oversamp):
-        sub_x[:, k] = sub_x[:, k - 1] + scale
-        sub_y[:, k] = sub_y[:, k - 1] + scale
-    x2 = sub_x * sub_x
-    limit = np.broadcast_to(np.asarray(radius2, dtype=np.float32), dx.shape)[:, None]
-    hits = np.zeros(dx.size, dtype=np.int64)
-    for k in range(oversamp):
-        y2 = sub_y[:, k] * sub_y[:, k]
-        hits += np.count_nonzero((x2 + y2[:, None]) < limit, axis=1)
-    return _locarea(oversamp)[hits]
-
-
-def runs(npix: np.ndarray, limit: int = _CHUNK_PIXELS):
-    """Runs ``(lo, hi)`` of consecutive objects whose boxes hold about ``limit`` pixels together,
-    so that per-pixel temporaries stay at tens of MB."""
-    start = total = 0
-    for i, n in enumerate(npix.tolist()):
-        total += n
-        if total >= limit:
-            yield start, i + 1
-            start, total = i + 1, 0
-    if start < len(npix):
-        yield start, len(npix)
-
-
-def box_pixels(xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray, limit: int = _CHUNK_PIXELS):
-    """Every pixel of each object's box ``[xmin, xmax) x [ymin, ymax)``, in runs of about ``limit``
-    pixels: yields ``(owner, x, y)``, owner indexing the box arrays, each box's pixels row by row.
-    A box larger than ``limit`` (a saturated star's window) comes in bands of rows over several
-    runs, so that a dozen per-pixel temporaries of one box do not take hundreds of MB."""
-    widths = np.maximum(xmax - xmin, 0)
-    heights = np.maximum(ymax - ymin, 0)
-    owners = np.arange(len(widths))
-    rows = np.maximum(limit // np.maximum(widths, 1), 1)
-    bands = np.maximum(-(-heights // rows), 1)  # an empty box is one empty band
-    if np.any(bands > 1):  # each large box as bands of ``rows`` rows, its last band shorter
-        owners = np.repeat(owners, bands)
-        first = np.repeat(np.cumsum(bands) - bands, bands)
-        ymin = ymin[owners] + (np.arange(owners.size) - first) * rows[owners]
-        ymax = np.minimum(ymin + rows[owners], ymax[owners])
-        xmin, widths = xmin[owners], widths[owners]
-        heights = np.maximum(ymax - ymin, 0)
-    npix = widths * heights
-    for lo, hi in runs(npix, limit):
-        piece = np.repeat(np.arange(lo, hi), npix[lo:hi])
-        row, column = np.divmod(ramp(npix[lo:hi]), widths[piece])
-        yield owners[piece], xmin[piece] + column, ymin[piece] + row
-
-
 class NeighbourMask:
     """Which pixels an object may not use, and what source-extractor measures in their place.
 
@@ -241,7 +154,7 @@ class NeighbourMask:
         self.correct = correct
 
     def for_sums(self) -> tuple:
-        """The mask as :mod:`._aperture_sums` takes it."""
+        """The mask as the C loops take it (``_neighbour_mask.h``)."""
         return (self.pixels, self.seg, self.masking, self.blank, self.bad, self.width, self.correct)
 
     def masked(self, owner: np.ndarray, flat: np.ndarray, *, with_bad_weights: bool = True) -> np.ndarray:
@@ -254,60 +167,6 @@ class NeighbourMask:
             maybe = np.flatnonzero(self.masking[flat])
             masked[maybe[self.seg[flat[maybe]] != owner[maybe] + 1]] = True
         return masked
-
-    def box(self, source: int, x0: int, x1: int, y0: int, y1: int, mx: np.ndarray, my: np.ndarray
-            ) -> np.ndarray | None:
-        """Pixels ``[y0:y1, x0:x1]`` (float64) as ``source`` measures them, masked ones replaced, or
-        None when none is masked there (the CCD's own pixels are then the ones to use).  Works on
-        2-D slices, so a box as large as the CCD costs a few copies of it, no index arrays."""
-        shape = (self.height, self.width)
-        masked = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-        if self.blank is not None:
-            masked |= self.blank.reshape(shape)[y0:y1, x0:x1]
-        if self.bad is not None:
-            masked |= self.bad.reshape(shape)[y0:y1, x0:x1]
-        if self.masking is not None:
-            masked |= self.masking.reshape(shape)[y0:y1, x0:x1] & (self.seg.reshape(shape)[y0:y1, x0:x1] != source + 1)
-        if not masked.any():
-            return None
-        stamp = self.pixels.reshape(shape)[y0:y1, x0:x1].astype(np.float64)
-        ys, xs = np.nonzero(masked)
-        owner = np.full(ys.size, source)
-        stamp[ys, xs], _ = self.values(owner, (ys + y0) * self.width + xs + x0, mx, my)
-        return stamp
-
-    def values(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """The pixel values (float64) each object measures at ``flat``, and which were masked."""
-        value, masked, _ = self.replaced(owner, flat, mx, my)
-        return value, masked
-
-    def replaced(self, owner: np.ndarray, flat: np.ndarray, mx: np.ndarray, my: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`values`, and where each value came from: ``flat`` itself, its mirror, or -1 for
-        a masked pixel counted as 0 (a variance map gives a pixel the variance of its source).
-
-        ``mx``, ``my`` are every object's 0-based centre; the mirror of pixel x is
-        ``(int)(2 mx + 0.49999 - x)``, as source-extractor computes it."""
-        value = self.pixels[flat].astype(np.float64)
-        source = flat.astype(np.int64, copy=True)
-        masked = self.masked(owner, flat)
-        if masked.any():
-            m_owner, m_flat = owner[masked], flat[masked]
-            replacement = np.zeros(m_owner.size)
-            origin = np.full(m_owner.size, -1, dtype=np.int64)
-            if self.correct:
-                m_y, m_x = np.divmod(m_flat, self.width)
-                x2 = (2 * mx[m_owner] + np.float32(0.49999) - m_x).astype(np.int64)
-                y2 = (2 * my[m_owner] + np.float32(0.49999) - m_y).astype(np.int64)
-                inside = np.flatnonzero((x2 >= 0) & (x2 < self.width) & (y2 >= 0) & (y2 < self.height))
-                mirror = y2[inside] * self.width + x2[inside]
-                usable_mirror = ~self.masked(m_owner[inside], mirror)
-                replacement[inside[usable_mirror]] = self.pixels[mirror[usable_mirror]]
-                origin[inside[usable_mirror]] = mirror[usable_mirror]
-            value[masked] = replacement
-            source[masked] = origin
-        return value, masked, source
 
 
 def auto_photometry(

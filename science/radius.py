@@ -1,25 +1,26 @@
-"""FLUX_RADIUS: the radius of the circle holding a fraction of FLUX_AUTO.
+"""FLUX_RADIUS and the half-light radius: source-extractor's growth curve (``makeavergrowth``).
 
-source-extractor builds each source's growth curve within ``6 A_IMAGE``
-(its ``makeavergrowth``) and interpolates it at PHOT_FLUXFRAC x FLUX_AUTO.
-sep's ``flux_radius`` is the same growth curve.  What sep cannot do is
-source-extractor's neighbour masking: a masked pixel (a neighbour's, under
-MASK_TYPE CORRECT) takes its mirror's value (:class:`.photometry.NeighbourMask`).
-So a source with masked pixels in its circle is measured on a copy of its
-box with those pixels replaced; the others, most of them, in one call on the
-CCD.  The box, ``6 A_IMAGE + 1.5`` pixels around the barycentre, flags the
-source (FLAGS bit 16) when the image's edge cuts it, as source-extractor
-flags it.
+Each source's pixels within ``rlim + 1.5`` of its barycentre, rlim being
+``6 A_IMAGE`` (or PHOT_AUTOAPERS' first value when larger), are shared out
+over 64 rings; the rings' cumulative sums are its growth curve, read at
+PHOT_FLUXFRAC × FLUX_AUTO and capped at rlim.  A masked pixel (a neighbour's,
+under MASK_TYPE CORRECT) takes its mirror's value
+(:class:`.photometry.NeighbourMask`).  The half-light radius that sizes the
+XWIN window is the curve read at half FLUX_AUTO, at least GROWTH_MINHLRAD.
+The box, ``rlim + 1.5`` pixels around the barycentre, flags the source
+(FLAGS bit 16) when the image's edge cuts it, as source-extractor flags it.
+The loops are C (``_growth.c``), in makeavergrowth's own arithmetic.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import sep
 
-from .photometry import NeighbourMask, circle_box
+from . import _growth
+from .photometry import NeighbourMask
 
 #: The growth curve reaches this many A_IMAGE (GROWTH_NSIG).
 GROWTH_NSIG = 6.0
@@ -27,48 +28,47 @@ GROWTH_NSIG = 6.0
 GROWTH_MINHLRAD = 0.5
 
 
-def flux_radius(
+@dataclass
+class Growth:
+    """Per source: FLUX_RADIUS at each fraction (sources × fractions), the half-light radius, and
+    whether the image's edge cut the growth curve's box."""
+
+    radius: np.ndarray
+    half_light: np.ndarray
+    cut: np.ndarray
+
+
+def growth_curves(
     mask: NeighbourMask,
     objects: np.ndarray,
     flux: np.ndarray,
     fractions: Sequence[float],
+    *,
+    min_radius: float = 0.0,
     index: np.ndarray | None = None,
-    rmax: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """FLUX_RADIUS at each of ``fractions`` of FLUX_AUTO (``flux``), shaped (sources, fractions),
-    and which sources' growth-curve box the image's edge cut.
+    rlim: np.ndarray | None = None,
+) -> Growth:
+    """The growth curves of sep's ``objects`` (FLUX_AUTO ``flux``), read at each of ``fractions``.
 
-    ``index`` picks some of ``objects`` (default: all); ``rmax`` ends their growth curves
-    elsewhere than at 6 A_IMAGE, which is only source-extractor's FLUX_RADIUS while the
-    fraction is reached within it."""
-    index = np.arange(len(objects)) if index is None else np.asarray(index)
-    mx_all, my_all = objects["x"].astype(np.float32), objects["y"].astype(np.float32)
-    objects, flux = objects[index], np.asarray(flux)[index]
-    n = len(objects)
-    radius = np.zeros((n, len(fractions)))
-    if n == 0:
-        return radius, np.zeros(0, dtype=bool)
-    data = mask.pixels.reshape(mask.height, mask.width)
-    x = objects["x"].astype(np.float64)
-    y = objects["y"].astype(np.float64)
-    rmax = GROWTH_NSIG * objects["a"].astype(np.float64) if rmax is None else np.asarray(rmax, dtype=np.float64)
-    frac = np.asarray(fractions, dtype=np.float64)
-    xmin, xmax, cut_x = circle_box(x, rmax + 1.5, mask.width)
-    ymin, ymax, cut_y = circle_box(y, rmax + 1.5, mask.height)
-
-    def measure(stamp: np.ndarray, which: np.ndarray, dx: int = 0, dy: int = 0) -> None:
-        found, _ = sep.flux_radius(stamp, x[which] - dx, y[which] - dy, rmax[which], frac,
-                                   normflux=flux[which].astype(np.float64), subpix=5)
-        radius[which] = np.reshape(found, (len(which), len(frac)))
-
-    # A box with masked pixels is measured on a copy with them replaced; the others on the CCD.
-    masked_any = np.zeros(n, dtype=bool)
-    for k in range(n):
-        stamp = mask.box(int(index[k]), xmin[k], xmax[k], ymin[k], ymax[k], mx_all, my_all)
-        if stamp is not None:
-            masked_any[k] = True
-            measure(stamp, np.array([k]), xmin[k], ymin[k])
-    plain = np.flatnonzero(~masked_any)
-    if plain.size:
-        measure(data, plain)
-    return radius, cut_x | cut_y
+    ``min_radius`` is PHOT_AUTOAPERS' first value.  ``index`` picks some of ``objects`` (default:
+    all); ``rlim`` ends their curves elsewhere than at 6 A_IMAGE, which is only source-extractor's
+    FLUX_RADIUS while the fraction is reached within it."""
+    index = np.arange(len(objects)) if index is None else np.asarray(index, dtype=np.int64)
+    chosen = objects[index]
+    n = len(chosen)
+    if rlim is None:
+        rlim = np.maximum(GROWTH_NSIG * chosen["a"].astype(np.float64), min_radius)
+    rlim = np.ascontiguousarray(rlim, dtype=np.float64)
+    frac = np.ascontiguousarray(fractions, dtype=np.float64)
+    growth = Growth(np.zeros((n, frac.size)), np.full(n, GROWTH_MINHLRAD), np.zeros(n, dtype=bool))
+    # a source with no extent has no curve: radius 0, as a curve that stays at 0 gives
+    valid = np.flatnonzero((rlim > 0) & np.isfinite(rlim))
+    if valid.size == 0:
+        return growth
+    radius, half_light, cut = np.zeros((valid.size, frac.size)), np.zeros(valid.size), np.zeros(valid.size, dtype=bool)
+    flux = np.asarray(flux)[index][valid].astype(np.float32).astype(np.float64)  # source-extractor keeps it in float
+    sources = (chosen["x"][valid].astype(np.float64), chosen["y"][valid].astype(np.float64), rlim[valid], flux,
+               index[valid])
+    _growth.radii(mask.for_sums(), sources, frac, (radius, half_light, cut))
+    growth.radius[valid], growth.half_light[valid], growth.cut[valid] = radius, half_light, cut
+    return growth

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .photometry import NeighbourMask
-from .radius import flux_radius
+from .radius import growth_curves
 
 #: FLUX_AUTO / FLUXERR_AUTO a source needs to be used.
 MIN_SNR = 50.0
@@ -75,7 +75,7 @@ def measure_seeing(
     if len(bright) < MIN_STARS:
         return Seeing(float("nan"), float("nan"), 0)
     a, b = (objects[name][bright].astype(np.float64) for name in ("a", "b"))
-    radius = flux_radius(mask, objects, flux, (0.5,), bright, np.maximum(RMAX_FACTOR * a, 3.0))[0][:, 0]
+    radius = growth_curves(mask, objects, flux, (0.5,), index=bright, rlim=np.maximum(RMAX_FACTOR * a, 3.0)).radius[:, 0]
     stars = stellar_locus(radius)
     if stars.sum() < MIN_STARS:
         return Seeing(float("nan"), float("nan"), int(stars.sum()))

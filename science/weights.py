@@ -211,16 +211,6 @@ class Noise:
     def per_pixel_gain(self) -> bool:
         return self.variance is not None and self.weight_gain
 
-    def pixel_variance(self, source: np.ndarray) -> np.ndarray | float:
-        """The variance of measured pixels whose values came from flat indices ``source``
-        (-1: replaced by 0); the background's, everywhere, without a variance map."""
-        if self.variance is None:
-            return self.backnoise2
-        var = np.zeros(source.size)
-        used = source >= 0
-        var[used] = self.variance[source[used]]
-        return var
-
     def pixel_poisson(self, value: np.ndarray, var: np.ndarray | float) -> np.ndarray | float:
         """The Poisson term each pixel adds itself (WEIGHT_GAIN with a variance map), else 0."""
         if not self.per_pixel_gain or self.gain <= 0:

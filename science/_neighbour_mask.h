@@ -1,0 +1,66 @@
+/* source-extractor's neighbour masking, as the C loops over a source's pixels see it.
+ *
+ * The mask is canfar_catalogue.science.photometry.NeighbourMask's, handed over
+ * by its for_sums(): a pixel is masked for source i (segmentation id i + 1)
+ * when it is blank, or its weight is bad, or it is in the masking map (above
+ * the detection threshold) and the segmentation map gives it to another
+ * source.  Under MASK_TYPE CORRECT a masked pixel takes the value of its
+ * mirror through the source's centre, (int)(m2 - x) with m2 = 2 m + 0.49999
+ * worked out by the caller in the precision its source-extractor routine uses,
+ * when that mirror lies in the image and is not masked itself.
+ */
+
+#ifndef CANFAR_CATALOGUE_NEIGHBOUR_MASK_H
+#define CANFAR_CATALOGUE_NEIGHBOUR_MASK_H
+
+#include <stdint.h>
+
+#include "_buffers.h"
+
+typedef struct {
+    const float *pixels;
+    const int32_t *seg;
+    const uint8_t *masking, *blank, *bad; /* each may be NULL */
+    Py_ssize_t width, height;
+    int correct;
+} Mask;
+
+/* Reads NeighbourMask.for_sums(): (pixels, segmap, masking, blank, bad, width, correct). */
+static int take_mask(Views *v, PyObject *tuple, Mask *m) {
+    PyObject *pixels, *seg, *masking, *blank, *bad;
+    if (!PyArg_ParseTuple(tuple, "OOOOOnp", &pixels, &seg, &masking, &blank, &bad, &m->width, &m->correct))
+        return -1;
+    const float *p;
+    if (take(v, pixels, "pixels", F32, 4, -1, 0, 0, (void **)&p) < 0) return -1;
+    Py_ssize_t size = v->views[v->held - 1].len / 4;
+    if (m->width <= 0 || size % m->width) {
+        PyErr_SetString(PyExc_ValueError, "pixels: not a whole number of rows of the given width");
+        return -1;
+    }
+    m->pixels = p;
+    m->height = size / m->width;
+    if (take(v, seg, "segmap", I32, 4, size, 0, 0, (void **)&m->seg) < 0
+        || take(v, masking, "masking", BOOL, 1, size, 0, 1, (void **)&m->masking) < 0
+        || take(v, blank, "blank", BOOL, 1, size, 0, 1, (void **)&m->blank) < 0
+        || take(v, bad, "bad", BOOL, 1, size, 0, 1, (void **)&m->bad) < 0)
+        return -1;
+    return 0;
+}
+
+static inline int masked(const Mask *m, Py_ssize_t at, int32_t id) {
+    return (m->blank && m->blank[at]) || (m->bad && m->bad[at])
+        || (m->masking && m->masking[at] && m->seg[at] != id);
+}
+
+/* The flat index whose value masked pixel (x, y) takes for source `id`: its mirror through the
+ * centre whose doubled coordinates are m2x, m2y, or -1 (the pixel counts as 0) without CORRECT,
+ * off the image, or when the mirror is masked too. */
+static inline Py_ssize_t mirror_of(const Mask *m, Py_ssize_t x, Py_ssize_t y, double m2x, double m2y, int32_t id) {
+    if (!m->correct) return -1;
+    const int64_t x2 = (int64_t)(m2x - (double)x), y2 = (int64_t)(m2y - (double)y);
+    if (x2 < 0 || x2 >= m->width || y2 < 0 || y2 >= m->height) return -1;
+    const Py_ssize_t mirror = (Py_ssize_t)y2 * m->width + x2;
+    return masked(m, mirror, id) ? -1 : mirror;
+}
+
+#endif
