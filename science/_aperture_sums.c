@@ -217,17 +217,12 @@ static int circle_sum(const Mask *m, const NoiseTerms *noise, int32_t id, float 
     const float scale = (float)(1.0 / APER_OVERSAMP), scale2 = scale * scale;
     const float offset = (float)(0.5 * (scale - 1.0));
     const double m2x = (double)(2 * mx) + 0.49999, m2y = (double)(2 * my) + 0.49999;
-    int cut = 0;
-    Py_ssize_t xmin = (Py_ssize_t)(int)(mx - raper + 0.499999), xmax = (Py_ssize_t)(int)(mx + raper + 1.499999);
-    Py_ssize_t ymin = (Py_ssize_t)(int)(my - raper + 0.499999), ymax = (Py_ssize_t)(int)(my + raper + 1.499999);
-    if (xmin < 0) { xmin = 0; cut = 1; }
-    if (xmax > m->width) { xmax = m->width; cut = 1; }
-    if (ymin < 0) { ymin = 0; cut = 1; }
-    if (ymax > m->height) { ymax = m->height; cut = 1; }
+    Box box;
+    const int cut = circle_box(m, mx - raper, mx + raper, my - raper, my + raper, &box); /* float differences */
     double tv = 0.0, sigtv = 0.0;
-    for (Py_ssize_t y = ymin; y < ymax; y++) {
+    for (Py_ssize_t y = box.ymin; y < box.ymax; y++) {
         const float dy = (float)y - my;
-        for (Py_ssize_t x = xmin; x < xmax; x++) {
+        for (Py_ssize_t x = box.xmin; x < box.xmax; x++) {
             const float dx = (float)x - mx;
             const float r2 = dx * dx + dy * dy;
             if (!(r2 < rextlim2)) continue;

@@ -50,17 +50,12 @@ static int grow(const Mask *m, int32_t id, double mx, double my, double rlim, do
     const double m2x = 2 * mx + 0.49999, m2y = 2 * my + 0.49999;
     /* 0 <= fmod(r, step) < step: with rings narrower than 1.5 every pixel is close to a boundary */
     const int always_split = nextbinmargin < prevbinmargin;
-    int cut = 0;
-    Py_ssize_t xmin = (Py_ssize_t)(int)(mx - raper + 0.499999), xmax = (Py_ssize_t)(int)(mx + raper + 1.499999);
-    Py_ssize_t ymin = (Py_ssize_t)(int)(my - raper + 0.499999), ymax = (Py_ssize_t)(int)(my + raper + 1.499999);
-    if (xmin < 0) { xmin = 0; cut = 1; }
-    if (xmax > m->width) { xmax = m->width; cut = 1; }
-    if (ymin < 0) { ymin = 0; cut = 1; }
-    if (ymax > m->height) { ymax = m->height; cut = 1; }
+    Box box;
+    const int cut = circle_box(m, mx - raper, mx + raper, my - raper, my + raper, &box);
     for (int k = 0; k < GROWTH_NSTEP; k++) growth[k] = 0.0;
-    for (Py_ssize_t y = ymin; y < ymax; y++) {
+    for (Py_ssize_t y = box.ymin; y < box.ymax; y++) {
         const double dy = (double)y - my;
-        for (Py_ssize_t x = xmin; x < xmax; x++) {
+        for (Py_ssize_t x = box.xmin; x < box.xmax; x++) {
             const double dx = (double)x - mx;
             const double r2 = dx * dx + dy * dy;
             if (!(r2 < rextlim2)) continue;

@@ -1,4 +1,5 @@
-/* source-extractor's neighbour masking, as the C loops over a source's pixels see it.
+/* source-extractor's neighbour masking, as the C loops over a source's pixels see it, and the box
+ * they scan around a circle.
  *
  * The mask is canfar_catalogue.science.photometry.NeighbourMask's, handed over
  * by its for_sums(): a pixel is masked for source i (segmentation id i + 1)
@@ -61,6 +62,27 @@ static inline Py_ssize_t mirror_of(const Mask *m, Py_ssize_t x, Py_ssize_t y, do
     if (x2 < 0 || x2 >= m->width || y2 < 0 || y2 >= m->height) return -1;
     const Py_ssize_t mirror = (Py_ssize_t)y2 * m->width + x2;
     return masked(m, mirror, id) ? -1 : mirror;
+}
+
+/* A box of pixels [xmin, xmax) x [ymin, ymax). */
+typedef struct {
+    Py_ssize_t xmin, xmax, ymin, ymax;
+} Box;
+
+/* The box photom.c, growth.c and winpos.c scan around a circle: (int)(c - r + 0.499999) to
+ * (int)(c + r + 1.499999) on each axis, from c - r and c + r as the caller works them out in its
+ * routine's precision, clipped to the image.  Returns whether the image cut it (FLAGS 16). */
+static inline int circle_box(const Mask *m, double left, double right, double bottom, double top, Box *b) {
+    b->xmin = (Py_ssize_t)(int)(left + 0.499999);
+    b->xmax = (Py_ssize_t)(int)(right + 1.499999);
+    b->ymin = (Py_ssize_t)(int)(bottom + 0.499999);
+    b->ymax = (Py_ssize_t)(int)(top + 1.499999);
+    int cut = 0;
+    if (b->xmin < 0) { b->xmin = 0; cut = 1; }
+    if (b->xmax > m->width) { b->xmax = m->width; cut = 1; }
+    if (b->ymin < 0) { b->ymin = 0; cut = 1; }
+    if (b->ymax > m->height) { b->ymax = m->height; cut = 1; }
+    return cut;
 }
 
 #endif

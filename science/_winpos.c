@@ -88,20 +88,15 @@ typedef struct {
  * centroid's sums are the same additions in the same order either way. */
 static inline void window_sums(const Mask *m, const Noise *noise, int32_t id, const Shape *sh, double mx, double my,
                                int last, int errors, Sums *s) {
-    const Py_ssize_t width = m->width, height = m->height;
-    Py_ssize_t xmin = (Py_ssize_t)(int)(mx - sh->raper + 0.499999), xmax = (Py_ssize_t)(int)(mx + sh->raper + 1.499999);
-    Py_ssize_t ymin = (Py_ssize_t)(int)(my - sh->raper + 0.499999), ymax = (Py_ssize_t)(int)(my + sh->raper + 1.499999);
+    const Py_ssize_t width = m->width;
     const double mx2ph = mx * 2.0 + 0.49999, my2ph = my * 2.0 + 0.49999;
-    s->cut = 0;
-    if (xmin < 0) { xmin = 0; s->cut = 1; }
-    if (xmax > width) { xmax = width; s->cut = 1; }
-    if (ymin < 0) { ymin = 0; s->cut = 1; }
-    if (ymax > height) { ymax = height; s->cut = 1; }
+    Box box;
+    s->cut = circle_box(m, mx - sh->raper, mx + sh->raper, my - sh->raper, my + sh->raper, &box);
     double tv = 0.0, dxpos = 0.0, dypos = 0.0, esum = 0.0, emx2 = 0.0, emy2 = 0.0, emxy = 0.0;
     double mx2 = 0.0, my2 = 0.0, mxy = 0.0;
-    for (Py_ssize_t y = ymin; y < ymax; y++) {
+    for (Py_ssize_t y = box.ymin; y < box.ymax; y++) {
         const float dy = (float)((double)y - my);
-        for (Py_ssize_t x = xmin; x < xmax; x++) {
+        for (Py_ssize_t x = box.xmin; x < box.xmax; x++) {
             const float dx = (float)((double)x - mx);
             const float r2 = dx * dx + dy * dy;
             if (!(r2 < sh->rextlim2)) continue;

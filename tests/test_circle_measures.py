@@ -14,6 +14,8 @@ import pytest
 from canfar_catalogue.science import _aperture_sums, _growth, _winpos
 from canfar_catalogue.science.photometry import NeighbourMask
 
+from .neighbour_rules import in_order, measured_source
+
 f32 = np.float32
 _LIBM = ctypes.CDLL(ctypes.util.find_library("m"))
 _LIBM.expf.restype, _LIBM.expf.argtypes = ctypes.c_float, [ctypes.c_float]
@@ -24,41 +26,12 @@ def _expf(values: np.ndarray) -> np.ndarray:
     return np.array([_LIBM.expf(float(v)) for v in values], dtype=f32)
 
 
-def _in_order(terms) -> float:
-    """A sum taken one term after the other, as a C loop takes it (np.sum pairs terms up)."""
-    return float(np.cumsum(terms)[-1]) if len(terms) else 0.0
-
-
 def _box(mx, my, raper, width, height):
     """compute_winpos's and makeavergrowth's box, clipped, and whether the image cut it."""
     xmin, xmax = int(mx - raper + 0.499999), int(mx + raper + 1.499999)
     ymin, ymax = int(my - raper + 0.499999), int(my + raper + 1.499999)
     cut = xmin < 0 or xmax > width or ymin < 0 or ymax > height
     return max(xmin, 0), min(xmax, width), max(ymin, 0), min(ymax, height), cut
-
-
-def _measured(mask: NeighbourMask, i: int, xs, ys, m2x: float, m2y: float):
-    """The flat index each pixel's value comes from for source i: itself, its mirror through the centre
-    whose doubled coordinates are m2x, m2y (a masked pixel under CORRECT), or -1 (counted as 0)."""
-    def masked(flat):
-        out = np.zeros(flat.size, dtype=bool)
-        for layer in (mask.blank, mask.bad):
-            if layer is not None:
-                out |= layer[flat]
-        if mask.masking is not None:
-            out |= mask.masking[flat] & (mask.seg[flat] != i + 1)
-        return out
-
-    flat = ys * mask.width + xs
-    source = flat.copy()
-    for k in np.flatnonzero(masked(flat)):
-        source[k] = -1
-        x2, y2 = int(m2x - xs[k]), int(m2y - ys[k])
-        if mask.correct and 0 <= x2 < mask.width and 0 <= y2 < mask.height:
-            mirror = y2 * mask.width + x2
-            if not masked(np.array([mirror]))[0]:
-                source[k] = mirror
-    return source
 
 
 def _computeaperflux(mask, i, mx, my, raper, variance, gain, backnoise2, per_pixel_gain):
@@ -88,7 +61,7 @@ def _computeaperflux(mask, i, mx, my, raper, variance, gain, backnoise2, per_pix
                     locarea[k] += scale2
                 sub_x += scale
             sub_y += scale
-    source = _measured(mask, i, xs, ys, float(f32(2 * mx)) + 0.49999, float(f32(2 * my)) + 0.49999)
+    source = measured_source(mask, i, xs, ys, float(f32(2 * mx)) + 0.49999, float(f32(2 * my)) + 0.49999)
     pix = np.where(source >= 0, mask.pixels[np.maximum(source, 0)].astype(np.float64), 0.0)
     if variance is None:
         var = np.full(xs.size, backnoise2)
@@ -96,8 +69,8 @@ def _computeaperflux(mask, i, mx, my, raper, variance, gain, backnoise2, per_pix
         var = np.where(source >= 0, variance[np.maximum(source, 0)].astype(np.float64), 0.0)
     own = np.where((pix > 0) & (gain > 0), pix / gain * var / backnoise2, 0.0) if per_pixel_gain else 0.0 * pix
     # each pixel adds its variance, then its own Poisson term, to the one sum
-    sigtv = _in_order(np.column_stack([var * locarea.astype(np.float64), own]).ravel())
-    return _in_order(locarea.astype(np.float64) * pix), sigtv, cut
+    sigtv = in_order(np.column_stack([var * locarea.astype(np.float64), own]).ravel())
+    return in_order(locarea.astype(np.float64) * pix), sigtv, cut
 
 
 def _makeavergrowth(mask, i, mx, my, rlim, flux_auto, fractions):
@@ -114,7 +87,7 @@ def _makeavergrowth(mask, i, mx, my, rlim, flux_auto, fractions):
     r2 = dx * dx + dy * dy
     inside = r2 < raper * raper
     xs, ys, dx, dy, r2 = xs[inside], ys[inside], dx[inside], dy[inside], r2[inside]
-    source = _measured(mask, i, xs, ys, 2 * mx + 0.49999, 2 * my + 0.49999)
+    source = measured_source(mask, i, xs, ys, 2 * mx + 0.49999, 2 * my + 0.49999)
     pix = np.where(source >= 0, mask.pixels[np.maximum(source, 0)].astype(np.float64), 0.0)
     r = np.sqrt(r2)
     d = np.fmod(r, step)
@@ -133,7 +106,7 @@ def _makeavergrowth(mask, i, mx, my, rlim, flux_auto, fractions):
             ring.append(int(r[k] * stepdens))
             share.append(pix[k])
     ring, share = np.array(ring, dtype=np.int64), np.array(share)
-    growth = np.array([_in_order(share[ring == j]) for j in range(64)])
+    growth = np.array([in_order(share[ring == j]) for j in range(64)])
     growth = np.cumsum(growth)  # integrated one ring after the other
 
     def radius(tv):
@@ -190,7 +163,7 @@ def _compute_winpos(mask, i, x, y, cxx, cyy, cxy, hl_radius, variance, gain, bac
             sub_y = sub_y + scale
         locarea = np.where(edge, locareas[hits], f32(1.0)).astype(f32)
         locarea = locarea * _expf(-r2 * invtwosig2)
-        source = _measured(mask, i, xs, ys, mx * 2.0 + 0.49999, my * 2.0 + 0.49999)
+        source = measured_source(mask, i, xs, ys, mx * 2.0 + 0.49999, my * 2.0 + 0.49999)
         pix = np.where(source >= 0, mask.pixels[np.maximum(source, 0)].astype(np.float64), 0.0)
         if variance is None:
             var = np.full(xs.size, backnoise2)
@@ -202,12 +175,12 @@ def _compute_winpos(mask, i, x, y, cxx, cyy, cxy, hl_radius, variance, gain, bac
         poisson = pix * invgain * var / backnoise2 if weight_gain and variance is not None else pix * invgain
         err = var + np.where(positive, poisson, 0.0)
         err2 = (locarea * locarea).astype(np.float64) * err
-        tv, dxpos, dypos = _in_order(locpix), _in_order(locpix * x64), _in_order(locpix * y64)
-        esum = _in_order(err2)
-        emx2 = _in_order(err2 * ((dx * dx).astype(np.float64) + 0.0833))
-        emy2 = _in_order(err2 * ((dy * dy).astype(np.float64) + 0.0833))
-        emxy = _in_order(err2 * x64 * y64)
-        mx2, my2, mxy = _in_order(locpix * x64 * x64), _in_order(locpix * y64 * y64), _in_order(locpix * x64 * y64)
+        tv, dxpos, dypos = in_order(locpix), in_order(locpix * x64), in_order(locpix * y64)
+        esum = in_order(err2)
+        emx2 = in_order(err2 * ((dx * dx).astype(np.float64) + 0.0833))
+        emy2 = in_order(err2 * ((dy * dy).astype(np.float64) + 0.0833))
+        emxy = in_order(err2 * x64 * y64)
+        mx2, my2, mxy = in_order(locpix * x64 * x64), in_order(locpix * y64 * y64), in_order(locpix * x64 * y64)
         if not tv > 0:
             break
         dxpos, dypos = dxpos / tv, dypos / tv

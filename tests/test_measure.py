@@ -9,6 +9,8 @@ from scipy.ndimage import correlate
 from canfar_catalogue.science import load_config
 from canfar_catalogue.science.detection_filter import filtered_above
 
+from .neighbour_rules import in_order, masked_for, measured_source
+
 
 @pytest.mark.parametrize("shape", [(300, 257), (128, 64), (5, 9)])
 @pytest.mark.parametrize("kernel_name", ["default.conv", "non-separable"])
@@ -76,50 +78,31 @@ def _random_apertures(rng, n, shape):
     return _apertures(objects, mx, my, factor, 3.0, shape), mx, my
 
 
-def _in_order(weights) -> float:
-    """A sum taken one term after the other (np.sum pairs terms up, which rounds differently)."""
-    return float(np.cumsum(weights)[-1]) if len(weights) else 0.0
-
-
 def _aperture_by_hand(mask, ap, mx, my, i, variance=None, poisson_gain=0.0, backnoise2=1.0):
     """Object i's sums written out from source-extractor's rules, one aperture at a time: its box's
     pixels given the float32 test, masked ones (blank, bad weight, or another object's above the
     threshold) skipped for the Kron moments and replaced by their mirror, or 0, for the flux."""
-    height, width = mask.height, mask.width
     ys, xs = np.mgrid[ap.ymin[i]:ap.ymax[i], ap.xmin[i]:ap.xmax[i]]
     xs, ys = xs.ravel(), ys.ravel()
     dx, dy = xs.astype(np.float32) - mx[i], ys.astype(np.float32) - my[i]
     r2 = ap.cxx[i] * dx * dx + ap.cyy[i] * dy * dy + ap.cxy[i] * dx * dy
     inside = r2 <= ap.k2[i]
     xs, ys, r2 = xs[inside], ys[inside], r2[inside]
-
-    def masked_at(flat):
-        out = np.zeros(flat.size, dtype=bool)
-        for layer in (mask.blank, mask.bad):
-            if layer is not None:
-                out |= layer[flat]
-        if mask.masking is not None:
-            out |= mask.masking[flat] & (mask.seg[flat] != i + 1)
-        return out
-
-    flat = ys * width + xs
-    masked = masked_at(flat)
+    flat = ys * mask.width + xs
+    masked = masked_for(mask, i, flat)
     value = mask.pixels[flat].astype(np.float64)
-    moments = (_in_order(np.sqrt(r2[~masked]) * value[~masked]), _in_order(value[~masked]),
+    moments = (in_order(np.sqrt(r2[~masked]) * value[~masked]), in_order(value[~masked]),
                int((~masked).sum()), int(masked.sum()))
-    source = flat.copy()
-    for k in np.flatnonzero(masked):
-        value[k], source[k] = 0.0, -1
-        x2 = int(float(np.float32(2 * mx[i])) + 0.49999 - xs[k])  # 2 mx in float, the rest in double
-        y2 = int(float(np.float32(2 * my[i])) + 0.49999 - ys[k])
-        if mask.correct and 0 <= x2 < width and 0 <= y2 < height and not masked_at(np.array([y2 * width + x2]))[0]:
-            value[k], source[k] = mask.pixels[y2 * width + x2], y2 * width + x2
+    # a masked pixel's mirror: 2 mx in float, the rest in double
+    source = measured_source(mask, i, xs, ys, float(np.float32(2 * mx[i])) + 0.49999,
+                             float(np.float32(2 * my[i])) + 0.49999)
+    value = np.where(source >= 0, mask.pixels[np.maximum(source, 0)].astype(np.float64), 0.0)
     pixel_variance = 0.0
     if variance is not None:
         var = np.where(source >= 0, variance[np.maximum(source, 0)].astype(np.float64), 0.0)
         poisson = np.where(value > 0, value / poisson_gain * var / backnoise2, 0.0) if poisson_gain > 0 else 0.0
-        pixel_variance = _in_order(var + poisson)
-    return moments, (_in_order(value), len(value), int(masked.sum()), pixel_variance)
+        pixel_variance = in_order(var + poisson)
+    return moments, (in_order(value), len(value), int(masked.sum()), pixel_variance)
 
 
 @pytest.mark.parametrize("correct", [True, False])
