@@ -314,3 +314,39 @@ def test_circular_apertures_are_computeaperflux_to_the_bit(correct, with_varianc
         assert var[i].tolist() == [w[1] for w in want], i
         assert bool(cut[i]) == any(w[2] for w in want), i
     assert cut.sum() >= 5 and (flux[:, 3] > flux[:, 1]).sum() > n / 2
+
+
+def test_window_errors_end_as_compute_winpos_ends():
+    """SNR_WIN and the error ellipse from a window's sums, written out from winpos.c's last lines: a
+    singular isophotal source widened by the pixel's size, a kept window, and each win_flag falling
+    back to the isophotal errors."""
+    from canfar_catalogue.science.windowed import SEP_OBJ_SINGU, _error_ellipses
+
+    objects = np.zeros(4, dtype=[("flag", "i2"), ("errx2", "f8"), ("erry2", "f8"), ("errxy", "f8")])
+    objects["flag"] = [SEP_OBJ_SINGU, 0, 0, SEP_OBJ_SINGU]
+    objects["errx2"], objects["erry2"], objects["errxy"] = 0.04, 0.01, 0.005
+    tv = np.array([1000.0, 1000.0, -5.0, 800.0])
+    esum = np.array([400.0, 400.0, 30.0, 0.0])
+    emx2, emy2 = np.array([50.0, 60.0, 1.0, 9.0]), np.array([20.0, 30.0, 1.0, 4.0])
+    emxy = np.array([31.0, 3.0, 0.0, 6.0])
+    flag = np.array([0, 0, 4, 0], dtype=np.uint8)
+
+    def by_hand(i):
+        snr = f32(tv[i]) / f32(np.sqrt(esum[i])) if esum[i] > 1e-30 else f32(1e30)
+        if flag[i]:
+            mx2, my2, mxy = objects["errx2"][i], objects["erry2"][i], objects["errxy"][i]
+        else:
+            norm = 2.0 * 2.0 / (tv[i] * tv[i])
+            mx2, my2, mxy, widen = emx2[i] * norm, emy2[i] * norm, emxy[i] * norm, esum[i] * 0.08333 * norm
+            if objects["flag"][i] & SEP_OBJ_SINGU and mx2 * my2 - mxy * mxy < widen * widen:
+                mx2, my2 = mx2 + widen, my2 + widen
+        temp = mx2 - my2
+        theta = np.arctan2(2.0 * mxy, temp) / 2.0 if abs(temp) > 0 else np.pi / 4.0
+        temp = np.sqrt(0.25 * temp * temp + mxy * mxy)
+        mean = 0.5 * (mx2 + my2)
+        return snr, f32(np.sqrt(mean + temp)), f32(np.sqrt(mean - temp)), f32(theta * 180.0 / np.pi)
+
+    got = _error_ellipses(objects, tv, esum, emx2, emy2, emxy, flag)
+    for i in range(4):
+        assert tuple(g[i] for g in got) == by_hand(i), i
+    assert got[0][3] == f32(1e30)  # no error summed: SNR_WIN is BIG
