@@ -12,7 +12,7 @@
  *    ((cxx dx) dx + (cyy dy) dy) + (cxy dx) dy <= k2 in float, dx = (float)x - mx;
  *  - a circle's pixel counts whole within r - 0.75, not at all beyond r + 0.75,
  *    and in between by the share of a 5 x 5 grid of points inside, summed in float;
- *  - masked pixels (_neighbour_mask.h) take their mirror's value,
+ *  - masked pixels (_source_pixels.h) take their mirror's value,
  *    (int)((double)(2 mx) + 0.49999 - x): 2 mx in float, the rest in double;
  *  - sums are in double, pixel by pixel, rows then columns.
  * Built with -ffp-contract=off, so that no multiply-add is fused.
@@ -26,21 +26,13 @@
 #include <stdint.h>
 
 #include "_buffers.h"
-#include "_neighbour_mask.h"
+#include "_source_pixels.h"
 
 typedef struct {
     const float *mx, *my, *cxx, *cyy, *cxy, *k2;
     const int64_t *xmin, *xmax, *ymin, *ymax;
     Py_ssize_t n;
 } Apertures;
-
-/* What a pixel adds to a circle's variance: the variance map's (NULL: the background's everywhere)
- * and, with per_pixel_gain (WEIGHT_GAIN and a map), its own Poisson term. */
-typedef struct {
-    const float *variance;
-    double gain, backnoise2;
-    int per_pixel_gain;
-} NoiseTerms;
 
 static int take_apertures(Views *v, PyObject *tuple, Apertures *a) {
     PyObject *o[10];
@@ -141,7 +133,7 @@ static PyObject *kron_moments(PyObject *self, PyObject *args) {
 }
 
 static PyObject *auto_sums(PyObject *self, PyObject *args) {
-    PyObject *mask_t, *ap_t, *use_o, *noise_t, *out_t, *variance_o;
+    PyObject *mask_t, *ap_t, *use_o, *noise_t, *out_t;
     if (!PyArg_ParseTuple(args, "O!O!OO!O!", &PyTuple_Type, &mask_t, &PyTuple_Type, &ap_t, &use_o,
                           &PyTuple_Type, &noise_t, &PyTuple_Type, &out_t))
         return NULL;
@@ -149,19 +141,18 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
     Mask m;
     Apertures a;
     const uint8_t *use;
-    const float *variance;
-    double poisson_gain, backnoise2, *tv, *pixel_variance;
+    NoiseTerms noise;
+    double *tv, *sum_variance;
     int64_t *area, *areab;
     PyObject *o[4];
     if (take_mask(&v, mask_t, &m) < 0 || take_apertures(&v, ap_t, &a) < 0
         || take(&v, use_o, "use", BOOL, 1, a.n, 0, 0, (void **)&use) < 0
-        || !PyArg_ParseTuple(noise_t, "Odd", &variance_o, &poisson_gain, &backnoise2)
-        || take(&v, variance_o, "variance", F32, 4, m.width * m.height, 0, 1, (void **)&variance) < 0
+        || take_noise(&v, noise_t, &m, &noise) < 0
         || !PyArg_ParseTuple(out_t, "OOOO", &o[0], &o[1], &o[2], &o[3])
         || take(&v, o[0], "tv", F64, 8, a.n, 1, 0, (void **)&tv) < 0
         || take(&v, o[1], "area", I64, 8, a.n, 1, 0, (void **)&area) < 0
         || take(&v, o[2], "areab", I64, 8, a.n, 1, 0, (void **)&areab) < 0
-        || take(&v, o[3], "pixel_variance", F64, 8, a.n, 1, 0, (void **)&pixel_variance) < 0) {
+        || take(&v, o[3], "pixel_variance", F64, 8, a.n, 1, 0, (void **)&sum_variance) < 0) {
         release(&v);
         return NULL;
     }
@@ -188,16 +179,17 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
                 value = (double)m.pixels[at];
             }
             s_tv += value;
-            if (variance) {
-                const double var = source >= 0 ? (double)variance[source] : 0.0;
-                const double poisson = (poisson_gain > 0 && value > 0) ? value / poisson_gain * var / backnoise2 : 0.0;
+            if (noise.variance) {
+                const double var = pixel_variance(&noise, source);
+                const double poisson = (noise.per_pixel_gain && noise.gain > 0 && value > 0)
+                    ? value / noise.gain * var / noise.backnoise2 : 0.0;
                 s_var += var + poisson;
             }
         });
         tv[i] = s_tv;
         area[i] = n_in;
         areab[i] = n_masked;
-        pixel_variance[i] = s_var;
+        sum_variance[i] = s_var;
     }
     Py_END_ALLOW_THREADS
     release(&v);
@@ -209,12 +201,12 @@ static PyObject *auto_sums(PyObject *self, PyObject *args) {
 /* computeaperflux for one source and one circle of radius raper: the flux, its variance (without
  * the flux's own Poisson term when pixels do not add theirs), and whether the image cut it. */
 static int circle_sum(const Mask *m, const NoiseTerms *noise, int32_t id, float mx, float my, float raper,
-                      double *flux, double *variance) {
+                      const float *shares, double *flux, double *variance) {
     const float raper2 = raper * raper;
     const float rintlim = (float)(raper - 0.75);
     const float rintlim2 = rintlim > 0.0 ? rintlim * rintlim : 0.0f;
     const float rextlim2 = (float)((raper + 0.75) * (raper + 0.75));
-    const float scale = (float)(1.0 / APER_OVERSAMP), scale2 = scale * scale;
+    const float scale = (float)(1.0 / APER_OVERSAMP);
     const float offset = (float)(0.5 * (scale - 1.0));
     const double m2x = (double)(2 * mx) + 0.49999, m2y = (double)(2 * my) + 0.49999;
     Box box;
@@ -226,26 +218,17 @@ static int circle_sum(const Mask *m, const NoiseTerms *noise, int32_t id, float 
             const float dx = (float)x - mx;
             const float r2 = dx * dx + dy * dy;
             if (!(r2 < rextlim2)) continue;
-            float locarea = 1.0f;
-            if (r2 > rintlim2) {
-                locarea = 0.0f;
-                float sub_y = dy + offset;
-                for (int sy = 0; sy < APER_OVERSAMP; sy++, sub_y += scale) {
-                    const float dy2 = sub_y * sub_y;
-                    float sub_x = dx + offset;
-                    for (int sx = 0; sx < APER_OVERSAMP; sx++, sub_x += scale)
-                        if (sub_x * sub_x + dy2 < raper2) locarea += scale2;
-                }
-            }
+            const float locarea = r2 > rintlim2
+                ? shares[points_inside(dx + offset, dy + offset, scale, raper2, APER_OVERSAMP)] : 1.0f;
             const Py_ssize_t at = y * m->width + x;
             Py_ssize_t source = at;
             if (masked(m, at, id)) source = mirror_of(m, x, y, m2x, m2y, id);
             const double pix = source >= 0 ? (double)m->pixels[source] : 0.0;
-            double var = noise->backnoise2;
-            if (noise->variance) var = source >= 0 ? (double)noise->variance[source] : 0.0;
+            const double var = pixel_variance(noise, source);
             sigtv += var * locarea;
             tv += locarea * pix;
-            if (noise->per_pixel_gain && pix > 0.0 && noise->gain > 0.0) sigtv += pix / noise->gain * var / noise->backnoise2;
+            if (noise->per_pixel_gain && pix > 0.0 && noise->gain > 0.0)
+                sigtv += pix / noise->gain * var / noise->backnoise2;
         }
     }
     *flux = tv;
@@ -254,7 +237,7 @@ static int circle_sum(const Mask *m, const NoiseTerms *noise, int32_t id, float 
 }
 
 static PyObject *circle_sums(PyObject *self, PyObject *args) {
-    PyObject *mask_t, *centres_t, *radii_o, *noise_t, *out_t, *mx_o, *my_o, *variance_o, *o[3];
+    PyObject *mask_t, *centres_t, *radii_o, *noise_t, *out_t, *mx_o, *my_o, *o[3];
     if (!PyArg_ParseTuple(args, "O!O!OO!O!", &PyTuple_Type, &mask_t, &PyTuple_Type, &centres_t, &radii_o,
                           &PyTuple_Type, &noise_t, &PyTuple_Type, &out_t))
         return NULL;
@@ -276,8 +259,7 @@ static PyObject *circle_sums(PyObject *self, PyObject *args) {
         return NULL;
     }
     const Py_ssize_t napers = v.views[v.held - 1].len / 4;
-    if (!PyArg_ParseTuple(noise_t, "Oddp", &variance_o, &noise.gain, &noise.backnoise2, &noise.per_pixel_gain)
-        || take(&v, variance_o, "variance", F32, 4, m.width * m.height, 0, 1, (void **)&noise.variance) < 0
+    if (take_noise(&v, noise_t, &m, &noise) < 0
         || !PyArg_ParseTuple(out_t, "OOO", &o[0], &o[1], &o[2])
         || take(&v, o[0], "flux", F64, 8, n * napers, 1, 0, (void **)&flux) < 0
         || take(&v, o[1], "variance", F64, 8, n * napers, 1, 0, (void **)&variance) < 0
@@ -285,12 +267,14 @@ static PyObject *circle_sums(PyObject *self, PyObject *args) {
         release(&v);
         return NULL;
     }
+    float shares[APER_OVERSAMP * APER_OVERSAMP + 1];
+    point_shares(APER_OVERSAMP, shares);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         int any_cut = 0;
         for (Py_ssize_t k = 0; k < napers; k++)
-            any_cut |= circle_sum(&m, &noise, (int32_t)(i + 1), mx[i], my[i], radii[k], &flux[i * napers + k],
-                                  &variance[i * napers + k]);
+            any_cut |= circle_sum(&m, &noise, (int32_t)(i + 1), mx[i], my[i], radii[k], shares,
+                                  &flux[i * napers + k], &variance[i * napers + k]);
         cut[i] = (uint8_t)any_cut;
     }
     Py_END_ALLOW_THREADS
@@ -306,12 +290,13 @@ static PyMethodDef methods[] = {
      "bad, width, correct); apertures is (mx, my, cxx, cyy, cxy, k2, xmin, xmax, ymin, ymax),\n"
      "boxes clipped to the image.  The outputs are filled in place."},
     {"auto_sums", auto_sums, METH_VARARGS,
-     "auto_sums(mask, apertures, use, (variance, poisson_gain, backnoise2), (tv, area, areab, pixel_variance))\n\n"
+     "auto_sums(mask, apertures, use, noise, (tv, area, areab, pixel_variance))\n\n"
      "Per aperture where use is true: the sum of the values its pixels measure (masked ones\n"
      "replaced by their mirror, or 0), how many pixels, how many of them masked, and, with a\n"
-     "variance map, the sum of their variances plus their own Poisson terms when poisson_gain > 0."},
+     "variance map, the sum of their variances plus, with per_pixel_gain, their own Poisson terms.\n"
+     "noise is Noise.for_sums(): (variance, gain, backnoise2, per_pixel_gain)."},
     {"circle_sums", circle_sums, METH_VARARGS,
-     "circle_sums(mask, (mx, my), radii, (variance, gain, backnoise2, per_pixel_gain), (flux, variance, cut))\n\n"
+     "circle_sums(mask, (mx, my), radii, noise, (flux, variance, cut))\n\n"
      "computeaperflux for each source (float32 centres) and each circle of radii (float32): the flux\n"
      "and its variance, shaped (sources, circles), the variance without the flux's Poisson term unless\n"
      "per_pixel_gain adds each pixel's; and whether the image cut any of a source's circles."},

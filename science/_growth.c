@@ -3,7 +3,7 @@
  * Each source's pixels within rlim + 1.5 of its barycentre (rlim = 6 A_IMAGE,
  * or PHOT_AUTOAPERS' first value when larger) are shared out over 64 rings of
  * width rlim / 64; a pixel closer than 0.75 to a ring's boundary is split 5 x 5.
- * Masked pixels (_neighbour_mask.h) take their mirror's value through the
+ * Masked pixels (_source_pixels.h) take their mirror's value through the
  * barycentre.  The rings' cumulative sums are the growth curve, and a radius is
  * where it reaches a fraction of FLUX_AUTO, interpolated within its ring and
  * capped at rlim.  The half-light radius that sizes the XWIN window is the same
@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "_buffers.h"
-#include "_neighbour_mask.h"
+#include "_source_pixels.h"
 
 #define GROWTH_NSTEP 64
 #define GROWTH_OVERSAMP 5

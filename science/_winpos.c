@@ -4,7 +4,7 @@
  * WINPOS_NITERMAX times, by twice the centroid of its pixels weighted by a
  * Gaussian of sigma = 2 FLUX_RADIUS(0.5) / 2.35 within 4 sigma, stopping after
  * a step shorter than WINPOS_STEPMIN.  Pixels near the window's edge are
- * oversampled 11 x 11.  Masked pixels (_neighbour_mask.h) take their mirror's
+ * oversampled 11 x 11.  Masked pixels (_source_pixels.h) take their mirror's
  * value through the window's centre of that step.  The last step's sums give
  * the window's flux, second moments and, with errors asked for, each pixel's
  * variance times its weight squared.
@@ -28,20 +28,13 @@
 #include <stdint.h>
 
 #include "_buffers.h"
-#include "_neighbour_mask.h"
+#include "_source_pixels.h"
 
 #define WINPOS_NITERMAX 16
 #define WINPOS_NSIG 4
 #define WINPOS_OVERSAMP 11
 #define WINPOS_STEPMIN 0.0001
 #define WINPOS_FAC 2.0
-
-/* What each pixel's error term needs: the variance map (NULL: the background's everywhere). */
-typedef struct {
-    const float *variance;
-    double invgain, backnoise2;
-    int weight_gain;
-} Noise;
 
 /* Where a source's window starts: its barycentre (0-based, as sep gives it) and isophotal ellipse. */
 typedef struct {
@@ -55,24 +48,11 @@ typedef struct {
     uint8_t cut, flag;                      /* the image cut a window; compute_winpos's win_flag */
 } Window;
 
-/* How many of a pixel's WINPOS_OVERSAMP² points fall inside raper2, each point's offset the float
- * sum of the previous one and `scale`, as compute_winpos steps them. */
-static inline int points_inside(float dx, float dy, float scale, float raper2) {
-    float dx2[WINPOS_OVERSAMP];
-    float dx1 = dx;
-    for (int k = 0; k < WINPOS_OVERSAMP; k++, dx1 += scale) dx2[k] = dx1 * dx1;
-    int hits = 0;
-    for (int sy = 0; sy < WINPOS_OVERSAMP; sy++, dy += scale) {
-        const float dy2 = dy * dy;
-        for (int k = 0; k < WINPOS_OVERSAMP; k++) hits += (dx2[k] + dy2 < raper2);
-    }
-    return hits;
-}
-
 /* The window's constants, from its sigma, as compute_winpos declares them. */
 typedef struct {
     float invtwosig2, raper, raper2, rintlim2, rextlim2, scale, offset;
-    const float *locareas;
+    double invgain;
+    const float *shares; /* point_shares() of WINPOS_OVERSAMP */
 } Shape;
 
 /* One step's sums over the window centred at (mx, my). */
@@ -86,8 +66,8 @@ typedef struct {
 /* One pass over the window's pixels, rows then columns, as compute_winpos makes it.  Only the
  * last step's moments and errors are kept, so the steps before it (last = 0) leave them out: the
  * centroid's sums are the same additions in the same order either way. */
-static inline void window_sums(const Mask *m, const Noise *noise, int32_t id, const Shape *sh, double mx, double my,
-                               int last, int errors, Sums *s) {
+static inline void window_sums(const Mask *m, const NoiseTerms *noise, int32_t id, const Shape *sh, double mx,
+                               double my, int last, int errors, Sums *s) {
     const Py_ssize_t width = m->width;
     const double mx2ph = mx * 2.0 + 0.49999, my2ph = my * 2.0 + 0.49999;
     Box box;
@@ -101,7 +81,8 @@ static inline void window_sums(const Mask *m, const Noise *noise, int32_t id, co
             const float r2 = dx * dx + dy * dy;
             if (!(r2 < sh->rextlim2)) continue;
             float locarea = r2 > sh->rintlim2
-                ? sh->locareas[points_inside(dx + sh->offset, dy + sh->offset, sh->scale, sh->raper2)] : 1.0f;
+                ? sh->shares[points_inside(dx + sh->offset, dy + sh->offset, sh->scale, sh->raper2, WINPOS_OVERSAMP)]
+                : 1.0f;
             locarea *= expf(-r2 * sh->invtwosig2);
             const Py_ssize_t at = y * width + x;
             Py_ssize_t source = at;
@@ -113,12 +94,10 @@ static inline void window_sums(const Mask *m, const Noise *noise, int32_t id, co
             dypos += locpix * dy;
             if (!last) continue;
             if (errors) {
-                double var = noise->backnoise2;
-                if (noise->variance) var = source >= 0 ? (double)noise->variance[source] : 0.0;
+                const double var = pixel_variance(noise, source);
                 double err = var;
-                if (noise->invgain > 0.0 && pix > 0.0)
-                    err += noise->weight_gain && noise->variance ? pix * noise->invgain * var / noise->backnoise2
-                                                                 : pix * noise->invgain;
+                if (sh->invgain > 0.0 && pix > 0.0)
+                    err += noise->per_pixel_gain ? pix * sh->invgain * var / noise->backnoise2 : pix * sh->invgain;
                 const double err2 = locarea * locarea * err;
                 esum += err2;
                 emx2 += err2 * (dx * dx + 0.0833); /* the pixel's own size */
@@ -133,8 +112,8 @@ static inline void window_sums(const Mask *m, const Noise *noise, int32_t id, co
     *s = (Sums){tv, dxpos, dypos, esum, emx2, emy2, emxy, mx2, my2, mxy, s->cut};
 }
 
-static void winpos(const Mask *m, const Noise *noise, int32_t id, const Start *start, float hl_radius,
-                   int errors, const float *locareas, Window *w) {
+static void winpos(const Mask *m, const NoiseTerms *noise, int32_t id, const Start *start, float hl_radius,
+                   int errors, const float *shares, Window *w) {
     Shape sh;
     const float sig = (float)(hl_radius * 2.0 / 2.35); /* from half the FWHM */
     sh.invtwosig2 = (float)(1.0 / (2.0 * sig * sig));
@@ -145,7 +124,8 @@ static void winpos(const Mask *m, const Noise *noise, int32_t id, const Start *s
     sh.rextlim2 = (float)((sh.raper + 0.75) * (sh.raper + 0.75));
     sh.scale = (float)(1.0 / WINPOS_OVERSAMP);
     sh.offset = (float)(0.5 * (sh.scale - 1.0));
-    sh.locareas = locareas;
+    sh.invgain = noise->gain > 0.0 ? 1.0 / noise->gain : 0.0;
+    sh.shares = shares;
     const double posx = start->x + 1.0, posy = start->y + 1.0; /* X_IMAGE, Y_IMAGE */
     double mx = posx - 1.0, my = posy - 1.0;
     Sums s = {0};
@@ -153,14 +133,16 @@ static void winpos(const Mask *m, const Noise *noise, int32_t id, const Start *s
     for (int i = 0; i < WINPOS_NITERMAX; i++) {
         window_sums(m, noise, id, &sh, mx, my, 0, errors, &s);
         w->cut |= s.cut;
-        const int stops = !(s.tv > 0.0)
-            || (s.dxpos / s.tv) * (s.dxpos / s.tv) + (s.dypos / s.tv) * (s.dypos / s.tv) < WINPOS_STEPMIN * WINPOS_STEPMIN
+        /* the last step (no flux, too short a move, or the last allowed) sums its moments too: the
+         * same centre, so the same centroid */
+        const double stepx = s.dxpos / s.tv, stepy = s.dypos / s.tv;
+        const int last = !(s.tv > 0.0) || stepx * stepx + stepy * stepy < WINPOS_STEPMIN * WINPOS_STEPMIN
             || i == WINPOS_NITERMAX - 1;
-        if (stops) window_sums(m, noise, id, &sh, mx, my, 1, errors, &s); /* the last step: its moments too */
+        if (last) window_sums(m, noise, id, &sh, mx, my, 1, errors, &s);
         if (!(s.tv > 0.0)) break;
         mx += (s.dxpos /= s.tv) * WINPOS_FAC;
         my += (s.dypos /= s.tv) * WINPOS_FAC;
-        if (s.dxpos * s.dxpos + s.dypos * s.dypos < WINPOS_STEPMIN * WINPOS_STEPMIN) break;
+        if (last) break;
     }
     const double mx2 = s.mx2 / s.tv - s.dxpos * s.dxpos;
     const double my2 = s.my2 / s.tv - s.dypos * s.dypos;
@@ -184,23 +166,22 @@ static void winpos(const Mask *m, const Noise *noise, int32_t id, const Start *s
 }
 
 static PyObject *windows(PyObject *self, PyObject *args) {
-    PyObject *mask_t, *start_t, *noise_t, *out_t, *variance_o, *x0_o, *y0_o, *c_o[3], *hl_o, *use_o;
+    PyObject *mask_t, *start_t, *noise_t, *out_t, *x0_o, *y0_o, *c_o[3], *hl_o, *use_o;
     int errors;
-    double gain;
     if (!PyArg_ParseTuple(args, "O!O!O!pO!", &PyTuple_Type, &mask_t, &PyTuple_Type, &start_t, &PyTuple_Type, &noise_t,
                           &errors, &PyTuple_Type, &out_t))
         return NULL;
     Views v = {.held = 0};
     Mask m;
-    Noise noise;
+    NoiseTerms noise;
     const double *x0, *y0;
     const float *hl, *c[3];
     const uint8_t *use;
     double *out[7];
     uint8_t *cut, *flag;
     PyObject *o[9];
-    if (take_mask(&v, mask_t, &m) < 0 || !PyArg_ParseTuple(start_t, "OOOOOOO", &x0_o, &y0_o, &c_o[0], &c_o[1], &c_o[2], &hl_o,
-                                                          &use_o)
+    if (take_mask(&v, mask_t, &m) < 0
+        || !PyArg_ParseTuple(start_t, "OOOOOOO", &x0_o, &y0_o, &c_o[0], &c_o[1], &c_o[2], &hl_o, &use_o)
         || take(&v, x0_o, "x", F64, 8, -1, 0, 0, (void **)&x0) < 0) {
         release(&v);
         return NULL;
@@ -213,8 +194,7 @@ static PyObject *windows(PyObject *self, PyObject *args) {
         || take(&v, c_o[2], "cxy", F32, 4, n, 0, 0, (void **)&c[2]) < 0
         || take(&v, hl_o, "hl_radius", F32, 4, n, 0, 0, (void **)&hl) < 0
         || take(&v, use_o, "use", BOOL, 1, n, 0, 0, (void **)&use) < 0
-        || !PyArg_ParseTuple(noise_t, "Oddp", &variance_o, &gain, &noise.backnoise2, &noise.weight_gain)
-        || take(&v, variance_o, "variance", F32, 4, m.width * m.height, 0, 1, (void **)&noise.variance) < 0
+        || take_noise(&v, noise_t, &m, &noise) < 0
         || !PyArg_ParseTuple(out_t, "OOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8])) {
         release(&v);
         return NULL;
@@ -229,17 +209,13 @@ static PyObject *windows(PyObject *self, PyObject *args) {
         release(&v);
         return NULL;
     }
-    noise.invgain = gain > 0.0 ? 1.0 / gain : 0.0;
-    /* the oversampled area after k points fell inside: float additions one after the other */
-    float locareas[WINPOS_OVERSAMP * WINPOS_OVERSAMP + 1];
-    const float scale = (float)(1.0 / WINPOS_OVERSAMP), scale2 = scale * scale;
-    locareas[0] = 0.0f;
-    for (int k = 1; k <= WINPOS_OVERSAMP * WINPOS_OVERSAMP; k++) locareas[k] = locareas[k - 1] + scale2;
+    float shares[WINPOS_OVERSAMP * WINPOS_OVERSAMP + 1];
+    point_shares(WINPOS_OVERSAMP, shares);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         const Start start = {x0[i], y0[i], c[0][i], c[1][i], c[2][i]};
         Window w = {x0[i] + 1.0, y0[i] + 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 4};
-        if (use[i]) winpos(&m, &noise, (int32_t)(i + 1), &start, hl[i], errors, locareas, &w);
+        if (use[i]) winpos(&m, &noise, (int32_t)(i + 1), &start, hl[i], errors, shares, &w);
         out[0][i] = w.x;
         out[1][i] = w.y;
         out[2][i] = w.tv;
@@ -257,11 +233,11 @@ static PyObject *windows(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"windows", windows, METH_VARARGS,
-     "windows(mask, (x, y, cxx, cyy, cxy, hl_radius, use), (variance, gain, backnoise2, weight_gain), errors,\n"
+     "windows(mask, (x, y, cxx, cyy, cxy, hl_radius, use), noise, errors,\n"
      "        (xwin, ywin, tv, esum, emx2, emy2, emxy, cut, flag))\n\n"
      "compute_winpos for each source where use is true, from its 0-based barycentre x, y (float64)\n"
      "and isophotal ellipse (float32) with a window sized by hl_radius (float32, FLUX_RADIUS at 0.5).\n"
-     "mask is NeighbourMask.for_sums(); variance the per-pixel variance map or None.  Fills, per\n"
+     "mask is NeighbourMask.for_sums(), noise Noise.for_sums().  Fills, per\n"
      "source: XWIN_IMAGE and YWIN_IMAGE (1-based), the last step's flux and, with errors, its error sums\n"
      "(un-normalised), whether the image cut a window, and win_flag (8: wandered off, 4: no flux,\n"
      "2: negative second moments, 1: not an ellipse; the position is then the barycentre).  Sources\n"

@@ -44,7 +44,5 @@ def aperture_photometry(
         return flux, variance, cut
     centres = (objects["x"].astype(np.float32), objects["y"].astype(np.float32))  # float, as in photom.c
     radii = np.array([diameter / 2.0 for diameter in diameters], dtype=np.float32)
-    _aperture_sums.circle_sums(mask.for_sums(), centres, radii,
-                               (noise.variance, noise.gain, noise.backnoise2, noise.per_pixel_gain),
-                               (flux, variance, cut))
+    _aperture_sums.circle_sums(mask.for_sums(), centres, radii, noise.for_sums(), (flux, variance, cut))
     return flux, np.sqrt(variance + noise.flux_poisson(flux)), cut

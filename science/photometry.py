@@ -154,7 +154,7 @@ class NeighbourMask:
         self.correct = correct
 
     def for_sums(self) -> tuple:
-        """The mask as the C loops take it (``_neighbour_mask.h``)."""
+        """The mask as the C loops take it (``_source_pixels.h``)."""
         return (self.pixels, self.seg, self.masking, self.blank, self.bad, self.width, self.correct)
 
     def masked(self, owner: np.ndarray, flat: np.ndarray, *, with_bad_weights: bool = True) -> np.ndarray:
@@ -211,9 +211,8 @@ def auto_photometry(
     flags[ap.clipped & usable] |= FLAG_APERTURE_INCOMPLETE
     tv, pixel_variance = np.zeros(n), np.zeros(n)
     area2, areab2 = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    poisson_gain = noise.gain if noise.per_pixel_gain and noise.gain > 0 else 0.0
     _aperture_sums.auto_sums(mask.for_sums(), ap.for_sums(mx, my), usable,
-                             (noise.variance, poisson_gain, noise.backnoise2), (tv, area2, areab2, pixel_variance))
+                             noise.for_sums(), (tv, area2, areab2, pixel_variance))
 
     flags[areab2 > CROWD_THRESHOLD * area2] |= FLAG_CROWDED
     if noise.variance is None:

@@ -211,6 +211,11 @@ class Noise:
     def per_pixel_gain(self) -> bool:
         return self.variance is not None and self.weight_gain
 
+    def for_sums(self) -> tuple:
+        """The noise as the C loops take it (``_source_pixels.h``): (variance, gain, backnoise2,
+        per_pixel_gain)."""
+        return (self.variance, self.gain, self.backnoise2, self.per_pixel_gain)
+
     def pixel_poisson(self, value: np.ndarray, var: np.ndarray | float) -> np.ndarray | float:
         """The Poisson term each pixel adds itself (WEIGHT_GAIN with a variance map), else 0."""
         if not self.per_pixel_gain or self.gain <= 0:

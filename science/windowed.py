@@ -64,8 +64,7 @@ def measure_windows(mask: NeighbourMask, objects: np.ndarray, half_light_radius:
         tuple(objects[k].astype(np.float32) for k in ("cxx", "cyy", "cxy"))  # sep keeps the ellipse in float
     sums = [np.zeros(n) for _ in range(7)]
     cut, flag = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.uint8)
-    _winpos.windows(mask.for_sums(), (*start, hl, use), (noise.variance, noise.gain, noise.backnoise2,
-                    noise.per_pixel_gain), errors, (*sums, cut, flag))
+    _winpos.windows(mask.for_sums(), (*start, hl, use), noise.for_sums(), errors, (*sums, cut, flag))
     xwin, ywin, tv, esum, emx2, emy2, emxy = sums
     found = _error_ellipses(objects, tv, esum, emx2, emy2, emxy, flag) if errors else None
     return Windows(xwin, ywin, cut, found)

@@ -257,8 +257,8 @@ def test_growth_curves_are_makeavergrowths_to_the_bit(correct):
 
 
 @pytest.mark.parametrize("correct", [True, False])
-@pytest.mark.parametrize("with_variance", [False, True])
-def test_windows_are_compute_winpos_to_the_bit(correct, with_variance):
+@pytest.mark.parametrize("with_variance, weight_gain", [(False, False), (True, False), (True, True)])
+def test_windows_are_compute_winpos_to_the_bit(correct, with_variance, weight_gain):
     mask, x, y, a, flux, ellipse, rng = _scene(correct, with_bad=with_variance)
     n = x.size
     hl = (a * rng.uniform(0.5, 1.2, n)).astype(f32)
@@ -269,11 +269,11 @@ def test_windows_are_compute_winpos_to_the_bit(correct, with_variance):
     gain, backnoise2 = 2.5, float(f32(5.0) * f32(5.0))
     sums = [np.zeros(n) for _ in range(7)]
     cut, flag = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.uint8)
-    _winpos.windows(mask.for_sums(), (x, y, *ellipse, hl, use), (variance, gain, backnoise2, with_variance), True,
+    _winpos.windows(mask.for_sums(), (x, y, *ellipse, hl, use), (variance, gain, backnoise2, weight_gain), True,
                     (*sums, cut, flag))
     for i in np.flatnonzero(use):
         want, want_cut, want_flag = _compute_winpos(mask, i, x[i], y[i], *(e[i] for e in ellipse), hl[i], variance,
-                                                    gain, backnoise2, with_variance)
+                                                    gain, backnoise2, weight_gain)
         assert tuple(s[i] for s in sums) == want, i
         assert (bool(cut[i]), int(flag[i])) == (want_cut, want_flag), i
     assert (sums[0][3], sums[1][3], flag[3]) == (x[3] + 1.0, y[3] + 1.0, 4)
@@ -296,8 +296,8 @@ def test_windows_and_growth_curves_refuse_arrays_of_the_wrong_kind():
 
 
 @pytest.mark.parametrize("correct", [True, False])
-@pytest.mark.parametrize("with_variance", [False, True])
-def test_circular_apertures_are_computeaperflux_to_the_bit(correct, with_variance):
+@pytest.mark.parametrize("with_variance, weight_gain", [(False, False), (True, False), (True, True)])
+def test_circular_apertures_are_computeaperflux_to_the_bit(correct, with_variance, weight_gain):
     mask, x, y, _, _, _, rng = _scene(correct, with_bad=with_variance)
     n = x.size
     mx, my = x.astype(f32), y.astype(f32)
@@ -306,10 +306,10 @@ def test_circular_apertures_are_computeaperflux_to_the_bit(correct, with_varianc
     variance = rng.uniform(20, 40, mask.pixels.size).astype(f32) if with_variance else None
     gain, backnoise2 = 2.5, float(f32(5.0) * f32(5.0))
     flux, var, cut = np.zeros((n, radii.size)), np.zeros((n, radii.size)), np.zeros(n, dtype=bool)
-    _aperture_sums.circle_sums(mask.for_sums(), (mx, my), radii, (variance, gain, backnoise2, with_variance),
+    _aperture_sums.circle_sums(mask.for_sums(), (mx, my), radii, (variance, gain, backnoise2, weight_gain),
                                (flux, var, cut))
     for i in range(n):
-        want = [_computeaperflux(mask, i, mx[i], my[i], r, variance, gain, backnoise2, with_variance) for r in radii]
+        want = [_computeaperflux(mask, i, mx[i], my[i], r, variance, gain, backnoise2, weight_gain) for r in radii]
         assert flux[i].tolist() == [w[0] for w in want], i
         assert var[i].tolist() == [w[1] for w in want], i
         assert bool(cut[i]) == any(w[2] for w in want), i

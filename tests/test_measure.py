@@ -106,8 +106,8 @@ def _aperture_by_hand(mask, ap, mx, my, i, variance=None, poisson_gain=0.0, back
 
 
 @pytest.mark.parametrize("correct", [True, False])
-@pytest.mark.parametrize("with_variance", [False, True])
-def test_aperture_sums_follow_source_extractors_rules_to_the_bit(correct, with_variance):
+@pytest.mark.parametrize("with_variance, weight_gain", [(False, False), (True, False), (True, True)])
+def test_aperture_sums_follow_source_extractors_rules_to_the_bit(correct, with_variance, weight_gain):
     """The C loops of MAG_AUTO against the rules written out one aperture at a time: every sum the
     same double, on a CCD with neighbours, blank pixels, bad weights and apertures over its edges."""
     from canfar_catalogue.science import _aperture_sums
@@ -123,13 +123,15 @@ def test_aperture_sums_follow_source_extractors_rules_to_the_bit(correct, with_v
     mask = NeighbourMask(image, segmap, masking, blank, correct, bad=bad)
     ap, mx, my = _random_apertures(rng, n, shape)
     variance = rng.uniform(50, 150, image.size).astype(np.float32) if with_variance else None
-    poisson_gain, backnoise2 = (2.5, 98.0) if with_variance else (0.0, 1.0)
+    gain, backnoise2 = (2.5, 98.0) if with_variance else (0.0, 1.0)
+    poisson_gain = gain if weight_gain else 0.0  # each pixel's own Poisson term, under WEIGHT_GAIN only
     use = rng.random(n) < 0.9
 
     moments = (np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64))
     _aperture_sums.kron_moments(mask.for_sums(), ap.for_sums(mx, my), moments)
     sums = (np.zeros(n), np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.zeros(n))
-    _aperture_sums.auto_sums(mask.for_sums(), ap.for_sums(mx, my), use, (variance, poisson_gain, backnoise2), sums)
+    noise = (variance, gain, backnoise2, weight_gain)  # Noise.for_sums()
+    _aperture_sums.auto_sums(mask.for_sums(), ap.for_sums(mx, my), use, noise, sums)
 
     replaced = 0
     for i in range(n):

@@ -1,5 +1,6 @@
-/* source-extractor's neighbour masking, as the C loops over a source's pixels see it, and the box
- * they scan around a circle.
+/* What the C loops over a source's pixels share, from source-extractor's photom.c, growth.c and
+ * winpos.c: its neighbour masking, the box it scans around a circle, the share of a pixel a circle
+ * covers, and what each pixel adds to a variance.
  *
  * The mask is canfar_catalogue.science.photometry.NeighbourMask's, handed over
  * by its for_sums(): a pixel is masked for source i (segmentation id i + 1)
@@ -11,8 +12,8 @@
  * when that mirror lies in the image and is not masked itself.
  */
 
-#ifndef CANFAR_CATALOGUE_NEIGHBOUR_MASK_H
-#define CANFAR_CATALOGUE_NEIGHBOUR_MASK_H
+#ifndef CANFAR_CATALOGUE_SOURCE_PIXELS_H
+#define CANFAR_CATALOGUE_SOURCE_PIXELS_H
 
 #include <stdint.h>
 
@@ -83,6 +84,53 @@ static inline int circle_box(const Mask *m, double left, double right, double bo
     if (b->ymin < 0) { b->ymin = 0; cut = 1; }
     if (b->ymax > m->height) { b->ymax = m->height; cut = 1; }
     return cut;
+}
+
+#define OVERSAMP_MAX 11
+
+/* How many of a pixel's oversamp x oversamp points fall inside r2, from the pixel's offset dx, dy
+ * (already shifted to the first point), each point's offset the float sum of the previous one and
+ * `scale`, as source-extractor steps them. */
+static inline int points_inside(float dx, float dy, float scale, float r2, int oversamp) {
+    float dx2[OVERSAMP_MAX];
+    float dx1 = dx;
+    for (int k = 0; k < oversamp; k++, dx1 += scale) dx2[k] = dx1 * dx1;
+    int hits = 0;
+    for (int sy = 0; sy < oversamp; sy++, dy += scale) {
+        const float dy2 = dy * dy;
+        for (int k = 0; k < oversamp; k++) hits += (dx2[k] + dy2 < r2);
+    }
+    return hits;
+}
+
+/* The share of a pixel after k of its oversamp² points fell inside, for k = 0 .. oversamp²:
+ * scale² added in float one point after the other, as source-extractor adds it (25 of 0.04 is not 1). */
+static inline void point_shares(int oversamp, float *shares) {
+    const float scale = (float)(1.0 / oversamp), scale2 = scale * scale;
+    shares[0] = 0.0f;
+    for (int k = 1; k <= oversamp * oversamp; k++) shares[k] = shares[k - 1] + scale2;
+}
+
+/* What each pixel adds to a variance: the variance map's value where it has one (NULL: the
+ * background's, backnoise2, everywhere), and with per_pixel_gain (WEIGHT_GAIN and a map) its own
+ * Poisson term, value / gain scaled by variance / backnoise2. */
+typedef struct {
+    const float *variance;
+    double gain, backnoise2;
+    int per_pixel_gain;
+} NoiseTerms;
+
+/* Reads weights.Noise.for_sums(): (variance, gain, backnoise2, per_pixel_gain). */
+static int take_noise(Views *v, PyObject *tuple, const Mask *m, NoiseTerms *n) {
+    PyObject *variance;
+    if (!PyArg_ParseTuple(tuple, "Oddp", &variance, &n->gain, &n->backnoise2, &n->per_pixel_gain)) return -1;
+    return take(v, variance, "variance", F32, 4, m->width * m->height, 0, 1, (void **)&n->variance);
+}
+
+/* The variance of a measured pixel whose value came from flat index `source` (-1: counted as 0). */
+static inline double pixel_variance(const NoiseTerms *n, Py_ssize_t source) {
+    if (!n->variance) return n->backnoise2;
+    return source >= 0 ? (double)n->variance[source] : 0.0;
 }
 
 #endif
