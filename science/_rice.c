@@ -27,6 +27,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "_buffers.h"
@@ -159,7 +160,34 @@ static inline __attribute__((always_inline)) int decode_tile(const uint8_t *byte
     return (used(&r) + 7) / 8 == r.count ? 0 : -1; /* bytes left over: astropy refuses them too */
 }
 
-/* Every tile into out; the index of the first corrupt tile, or -1.
+/* How stored integers become float32 pixel values (science/scaling.py): stored + zero, then × scale
+ * when the header's BSCALE is not 1, each in float32, and NaN where the stored value is blank. */
+typedef struct {
+    float zero, scale;
+    int rescale, has_blank;
+    int64_t blank;
+} Scaling;
+
+#define TO_PIXELS(type)                                                      \
+    for (Py_ssize_t i = 0; i < n; i++) {                                    \
+        const type value = (type)stored[i];                                 \
+        float pixel = (float)value + s->zero;                               \
+        if (s->rescale) pixel *= s->scale;                                  \
+        out[i] = s->has_blank && (int64_t)value == s->blank ? NAN : pixel; \
+    }
+
+static inline void to_pixels16(const uint16_t *restrict stored, Py_ssize_t n, const Scaling *s, float *restrict out) {
+    TO_PIXELS(int16_t)
+}
+
+static inline void to_pixels32(const uint32_t *restrict stored, Py_ssize_t n, const Scaling *s, float *restrict out) {
+    TO_PIXELS(int32_t)
+}
+#undef TO_PIXELS
+
+/* Every tile into out; the index of the first corrupt tile, or -1.  With a scaling, out is float32
+ * and each tile is decoded into `tile` (one tile's stored integers, in the cache) and converted from
+ * there, so the CCD's stored integers are never written out whole.
  *
  * The decoding is one dependent chain per pixel (count the zeros, shift them out, count again),
  * and x86's variable shifts and bsr are slow links in it: with BMI2's shifts and LZCNT it runs
@@ -169,26 +197,39 @@ static inline __attribute__((always_inline)) int decode_tile(const uint8_t *byte
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 static Py_ssize_t decode_tiles(const uint8_t *heap, Py_ssize_t heap_size, const int64_t *spans, Py_ssize_t ntiles,
-                               Py_ssize_t tile_pixels, Py_ssize_t pixels, int bytepix, int blocksize, void *out) {
+                               Py_ssize_t tile_pixels, Py_ssize_t pixels, int bytepix, int blocksize, void *out,
+                               const Scaling *scaling, void *tile) {
     for (Py_ssize_t t = 0; t < ntiles; t++) {
         const int64_t count = spans[2 * t], offset = spans[2 * t + 1];
         if (count < 0 || offset < 0 || offset > heap_size || count > heap_size - offset) return t;
         const Py_ssize_t first = t * tile_pixels, n = first + tile_pixels < pixels ? tile_pixels : pixels - first;
-        uint8_t *tile_out = (uint8_t *)out + first * bytepix;
+        uint8_t *tile_out = scaling ? tile : (uint8_t *)out + first * bytepix;
         const uint8_t *bytes = heap + offset;
         const int status = bytepix == 1 ? decode_tile(bytes, count, tile_out, n, blocksize, 1)
                          : bytepix == 2 ? decode_tile(bytes, count, tile_out, n, blocksize, 2)
                                         : decode_tile(bytes, count, tile_out, n, blocksize, 4);
         if (status < 0) return t;
+        if (scaling && bytepix == 2) to_pixels16(tile, n, scaling, (float *)out + first);
+        else if (scaling) to_pixels32(tile, n, scaling, (float *)out + first);
     }
     return -1;
 }
 
 static PyObject *decode(PyObject *self, PyObject *args) {
-    PyObject *heap_o, *spans_o, *out_o;
+    PyObject *heap_o, *spans_o, *out_o, *blank_o = Py_None;
     Py_ssize_t tile_pixels;
     int bytepix, blocksize;
-    if (!PyArg_ParseTuple(args, "OOniiO", &heap_o, &spans_o, &tile_pixels, &bytepix, &blocksize, &out_o)) return NULL;
+    double zero = 0.0, scale = 1.0;
+    int scaled = 0;
+    if (!PyArg_ParseTuple(args, "OOniiO|(ddO)", &heap_o, &spans_o, &tile_pixels, &bytepix, &blocksize, &out_o, &zero,
+                          &scale, &blank_o))
+        return NULL;
+    scaled = PyTuple_GET_SIZE(args) > 6;
+    Scaling scaling = {(float)zero, (float)scale, scale != 1.0, blank_o != Py_None, 0};
+    if (scaling.has_blank) {
+        scaling.blank = PyLong_AsLongLong(blank_o);
+        if (scaling.blank == -1 && PyErr_Occurred()) return NULL;
+    }
     Views v = {.held = 0};
     const uint8_t *heap;
     const int64_t *spans;
@@ -197,27 +238,38 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_ValueError, "BYTEPIX %d: RICE_1 stores 1, 2 or 4 bytes a pixel", bytepix);
         return NULL;
     }
+    if (scaled && bytepix == 1) {
+        PyErr_SetString(PyExc_ValueError, "scaling: only 16- and 32-bit integers are converted to pixel values here");
+        return NULL;
+    }
     if (blocksize < 1 || tile_pixels < 1) {
         PyErr_Format(PyExc_ValueError, "BLOCKSIZE %d, %zd pixels a tile: both must be positive", blocksize, tile_pixels);
         return NULL;
     }
     if (take(&v, heap_o, "heap", BOOL, 1, -1, 0, 0, (void **)&heap) < 0
         || take(&v, spans_o, "spans", I64, 8, -1, 0, 0, (void **)&spans) < 0
-        || take(&v, out_o, "out", integer_formats(bytepix), bytepix, -1, 1, 0, &out) < 0) {
+        || take(&v, out_o, "out", scaled ? F32 : integer_formats(bytepix), scaled ? 4 : bytepix, -1, 1, 0, &out) < 0) {
         release(&v);
         return NULL;
     }
-    const Py_ssize_t heap_size = v.views[0].len, ntiles = v.views[1].len / 16, pixels = v.views[2].len / bytepix;
+    const Py_ssize_t heap_size = v.views[0].len, ntiles = v.views[1].len / 16, pixels = v.views[2].len / (scaled ? 4 : bytepix);
     const Py_ssize_t expected = (pixels + tile_pixels - 1) / tile_pixels;
     if (v.views[1].len % 16 || ntiles != expected) {
         release(&v);
         return PyErr_Format(PyExc_ValueError, "%zd tiles in the table, %zd expected for %zd pixels", ntiles, expected,
                             pixels);
     }
+    void *tile = NULL;
+    if (scaled && !(tile = PyMem_RawMalloc(tile_pixels * bytepix))) {
+        release(&v);
+        return PyErr_NoMemory();
+    }
     Py_ssize_t failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = decode_tiles(heap, heap_size, spans, ntiles, tile_pixels, pixels, bytepix, blocksize, out);
+    failed = decode_tiles(heap, heap_size, spans, ntiles, tile_pixels, pixels, bytepix, blocksize, out,
+                          scaled ? &scaling : NULL, tile);
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(tile);
     release(&v);
     if (failed >= 0) return PyErr_Format(PyExc_ValueError, "tile %zd: corrupt (its bytes do not decode to exactly its pixels)",
                                            failed + 1);
@@ -226,10 +278,12 @@ static PyObject *decode(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
-     "decode(heap, spans, tile_pixels, bytepix, blocksize, out)\n\n"
+     "decode(heap, spans, tile_pixels, bytepix, blocksize, out[, (zero, scale, blank)])\n\n"
      "Decode every RICE_1 tile of a compressed image: spans is an int64 array of (byte count,\n"
      "heap offset) per tile, each tile holds tile_pixels pixels (the last what is left), and out\n"
-     "(integers of bytepix bytes, as many as the image has pixels) receives them as stored."},
+     "(integers of bytepix bytes, as many as the image has pixels) receives them as stored.\n"
+     "With a scaling (BZERO, BSCALE, and BLANK or None), out is float32 and receives pixel values,\n"
+     "as science/scaling.py's to_float32 makes them."},
     {NULL, NULL, 0, NULL},
 };
 

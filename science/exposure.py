@@ -16,6 +16,7 @@ from astropy.io import fits
 
 from .errors import CCDError, ExposureError
 from .rice import decode_rice_rows
+from .scaling import Scaling, to_float32
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 
@@ -90,22 +91,24 @@ def read_ccd(path: str | Path, ccd: CCD) -> tuple[np.ndarray, fits.Header]:
     """Decompress one CCD into a native float32 array (NaN where pixels are blank).
 
     Integer data are read unscaled and converted once, with BZERO/BSCALE
-    applied in float32; this avoids astropy's intermediate uint16/float copies.
+    applied in float32 (:mod:`.scaling`); this avoids astropy's intermediate
+    uint16/float copies.  A Rice-compressed CCD is converted tile by tile as
+    it is decoded.
     """
     path = Path(path)
     if ccd.header is None or ccd.header_offset is None:
         return _read_ccd_with_astropy(path, ccd)
     header = fits.Header.fromstring(ccd.header)
     _check_shape(path, ccd, header)
-    raw = None
+    data = None
     if ccd.compressed:
         try:
-            raw = decode_rice_rows(path, ccd.header_offset, ccd.data_offset)
+            data = decode_rice_rows(path, ccd.header_offset, ccd.data_offset, Scaling.of(header))
         except Exception as exc:  # corrupt tiles raise many types
             raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot decompress the data ({exc})") from None
-    if raw is None:
+    if data is None:
         return _read_ccd_with_astropy(path, ccd)
-    return _to_float32(raw, header), header
+    return data, header
 
 
 def _check_shape(path: Path, ccd: CCD, header: fits.Header) -> None:
@@ -131,7 +134,7 @@ def _read_ccd_with_astropy(path: Path, ccd: CCD) -> tuple[np.ndarray, fits.Heade
             raise CCDError(str(path), ccd.ext_number, ccd.extname, f"cannot decompress the data ({exc})") from None
         if raw is None:
             raise CCDError(str(path), ccd.ext_number, ccd.extname, "the extension has no data")
-        data = _to_float32(raw, header)
+        data = to_float32(raw, Scaling.of(header))
     return data, header
 
 
@@ -166,23 +169,3 @@ def read_weights(path: str | Path, ccd: CCD, shape: tuple[int, int]) -> np.ndarr
         raise CCDError(str(path), ccd.ext_number, ccd.extname,
                        f"weight map of shape {weights.shape}, but the exposure's CCD is {shape}")
     return weights
-
-
-def _to_float32(raw: np.ndarray, header: fits.Header) -> np.ndarray:
-    bzero = float(header.get("BZERO", 0.0))
-    bscale = float(header.get("BSCALE", 1.0))
-    if raw.dtype.kind in "iu":
-        data = np.empty(raw.shape, dtype=np.float32)
-        np.add(raw, np.float32(bzero), out=data, dtype=np.float32, casting="unsafe")
-        if bscale != 1.0:
-            data *= np.float32(bscale)
-        blank = header.get("BLANK")
-        if blank is not None:
-            data[raw == blank] = np.nan
-        return data
-    data = np.asarray(raw, dtype=np.float32)
-    if bscale != 1.0 or bzero != 0.0:
-        data = data * np.float32(bscale) + np.float32(bzero)
-    if not data.dtype.isnative:
-        data = data.astype(data.dtype.newbyteorder("="))
-    return np.ascontiguousarray(data)

@@ -22,6 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from . import _dither, _rice
+from .scaling import Scaling, to_float32
 
 _DITHER = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
 _INTEGER_BITPIX = {16: np.dtype(np.int16), 32: np.dtype(np.int32)}
@@ -76,13 +77,18 @@ def _supported(header: fits.Header, table: np.ndarray) -> bool:
     return bitpix in _INTEGER_BITPIX
 
 
-def decode_rice_rows(path: str | Path, header_offset: int, data_offset: int) -> np.ndarray | None:
-    """The tile-compressed CCD whose table HDU starts at these byte offsets of ``path``, unscaled,
-    or None when its layout needs astropy's general path.
+def decode_rice_rows(
+    path: str | Path, header_offset: int, data_offset: int, scaling: Scaling | None = None
+) -> np.ndarray | None:
+    """The tile-compressed CCD whose table HDU starts at these byte offsets of ``path``, or None
+    when its layout needs astropy's general path.
 
-    Only this HDU's bytes are read.  Integers come back as stored (int16 or
-    int32, BZERO not applied); quantised floats as float32 with NaN for blank
-    pixels, as astropy gives them.
+    Only this HDU's bytes are read.  Without ``scaling``, integers come back as
+    stored (int16 or int32, BZERO not applied) and quantised floats as float32
+    with NaN for blank pixels, as astropy gives them.  With the image header's
+    ``scaling``, every CCD comes back as its float32 pixel values
+    (:func:`.scaling.to_float32`); integers are converted tile by tile as they
+    are decoded.
     """
     with open(path, "rb") as raw:
         raw.seek(header_offset)
@@ -105,20 +111,27 @@ def decode_rice_rows(path: str | Path, header_offset: int, data_offset: int) -> 
     blocksize = _setting(header, "BLOCKSIZE", 32)
     bytepix = _setting(header, "BYTEPIX", 4)
     spans = np.ascontiguousarray(table["COMPRESSED_DATA"], dtype=np.int64)  # (bytes, heap offset) of each tile
+    if scaling is not None and bitpix in _INTEGER_BITPIX and _INTEGER_BITPIX[bitpix].itemsize == bytepix:
+        pixels = np.empty((height, width), dtype=np.float32)
+        _rice.decode(heap, spans, tile_rows * width, bytepix, blocksize, pixels,
+                     (scaling.zero, scaling.scale, scaling.blank))
+        return pixels
     stored = np.empty((height, width), dtype=f"i{bytepix}")
     _rice.decode(heap, spans, tile_rows * width, bytepix, blocksize, stored)
     if bitpix in _INTEGER_BITPIX:
-        return stored.astype(_INTEGER_BITPIX[bitpix], copy=False)
+        stored = stored.astype(_INTEGER_BITPIX[bitpix], copy=False)
+        return stored if scaling is None else to_float32(stored, scaling)
     if header.get("ZQUANTIZ", "NO_DITHER") == "NO_DITHER":
         scales, zeros = table["ZSCALE"].astype(np.float64), table["ZZERO"].astype(np.float64)
-        return _unquantise_without_dither(stored, scales, zeros, tile_rows, header.get("ZBLANK"))
-    if "ZDITHER0" not in header:
+        out = _unquantise_without_dither(stored, scales, zeros, tile_rows, header.get("ZBLANK"))
+    elif "ZDITHER0" not in header:
         return None  # dithered with no seed: astropy's general path decides
-    out = np.empty((height, width), dtype=np.float32)
-    scales, zeros = (np.ascontiguousarray(table[name], dtype=np.float64) for name in ("ZSCALE", "ZZERO"))
-    _dither.unquantise(stored, bytepix, tile_rows * width, header["ZDITHER0"], scales, zeros,
-                       _DITHER[header["ZQUANTIZ"]], header.get("ZBLANK"), out)
-    return out
+    else:
+        out = np.empty((height, width), dtype=np.float32)
+        scales, zeros = (np.ascontiguousarray(table[name], dtype=np.float64) for name in ("ZSCALE", "ZZERO"))
+        _dither.unquantise(stored, bytepix, tile_rows * width, header["ZDITHER0"], scales, zeros,
+                           _DITHER[header["ZQUANTIZ"]], header.get("ZBLANK"), out)
+    return out if scaling is None else to_float32(out, scaling)
 
 
 def _unquantise_without_dither(

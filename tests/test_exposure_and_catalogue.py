@@ -15,6 +15,7 @@ from canfar_catalogue.cli.main import main
 from canfar_catalogue.science import ExposureError, list_ccds, load_config, read_ccd, run_exposure
 from canfar_catalogue.science.catalogue import format_header, write_catalogue
 from canfar_catalogue.science.errors import CCDError
+from canfar_catalogue.science.scaling import Scaling, to_float32
 from canfar_catalogue.science.synthetic import ExposureSpec, ccd_image
 
 from . import reference
@@ -260,6 +261,9 @@ def _rice_layouts():
     yield "int16-last-tile-short", fits.CompImageHDU(mixed.astype(np.int16), compression_type="RICE_1",
                                                      tile_shape=(7, 70)), True
     yield "int32", fits.CompImageHDU(rng.integers(-2**30, 2**30, (50, 64)).astype(np.int32), compression_type="RICE_1"), True
+    scaled = fits.CompImageHDU(mixed.astype(np.int16), compression_type="RICE_1")
+    scaled.header.update(BSCALE=2.5, BZERO=100.0, BLANK=1234)  # the constant rows are blank
+    yield "int16-bscale-blank", scaled, True
     yield "square-tiles", fits.CompImageHDU(floats, compression_type="RICE_1", tile_shape=(16, 16)), False
     yield "gzip", fits.CompImageHDU(floats, compression_type="GZIP_1"), False
 
@@ -280,6 +284,13 @@ def test_rice_row_tiles_decode_to_the_same_bits_as_astropy(workdir, name, hdu, f
         return
     assert got is not None and got.dtype == expected.dtype and got.flags.writeable
     assert np.array_equal(got, expected, equal_nan=expected.dtype.kind == "f")
+    # as pixel values (integers converted as they are decoded): the bits scaling.to_float32 gives
+    scaling = Scaling.of(fits.Header.fromstring(ccd.header))
+    pixels = decode_rice_rows("x.fits.fz", ccd.header_offset, ccd.data_offset, scaling)
+    assert pixels.dtype == np.float32 and pixels.flags.c_contiguous and pixels.flags.writeable
+    assert np.array_equal(pixels.view(np.uint32), to_float32(expected, scaling).view(np.uint32))
+    data, _ = read_ccd("x.fits.fz", ccd)
+    assert np.array_equal(data.view(np.uint32), pixels.view(np.uint32))
 
 
 @pytest.mark.parametrize("bytepix", [1, 2, 4])
@@ -294,7 +305,7 @@ def test_rice_tiles_decode_as_cfitsio_decodes_them_and_corrupt_ones_are_refused(
     rng = np.random.default_rng(bytepix)
     dtype = {1: np.uint8, 2: np.int16, 4: np.int32}[bytepix]
     info = np.iinfo(dtype)
-    agreed = refused = 0
+    agreed = refused = blanks = 0
     for trial in range(300):
         n, blocksize = int(rng.integers(1, 300)), int(rng.choice([16, 32]))
         kind = trial % 4
@@ -323,7 +334,17 @@ def test_rice_tiles_decode_as_cfitsio_decodes_them_and_corrupt_ones_are_refused(
             _rice.decode(tile, spans, n, bytepix, blocksize, out)
             assert np.array_equal(out, expected), trial
             agreed += 1
+            if bytepix > 1:  # decoded straight into pixel values: the same floats as scaling.to_float32's
+                scaling = Scaling(float(rng.normal(0, 3e4)), [1.0, float(rng.uniform(0.1, 3))][trial % 2],
+                                  int(expected[rng.integers(n)]) if trial % 3 else None)
+                pixels = np.empty(n, dtype=np.float32)
+                _rice.decode(tile, spans, n, bytepix, blocksize, pixels,
+                             (scaling.zero, scaling.scale, scaling.blank))
+                wanted = to_float32(expected, scaling)
+                assert np.array_equal(pixels.view(np.uint32), wanted.view(np.uint32)), trial
+                blanks += int(np.isnan(wanted).sum())
     assert agreed > 150 and refused > 30
+    assert bytepix == 1 or blanks > 50
 
 
 @pytest.mark.parametrize("bytepix", [1, 2, 4])
