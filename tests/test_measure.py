@@ -32,6 +32,52 @@ def test_the_filtered_threshold_map_is_a_zero_padded_correlation(shape, kernel_n
     assert expected.sum() > 0.01 * image.size
 
 
+def _shifted_multiply_adds(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """The filter as _filter.c documents it, in numpy: 0.0 plus, tap after tap in row-major order, the
+    zero-padded image shifted under the tap times its weight, in float32, taps of weight 0 left out;
+    a separable kernel as its passes."""
+    from canfar_catalogue.science.detection_filter import passes
+
+    out = image
+    for weights, height, width in passes(kernel):
+        weights = weights.reshape(height, width)
+        ry, rx = height // 2, width // 2
+        padded = np.zeros((out.shape[0] + 2 * ry, out.shape[1] + 2 * rx), dtype=np.float32)
+        padded[ry:ry + out.shape[0], rx:rx + out.shape[1]] = out
+        total = np.zeros(out.shape, dtype=np.float32)
+        for j in range(height):
+            for i in range(width):
+                if weights[j, i] != 0:
+                    total += padded[j:j + out.shape[0], i:i + out.shape[1]] * weights[j, i]
+        out = total
+    return out
+
+
+@pytest.mark.parametrize("kernel_name", ["default.conv", "non-separable", "gauss 5x5", "zero rows", "7x7", "1x1"])
+def test_the_filter_is_its_shifted_multiply_adds_to_the_bit(kernel_name):
+    """The C loops (one pass over a row for all its taps, the image's edges pixel by pixel) against the
+    arithmetic they promise, on CCDs narrower and shorter than the kernel too, with infinities and NaN."""
+    from canfar_catalogue.science.detection_filter import filtered
+
+    rng = np.random.default_rng(11)
+    kernel = {
+        "default.conv": load_config().kernel(),
+        "non-separable": np.array([[0, 1, 0], [1, 4, 2], [0, 1, 1]], dtype=np.float32) / 10,
+        "gauss 5x5": np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256,
+        "zero rows": np.array([[0, 0, 0], [0, 0, 0], [1, -2, 1]], dtype=np.float32),
+        "7x7": rng.normal(0, 1, (7, 7)).astype(np.float32),
+        "1x1": np.array([[0.5]], dtype=np.float32),
+    }[kernel_name]
+    for shape in [(64, 257), (5, 9), (1, 17), (17, 1), (2, 2), (40, 3)]:
+        image = rng.normal(0.0, 10.0, shape).astype(np.float32)
+        image.flat[rng.integers(image.size, size=3)] = [np.inf, -np.inf, np.nan]
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, as in the C
+            got, expected = filtered(image, kernel), _shifted_multiply_adds(image, kernel)
+        nan = np.isnan(expected)
+        assert np.array_equal(np.isnan(got), nan), shape
+        assert np.array_equal(got[~nan].view(np.uint32), expected[~nan].view(np.uint32)), shape
+
+
 def test_connected_groups_are_scipys_8_connected_labels():
     from scipy.ndimage import label
 
