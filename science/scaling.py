@@ -11,14 +11,14 @@ the definition it is tested against, and the path for everything else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """An image header's BZERO, BSCALE and BLANK (None when it has no integer BLANK)."""
+    """An image header's BZERO, BSCALE and BLANK (None when it has none a stored integer can equal)."""
 
     zero: float = 0.0
     scale: float = 1.0
@@ -26,11 +26,16 @@ class Scaling:
 
     @classmethod
     def of(cls, header) -> Scaling:
-        blank = header.get("BLANK")
-        return cls(
-            float(header.get("BZERO", 0.0)), float(header.get("BSCALE", 1.0)),
-            int(blank) if isinstance(blank, Integral) and not isinstance(blank, bool) else None,
-        )
+        return cls(float(header.get("BZERO", 0.0)), float(header.get("BSCALE", 1.0)), _blank(header.get("BLANK")))
+
+
+def _blank(value) -> int | None:
+    """BLANK as the integer stored values are compared with (numpy compares them with any number);
+    None for a value no 64-bit integer equals (not a number, not whole, out of range), which marks nothing."""
+    if isinstance(value, Integral) or isinstance(value, Real) and float(value).is_integer():
+        value = int(value)
+        return value if -2**63 <= value < 2**63 else None
+    return None
 
 
 def to_float32(stored: np.ndarray, scaling: Scaling) -> np.ndarray:

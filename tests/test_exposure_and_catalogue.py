@@ -293,6 +293,18 @@ def test_rice_row_tiles_decode_to_the_same_bits_as_astropy(workdir, name, hdu, f
     assert np.array_equal(data.view(np.uint32), pixels.view(np.uint32))
 
 
+@pytest.mark.parametrize("blank, nan_at", [(5, [0]), (5.0, [0]), (True, [2]), (-2**63, []), (5.5, []),
+                                            ("5", []), (10**30, []), (None, [])])
+def test_blank_marks_the_stored_values_it_equals_as_a_number(blank, nan_at):
+    """BLANK is compared with the stored integers as a number, whatever type the header gives it; one no
+    stored integer can equal marks nothing, and never stops the CCD being read."""
+    header = fits.Header()
+    if blank is not None:
+        header["BLANK"] = blank
+    stored = np.array([5, 6, 1], dtype=np.int16)
+    assert np.flatnonzero(np.isnan(to_float32(stored, Scaling.of(header)))).tolist() == nan_at
+
+
 @pytest.mark.parametrize("bytepix", [1, 2, 4])
 def test_rice_tiles_decode_as_cfitsio_decodes_them_and_corrupt_ones_are_refused(bytepix):
     """Our decoder against cfitsio's (astropy's decompress_rice_1_c), tile by tile: the same pixels from
