@@ -19,7 +19,6 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "_buffers.h"
 
@@ -70,6 +69,11 @@ FUSED(6)
 FUSED(9)
 #undef FUSED
 
+/* The fused loop for each tap count that has one (NULL: none). */
+static void (*const FUSED_BY_TAPS[])(float *restrict, const Tap *, Py_ssize_t, Py_ssize_t) = {
+    NULL, fused1, fused2, fused3, fused4, fused5, fused6, NULL, NULL, fused9,
+};
+
 /* One output row of a pass from its taps (weights of 0 already left out). */
 static void sum_taps(float *restrict out, const Tap *taps, int ntaps, Py_ssize_t n) {
     Py_ssize_t lo = 0, hi = n; /* where every tap is inside */
@@ -79,8 +83,7 @@ static void sum_taps(float *restrict out, const Tap *taps, int ntaps, Py_ssize_t
     }
     if (hi < lo) hi = lo;
     void (*fused)(float *restrict, const Tap *, Py_ssize_t, Py_ssize_t) =
-        ntaps == 1 ? fused1 : ntaps == 2 ? fused2 : ntaps == 3 ? fused3 : ntaps == 4 ? fused4
-        : ntaps == 5 ? fused5 : ntaps == 6 ? fused6 : ntaps == 9 ? fused9 : NULL;
+        ntaps < (int)(sizeof FUSED_BY_TAPS / sizeof FUSED_BY_TAPS[0]) ? FUSED_BY_TAPS[ntaps] : NULL;
     if (!fused) lo = hi = n;
     for (Py_ssize_t x = 0; x < lo && x < n; x++) out[x] = one_pixel(taps, ntaps, x, n);
     if (fused) fused(out, taps, lo, hi);

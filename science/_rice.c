@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "_buffers.h"
 
@@ -220,11 +221,10 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_ssize_t tile_pixels;
     int bytepix, blocksize;
     double zero = 0.0, scale = 1.0;
-    int scaled = 0;
     if (!PyArg_ParseTuple(args, "OOniiO|(ddO)", &heap_o, &spans_o, &tile_pixels, &bytepix, &blocksize, &out_o, &zero,
                           &scale, &blank_o))
         return NULL;
-    scaled = PyTuple_GET_SIZE(args) > 6;
+    const int scaled = PyTuple_GET_SIZE(args) > 6;
     Scaling scaling = {(float)zero, (float)scale, scale != 1.0, blank_o != Py_None, 0};
     if (scaling.has_blank) {
         scaling.blank = PyLong_AsLongLong(blank_o);
