@@ -715,6 +715,23 @@ def _processes_of(flow_run_id: str) -> list[int]:
     return sorted(pids)
 
 
+def _ccd_workers_measuring() -> bool:
+    """Whether CCD workers are measuring on this machine: a process named ``ccd-workers`` whose parent is
+    too (the warm fork server names itself and what it forks so, and its workers live only while CCDs are
+    measured).  Read from /proc at once, where the API's task states come later than a small exposure
+    takes to finish."""
+    names, parents = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 1:].split()
+            names[int(entry.name)], parents[int(entry.name)] = name, int(rest[1])
+    return any(name == "ccd-workers" and names.get(parents[pid]) == "ccd-workers" for pid, name in names.items())
+
+
 @pytest.mark.fault('execution', 'worker process killed mid-exposure', 'the run ends Crashed, the batch starts it again, one catalogue, no process left')
 def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_site, tmp_path, record_property):
     """kill -9 of a running child: it ends Crashed, the batch starts it again, nothing half-written stays."""
@@ -722,22 +739,23 @@ def test_a_killed_exposure_run_is_started_again_and_the_batch_finishes(local_sit
     from canfar_catalogue.science.synthetic import ExposureSpec, write_exposure
 
     archive = tmp_path / "archive"
-    write_exposure(archive / "1056230p.fits.fz", ExposureSpec(nccd=8, shape=(2048, 2048), seed=30))
+    # full-size CCDs: their measuring lasts about a second, time enough to be seen at it
+    write_exposure(archive / "1056230p.fits.fz", ExposureSpec(nccd=8, seed=30))
     destination = tmp_path / "vospace"
     killed: list[str] = []
 
     def killer():
-        """Kill the child's own process as soon as its detect task is running."""
+        """Kill the child's own process while its CCD workers measure (the batch's only exposure)."""
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            for run in _exposure_runs("1056230p"):
-                detecting = [t for t in _task_runs(run.id, "detect") if t.state and t.state.is_running()]
-                pids = _processes_of(str(run.id)) if detecting else []
-                if pids:
-                    os.kill(pids[0], 9)  # the flow run's own process, not its CCD workers
-                    killed.append(str(run.id))
-                    return
-            time.sleep(0.2)
+            if _ccd_workers_measuring():
+                for run in _exposure_runs("1056230p"):
+                    pids = _processes_of(str(run.id))
+                    if pids and not run.state.is_final():
+                        os.kill(pids[0], 9)  # the flow run's own process, not its CCD workers
+                        killed.append(str(run.id))
+                        return
+            time.sleep(0.05)
 
     thread = threading.Thread(target=killer)
     thread.start()
