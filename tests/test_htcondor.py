@@ -158,6 +158,55 @@ def test_a_job_uses_the_cores_its_slot_gives_it_not_the_hosts(tmp_path, monkeypa
     assert cores.htcondor_cpus(os.environ) is None and default_workers() == host
 
 
+_ENGINE_TARGET = """
+import gc, json, os, sys, threading, time
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # as Prefect's engine has threads by then
+from canfar_catalogue.science import pipeline
+with pipeline._pool(1) as pool:
+    print(json.dumps({"server": pool.submit(os.getppid).result(), "name": __name__,
+                      "collecting": gc.isenabled(), "frozen": gc.get_freeze_count()}), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _engine(tmp_path: Path, warm: tuple[str, ...]) -> tuple[subprocess.Popen, dict]:
+    """``worker/engine.py`` running a stand-in for Prefect's engine that starts CCD workers; what it saw."""
+    (tmp_path / "engine_target.py").write_text(_ENGINE_TARGET)
+    probe = f"from canfar_catalogue.worker import engine; engine.main('engine_target', {warm!r})"
+    run = subprocess.Popen([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return run, json.loads(run.stdout.readline())
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_a_jobs_engine_forks_its_ccd_workers_fork_server_from_itself_after_importing_with_the_collector_paused(tmp_path):
+    """No second Python imports the science for the CCD workers, and what the imports made is frozen."""
+    run, said = _engine(tmp_path, ("canfar_catalogue.science.pipeline",))
+    try:
+        server = said["server"]
+        assert said["name"] == "__main__" and said["collecting"] and said["frozen"] > 0
+        parent = int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert parent == run.pid and _cmdline(server) == _cmdline(run.pid)
+        assert Path(f"/proc/{server}/comm").read_text().strip() == "ccd-workers"
+    finally:
+        run.communicate("\n", timeout=60)
+    assert run.returncode == 0
+
+
+def test_a_jobs_engine_whose_warm_import_fails_runs_all_the_same(tmp_path):
+    """The module meets the failure itself, as it would have; the CCD workers' fork server is then multiprocessing's."""
+    run, said = _engine(tmp_path, ("canfar_catalogue.no_such_module",))
+    try:
+        assert said["name"] == "__main__" and said["collecting"]
+        assert _cmdline(said["server"]) != _cmdline(run.pid)
+    finally:
+        run.communicate("\n", timeout=60)
+    assert run.returncode == 0
+
+
 # -- flow runs as jobs ----------------------------------------------------------------------------
 _JOB_VARIABLES = {
     "python": sys.executable,

@@ -9,7 +9,7 @@ prefect worker start --pool catalogue-htcondor --type htcondor
 ```
 
 Each flow run becomes one job. The job runs Prefect's own engine
-(``python -m prefect.engine``, behind a version check) on the execute node,
+(``python -m prefect.engine``, started warm, behind a version check) on the execute node,
 with the Prefect API address and the flow run id in its environment. Jobs
 carry CANFAR's ``VMType`` / ``VMInstanceType`` attributes, as ``canfar_submit``
 writes them, so the provisioning flow can boot the right VMs. The worker then

@@ -6,8 +6,9 @@ It refuses to start when the installed canfar-catalogue is not the version the
 deployment expects (a worker image built from another release would compute
 different catalogues), points the CADC settings at the credentials HTCondor
 transferred into the job's scratch directory, loads secrets sent as files into
-the engine's environment only, and then runs ``python -m prefect.engine``,
-which runs the flow run named by ``PREFECT__FLOW_RUN_ID``.
+the engine's environment only, and then runs Prefect's engine, which runs the
+flow run named by ``PREFECT__FLOW_RUN_ID`` (``python -m prefect.engine``,
+started warm by :mod:`.engine`).
 
 HTCondor's signals are for this process, not for the engine.  A hold, a
 vacate or a removal sends the job SIGTERM (its ``kill_sig``); Prefect's engine
@@ -46,6 +47,8 @@ import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+#: What the job runs: Prefect's engine, started warm (:mod:`.engine`).
+ENGINE = "canfar_catalogue.worker.engine"
 VERSION_MISMATCH = 3
 #: The exit code after HTCondor asked the job to stop (128 + SIGTERM, as a shell reports it).
 STOPPED_BY_HTCONDOR = 128 + signal.SIGTERM
@@ -153,7 +156,7 @@ def run_engine(environment: dict[str, str]) -> int:
             pass
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the engine, its threads and children
-    engine = subprocess.Popen([sys.executable, "-m", "prefect.engine"], env=environment, process_group=0)
+    engine = subprocess.Popen([sys.executable, "-m", ENGINE], env=environment, process_group=0)
     signal.signal(signal.SIGTERM, stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a SIGTERM that came meanwhile lands now
     code = engine.wait()

@@ -53,8 +53,8 @@ import sys
 import time
 from pathlib import Path
 
-#: What the client runs, in the pilot's copy or itself: the same as ``python -m prefect.engine``.
-ENGINE = "prefect.engine"
+from .engine import ENGINE, import_frozen, run_as_main
+
 #: Imported by the pilot before it forks anything (what every flow run of ours imports).
 WARM_MODULES = (
     "prefect.engine", "prefect.flow_engine", "prefect.task_engine",
@@ -249,7 +249,6 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
     Returns, in a forked copy, what that copy must run; in the pilot, None
     when it is time to exit (idle, or another pilot has the address).
     """
-    import gc
     import selectors
     import threading
 
@@ -260,9 +259,7 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
         return None
     listener.listen(64)  # clients that come while the imports run wait in the backlog
     os.chdir("/")  # not the first run's working directory, which its worker removes
-    for module in WARM_MODULES:
-        __import__(module)
-    gc.freeze()  # what is imported stays shared with the copies: the collector neither walks nor writes it
+    import_frozen(WARM_MODULES)  # what is imported stays shared with the copies: the collector neither walks nor writes it
     if threading.active_count() != 1:  # forking a process with threads is not safe
         return None
     wake_read, wake_write = os.pipe()
@@ -324,9 +321,7 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
 
 def _run_in_copy(start: _Start) -> None:
     """In the pilot's forked copy: become the client's flow run, then run it as ``python -m`` would."""
-    import runpy
     import threading
-    import warnings
 
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
@@ -358,12 +353,7 @@ def _run_in_copy(start: _Start) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=die_with_client, name="die-with-client", daemon=True).start()
-    sys.argv = [request["module"]]
-    # The pilot imported the module already; runpy says so ("found in sys.modules ... unpredictable
-    # behaviour") on every run's stderr, but running it afresh as __main__ is what `python -m` does.
-    warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after import of package",
-                            category=RuntimeWarning)
-    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    run_as_main(request["module"])
 
 
 def main(argv: list[str] | None = None) -> None:
