@@ -82,6 +82,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: paths, "prefect" among them, and one forked from a pilot's copy has the pilot's command line.
 CCD_WORKERS = "CCD workers (fork servers and their workers)"
 PILOT_RUNS = "flow runs (the pilot and its runs: the batch's and each exposure's)"
+ENGINE_RUNS = "flow runs in an engine of their own (each HTCondor job's; a run with no pilot yet)"
 ROLES = [
     (CCD_WORKERS, ("[ccd-workers]",)),
     (CCD_WORKERS, ("multiprocessing.forkserver",)),
@@ -91,7 +92,8 @@ ROLES = [
     ("the process worker", ("prefect worker start",)),
     ("the CLI (prefect deployment run)", ("prefect deployment run",)),
     (PILOT_RUNS, ("canfar_catalogue.worker.pilot",)),
-    ("flow runs in an engine of their own (each HTCondor job's; a run with no pilot yet)", ("prefect.engine",)),
+    (ENGINE_RUNS, ("canfar_catalogue.worker.engine",)),  # an HTCondor job's engine, started warm
+    (ENGINE_RUNS, ("prefect.engine",)),
     ("HTCondor jobs (each exposure's engine on the execute node)", ("canfar_catalogue.worker.job",)),
     ("the fake schedd's starters", ("tests.fake_schedd",)),
     ("this benchmark (its sampling; left out of the batch's figures above)", ("bench_batch.py",)),

@@ -169,11 +169,13 @@ with pipeline._pool(1) as pool:
 """
 
 
-def _engine(tmp_path: Path, warm: tuple[str, ...]) -> tuple[subprocess.Popen, dict]:
+def _engine(tmp_path: Path, warm: tuple[str, ...], **environment: str) -> tuple[subprocess.Popen, dict]:
     """``worker/engine.py`` running a stand-in for Prefect's engine that starts CCD workers; what it saw."""
     (tmp_path / "engine_target.py").write_text(_ENGINE_TARGET)
     probe = f"from canfar_catalogue.worker import engine; engine.main('engine_target', {warm!r})"
-    run = subprocess.Popen([sys.executable, "-c", probe], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    outside = {k: v for k, v in os.environ.items() if k not in ("BATCH_SYSTEM", "_CONDOR_MACHINE_AD", "OMP_NUM_THREADS")}
+    run = subprocess.Popen([sys.executable, "-c", probe], cwd=tmp_path,
+                           env={**outside, "PYTHONPATH": str(tmp_path), **environment},
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     return run, json.loads(run.stdout.readline())
 
@@ -182,6 +184,7 @@ def _cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a CCD worker pool needs two cores to run on")
 def test_a_jobs_engine_forks_its_ccd_workers_fork_server_from_itself_after_importing_with_the_collector_paused(tmp_path):
     """No second Python imports the science for the CCD workers, and what the imports made is frozen."""
     run, said = _engine(tmp_path, ("canfar_catalogue.science.pipeline",))
@@ -191,6 +194,19 @@ def test_a_jobs_engine_forks_its_ccd_workers_fork_server_from_itself_after_impor
         parent = int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert parent == run.pid and _cmdline(server) == _cmdline(run.pid)
         assert Path(f"/proc/{server}/comm").read_text().strip() == "ccd-workers"
+    finally:
+        run.communicate("\n", timeout=60)
+    assert run.returncode == 0
+
+
+def test_a_jobs_engine_in_a_one_core_slot_forks_no_fork_server(tmp_path):
+    """Its CCD is measured in the engine's own process; a fork server would sit idle."""
+    from .fake_schedd import _provisioned
+
+    run, said = _engine(tmp_path, ("canfar_catalogue.science.pipeline",), **_provisioned(tmp_path, {"RequestCpus": 1}))
+    try:
+        assert said["name"] == "__main__" and said["frozen"] > 0
+        assert _cmdline(said["server"]) != _cmdline(run.pid)  # the stand-in's pool: multiprocessing's own server
     finally:
         run.communicate("\n", timeout=60)
     assert run.returncode == 0

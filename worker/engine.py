@@ -13,9 +13,11 @@ would otherwise be measuring, both are time taken from the science
   collector would walk them dozens of times meanwhile: about a tenth of the
   imports' CPU time.  What they made is then frozen (``gc.freeze``), out of
   every later collection the run makes;
-- it forks the CCD workers' fork server from itself while it still has one
-  thread (:mod:`canfar_catalogue.science.warm_forkserver`), as a process
-  pool's pilot does for its runs (:mod:`.pilot`).
+- where the slot has more than one core, it forks the CCD workers' fork
+  server from itself while it still has one thread
+  (:mod:`canfar_catalogue.science.warm_forkserver`), as a process pool's
+  pilot does for its runs (:mod:`.pilot`).  A 1-core slot measures in the
+  engine's own process and starts no fork server.
 
 Anything that goes wrong before the engine runs is left for the engine to
 meet as it would have: an import that fails here fails there, with the same
@@ -66,8 +68,10 @@ def main(module: str = ENGINE, warm: tuple[str, ...] = WARM_MODULES) -> None:
         pass
     else:
         from ..science import warm_forkserver
+        from ..science.pipeline import default_workers
 
-        warm_forkserver.start(module)
+        if default_workers() > 1:  # a 1-core slot measures in the engine's own process: no fork server
+            warm_forkserver.start(module)
     run_as_main(module)
 
 
