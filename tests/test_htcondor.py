@@ -223,6 +223,37 @@ def test_a_jobs_engine_whose_warm_import_fails_runs_all_the_same(tmp_path):
     assert run.returncode == 0
 
 
+def test_the_cluster_label_is_put_again_after_the_job_only_if_it_was_lost():
+    """Each label write is a read-then-write transaction on the server; the one after the job ends is
+    only needed when a concurrent update dropped the label."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from canfar_catalogue.worker.htcondor import HTCondorWorker
+
+    class Server:
+        def __init__(self):
+            self.labels, self.writes = {"prefect.worker.type": "htcondor"}, 0
+
+        async def update_flow_run_labels(self, flow_run_id, labels):
+            self.writes += 1
+            self.labels = {**self.labels, **labels}
+
+        async def read_flow_run(self, flow_run_id):
+            return SimpleNamespace(labels=dict(self.labels))
+
+    worker = HTCondorWorker.__new__(HTCondorWorker)
+    worker._client = server = Server()
+    run = SimpleNamespace(id=uuid.uuid4())
+    asyncio.run(worker._label(run, 7))
+    assert server.labels["htcondor.cluster-id"] == "7" and server.writes == 1
+    asyncio.run(worker._label(run, 7, check_first=True))
+    assert server.writes == 1  # still there: nothing written
+    server.labels = {"prefect.worker.type": "htcondor"}  # a concurrent merge lost it
+    asyncio.run(worker._label(run, 7, check_first=True))
+    assert server.labels["htcondor.cluster-id"] == "7" and server.writes == 2
+
+
 # -- flow runs as jobs ----------------------------------------------------------------------------
 _JOB_VARIABLES = {
     "python": sys.executable,

@@ -217,12 +217,20 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             task_status.started(str(cluster))
         await self._label(flow_run, cluster)
         result = await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
-        await self._label(flow_run, cluster)  # concurrent label updates by the job's engine can lose ours
+        await self._label(flow_run, cluster, check_first=True)  # a concurrent update by the job's engine can lose it
         return result
 
-    async def _label(self, flow_run: "FlowRun", cluster: int) -> None:
+    async def _label(self, flow_run: "FlowRun", cluster: int, check_first: bool = False) -> None:
         """Put the cluster id on the run, so ``condor_q <id>`` finds its job; checked, since the
-        server merges labels by read-modify-write and a concurrent update can drop ours."""
+        server merges labels by read-modify-write and a concurrent update can drop ours.
+
+        With ``check_first`` (the label was put there before) it is only put again if it is gone:
+        on SQLite each such write is a transaction that can collide with the runs' own writes,
+        which then wait 2 s to send theirs again (``bench/RESULTS.md``)."""
+        if check_first:
+            current = await self.client.read_flow_run(flow_run.id)
+            if current.labels.get("htcondor.cluster-id") == str(cluster):
+                return
         for _ in range(3):
             await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
             current = await self.client.read_flow_run(flow_run.id)
