@@ -213,9 +213,15 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
             result = await anyio.to_thread.run_sync(lambda: schedd.submit(description, count=1))
             cluster = result.cluster()
             logger.info("submitted as HTCondor job %d (condor_q %d)", cluster, cluster)
+        # Labelled before the worker is told the job started: it then writes the cluster id as the run's
+        # infrastructure_pid at once, and two writes to one run at the same moment collide on SQLite
+        # (a 503, and 2 s before the label is sent again).
+        try:
+            await self._label(flow_run, cluster)
+        except Exception as exc:  # the job runs all the same, and is followed; only its label is missing
+            logger.warning("could not label the run with HTCondor job %d's cluster id: %s", cluster, exc)
         if task_status is not None:
             task_status.started(str(cluster))
-        await self._label(flow_run, cluster)
         result = await self._follow(flow_run, schedd, cluster, configuration.run_directory(flow_run_id) / "job.log")
         await self._label(flow_run, cluster, check_first=True)  # a concurrent update by the job's engine can lose it
         return result
