@@ -74,6 +74,8 @@ SECRET_NAME = re.compile(r"KEY|TOKEN|PASSWORD|PASSWD|SECRET|AUTH_STRING|CREDENTI
 #: Prefect settings that hold secrets: moved from the environment into files.
 PREFECT_SECRETS = ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 HELD_EXIT_CODE = -1
+#: The run's label that names its job (``condor_q <id>``), shown in the UI.
+CLUSTER_LABEL = "htcondor.cluster-id"
 
 
 def _installed_version() -> str:
@@ -233,14 +235,17 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         With ``check_first`` (the label was put there before) it is only put again if it is gone:
         on SQLite each such write is a transaction that can collide with the runs' own writes,
         which then wait 2 s to send theirs again (``bench/RESULTS.md``)."""
-        if check_first:
+        label = {CLUSTER_LABEL: str(cluster)}
+
+        async def present() -> bool:
             current = await self.client.read_flow_run(flow_run.id)
-            if current.labels.get("htcondor.cluster-id") == str(cluster):
-                return
+            return current.labels.get(CLUSTER_LABEL) == label[CLUSTER_LABEL]
+
+        if check_first and await present():
+            return
         for _ in range(3):
-            await self.client.update_flow_run_labels(flow_run.id, {"htcondor.cluster-id": str(cluster)})
-            current = await self.client.read_flow_run(flow_run.id)
-            if current.labels.get("htcondor.cluster-id") == str(cluster):
+            await self.client.update_flow_run_labels(flow_run.id, label)
+            if await present():
                 return
 
     async def setup(self) -> None:

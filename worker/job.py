@@ -47,8 +47,8 @@ import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-#: What the job runs: Prefect's engine, started warm (:mod:`.engine`).
-ENGINE = "canfar_catalogue.worker.engine"
+from . import engine as warm_engine  # what the job runs: Prefect's engine, started warm (no Prefect import here)
+
 VERSION_MISMATCH = 3
 #: The exit code after HTCondor asked the job to stop (128 + SIGTERM, as a shell reports it).
 STOPPED_BY_HTCONDOR = 128 + signal.SIGTERM
@@ -156,7 +156,7 @@ def run_engine(environment: dict[str, str]) -> int:
             pass
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the engine, its threads and children
-    engine = subprocess.Popen([sys.executable, "-m", ENGINE], env=environment, process_group=0)
+    engine = subprocess.Popen([sys.executable, "-m", warm_engine.__name__], env=environment, process_group=0)
     signal.signal(signal.SIGTERM, stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a SIGTERM that came meanwhile lands now
     code = engine.wait()

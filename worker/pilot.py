@@ -53,12 +53,13 @@ import sys
 import time
 from pathlib import Path
 
+from . import engine
 from .engine import ENGINE, import_frozen, run_as_main
 
 #: Imported by the pilot before it forks anything (what every flow run of ours imports).
 WARM_MODULES = (
-    "prefect.engine", "prefect.flow_engine", "prefect.task_engine",
-    "canfar_catalogue.flows.batch", "canfar_catalogue.flows.exposure", "canfar_catalogue.flows.nightly",
+    *engine.WARM_MODULES, "prefect.task_engine",
+    "canfar_catalogue.flows.batch", "canfar_catalogue.flows.nightly",
     "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.patches", "PIL.Image",
     "cadcdata", "vos",
 )
