@@ -99,6 +99,11 @@ def start_server(env: dict | None = None, log: Path | None = None) -> subprocess
     return process
 
 
+def parent_pid(pid: int) -> int:
+    """A process's parent, from ``/proc/<pid>/stat`` (the field after the state)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def stop(process: subprocess.Popen) -> None:
     """SIGINT (Prefect's worker ignores SIGTERM), then SIGKILL for whatever is left."""
     if process.poll() is None:

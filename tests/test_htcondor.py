@@ -23,7 +23,7 @@ from canfar_catalogue.boundaries.errors import PermanentError, PermissionDenied
 from canfar_catalogue.flows.batch import catalogue_batch
 from canfar_catalogue.worker.htcondor import HTCondorJobConfiguration
 
-from .conftest import BIN, _SESSION, deploy_exposures_on, stop
+from .conftest import BIN, _SESSION, deploy_exposures_on, parent_pid, stop
 from .fake_schedd import COMPLETED, RUNNING, FakePool, FakeSchedd
 
 ROOT = Path(__file__).parents[1]
@@ -191,8 +191,7 @@ def test_a_jobs_engine_forks_its_ccd_workers_fork_server_from_itself_after_impor
     try:
         server = said["server"]
         assert said["name"] == "__main__" and said["collecting"] and said["frozen"] > 0
-        parent = int(Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        assert parent == run.pid and _cmdline(server) == _cmdline(run.pid)
+        assert parent_pid(server) == run.pid and _cmdline(server) == _cmdline(run.pid)
         assert Path(f"/proc/{server}/comm").read_text().strip() == "ccd-workers"
     finally:
         run.communicate("\n", timeout=60)

@@ -23,6 +23,8 @@ import pytest
 
 from canfar_catalogue.worker import pilot
 
+from .conftest import parent_pid
+
 TARGET = textwrap.dedent("""
     import json, os, sys, time
     behaviour = json.loads(open("behaviour.json").read()) if os.path.exists("behaviour.json") else {}
@@ -149,17 +151,13 @@ def test_a_client_killed_outright_takes_its_run_with_it(site, tmp_path):
     assert _alive(warm)  # the pilot lives on for the next run
 
 
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def test_a_runs_ccd_workers_come_from_a_fork_server_forked_from_the_run_not_a_new_python(site, tmp_path):
     warm = _started_pilot(site, tmp_path)
     client = _client(site, tmp_path / "pool", run="run-pool", pool=True, sleep=60)
     run = json.loads(client.stdout.readline())["pid"]
     pool = json.loads(client.stdout.readline())
     server, worker = pool["server"], pool["worker"]
-    assert _parent(server) == run and _parent(run) == warm
+    assert parent_pid(server) == run and parent_pid(run) == warm
     assert Path(f"/proc/{server}/cmdline").read_bytes() == Path(f"/proc/{warm}/cmdline").read_bytes()
     assert Path(f"/proc/{server}/comm").read_text().strip() == "ccd-workers"
     assert Path(f"/proc/{worker}/comm").read_text().strip() == "ccd-workers"
