@@ -55,6 +55,22 @@ def _png(figure) -> bytes:
     return out.getvalue()
 
 
+def warm_up() -> None:
+    """Draw a small figure and throw it away.
+
+    A process's first picture also loads matplotlib's font and fills its text
+    caches, and PIL imports its image plugins at its first PNG: about 0.05 s
+    more than every later picture.  A process that forks the runs (the process
+    pool's pilot) pays that once, here, for all of them.
+    """
+    figure = _figure((2.0, 2.0))
+    axes = figure.add_subplot()
+    axes.plot([0.0, 1.0], [0.0, 1.0], "o-")
+    axes.set_title("warm-up", y=TITLE_Y)
+    axes.set_xlabel("x")
+    _png(figure)
+
+
 def _magnitude_label(zeropoint: float) -> str:
     return "instrumental mag (MAG_ZEROPOINT 0)" if zeropoint == 0 else f"mag (MAG_ZEROPOINT {zeropoint:g})"
 

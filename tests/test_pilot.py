@@ -124,7 +124,7 @@ def test_a_run_of_a_module_the_pilot_imported_says_nothing_of_it(site, tmp_path)
     __main__ in a copy made runpy warn on every run's stderr."""
     _started_pilot(site, tmp_path)
     (tmp_path / "warm").mkdir()
-    client = subprocess.Popen([sys.executable, "-m", "canfar_catalogue.worker.pilot", pilot.WARM_MODULES[3]],
+    client = subprocess.Popen([sys.executable, "-m", "canfar_catalogue.worker.pilot", "prefect.task_engine"],
                               cwd=tmp_path / "warm", env=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = client.communicate(timeout=60)
     assert client.returncode == 0
@@ -198,6 +198,39 @@ def test_a_client_whose_pilot_cannot_start_runs_the_module_itself(site, tmp_path
     out, _ = client.communicate(timeout=60)
     assert json.loads(out)["pid"] == client.pid
     assert client.returncode == 4 and not _pilots(env)
+
+
+FIRST_USES = textwrap.dedent("""
+    import json, pydantic, matplotlib.font_manager, PIL.Image
+    from canfar_catalogue.worker import engine, pilot
+
+    def incomplete():
+        models, left = pydantic.BaseModel.__subclasses__(), set()
+        while models:
+            model = models.pop()
+            models.extend(model.__subclasses__())
+            if model.__pydantic_complete__ is False:
+                left.add(model)
+        return len(left)
+
+    def state():
+        return [incomplete(), PIL.Image._initialized, matplotlib.font_manager._get_font.cache_info().currsize]  # the fonts loaded
+
+    engine.import_frozen(pilot.WARM_MODULES)
+    before = state()
+    pilot.first_uses()
+    print(json.dumps({"before": before, "after": state()}))
+""")
+
+
+def test_the_pilot_does_once_what_each_run_would_do_the_first_time():
+    """Prefect's models left to be built at first use, PIL's image plugins and matplotlib's font:
+    done in the pilot, they are shared by every copy instead of done again in each run."""
+    said = json.loads(subprocess.run([sys.executable, "-c", FIRST_USES], capture_output=True, text=True,
+                                     check=True, timeout=120).stdout.splitlines()[-1])
+    assert said["before"][0] > 100 and said["before"][1:] == [0, 0]  # what the imports alone leave to each run
+    assert said["after"][0] == 0  # every model complete
+    assert said["after"][1] >= 1 and said["after"][2] >= 1  # PIL's common plugins imported, a font loaded
 
 
 def test_the_pilots_address_changes_with_the_environment_but_not_with_a_runs_own_variables():

@@ -32,19 +32,27 @@ import importlib
 import runpy
 import sys
 import warnings
+from typing import Callable
 
 #: What the job runs, as ``python -m`` would.
 ENGINE = "prefect.engine"
-#: What every exposure run imports before it does anything.
-WARM_MODULES = ("prefect.engine", "prefect.flow_engine", "canfar_catalogue.flows.exposure")
+#: What every exposure run imports: before it does anything, and (the last four) once it is under way
+#: (the observer of its own state, each task call, the observer's event loop, its CCD workers' fork server).
+WARM_MODULES = (
+    "prefect.engine", "prefect.flow_engine", "canfar_catalogue.flows.exposure",
+    "prefect._internal.observers", "prefect.utilities.visualization", "anyio._backends._asyncio",
+    "multiprocessing.popen_forkserver",
+)
 
 
-def import_frozen(modules: tuple[str, ...]) -> None:
-    """Import ``modules`` with the cyclic collector paused, then freeze what they made."""
+def import_frozen(modules: tuple[str, ...], then: Callable[[], None] | None = None) -> None:
+    """Import ``modules`` (and call ``then``) with the cyclic collector paused, then freeze what they made."""
     gc.disable()
     try:
         for module in modules:
             importlib.import_module(module)
+        if then is not None:
+            then()
     finally:
         gc.freeze()
         gc.enable()

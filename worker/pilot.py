@@ -260,7 +260,8 @@ def serve(where: str, idle_seconds: float) -> _Start | None:
         return None
     listener.listen(64)  # clients that come while the imports run wait in the backlog
     os.chdir("/")  # not the first run's working directory, which its worker removes
-    import_frozen(WARM_MODULES)  # what is imported stays shared with the copies: the collector neither walks nor writes it
+    # what is imported stays shared with the copies: the collector neither walks nor writes it
+    import_frozen(WARM_MODULES, then=first_uses)
     if threading.active_count() != 1:  # forking a process with threads is not safe
         return None
     wake_read, wake_write = os.pipe()
@@ -355,6 +356,28 @@ def _run_in_copy(start: _Start) -> None:
 
     threading.Thread(target=die_with_client, name="die-with-client", daemon=True).start()
     run_as_main(request["module"])
+
+
+def first_uses() -> None:
+    """Do once, in the pilot, what every run would otherwise do for itself the first time.
+
+    Prefect leaves the validators of most of its models (about 260 of them)
+    to be built when a model is first used, so each run built a dozen anew
+    (0.05 s); a model that cannot be completed yet is left to be built as
+    before.  A process's first QA figure costs more than the next
+    (:func:`~canfar_catalogue.science.qa_figure.warm_up`).
+    """
+    import pydantic
+
+    from ..science import qa_figure
+
+    qa_figure.warm_up()
+    models = pydantic.BaseModel.__subclasses__()
+    while models:
+        model = models.pop()
+        models.extend(model.__subclasses__())
+        if model.__pydantic_complete__ is False:
+            model.model_rebuild(raise_errors=False)
 
 
 def main(argv: list[str] | None = None) -> None:
