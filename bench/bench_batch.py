@@ -108,6 +108,7 @@ class ProcessSampler:
     def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.seen: dict[tuple[int, int], tuple[str, float, float]] = {}  # (pid, start) -> role, first, last
+        self.lives: dict[tuple[int, int], tuple[int, float, float]] = {}  # (pid, start) -> ppid, first and last seen
         self.words: dict[tuple[int, int], str] = {}  # (pid, start) -> "[name] command line"
         self.started = False  # after the first sample: a process seen later began while sampling
         self.stop = threading.Event()
@@ -147,6 +148,8 @@ class ProcessSampler:
                 if first is None:  # a process that began while sampling: all it spent is the batch's
                     first = 0.0 if self.started else cpu
                 self.seen[key] = (role, first, cpu)
+                now = time.monotonic()
+                self.lives[key] = (int(stat[1]), self.lives.get(key, (0, now))[1], now)
             except (OSError, IndexError, ValueError):
                 continue
 
@@ -156,6 +159,23 @@ class ProcessSampler:
         for role, first, last in self.seen.values():
             spent[role] += last - first
         return dict(spent)
+
+    def pilot_processes(self) -> dict[str, list[float]]:
+        """The pilots' own CPU (their imports and first uses) apart from their copies'; of the copies, the
+        longest-lived is the batch's run, the others the exposures'."""
+        serving = {key: words for key, words in self.words.items()
+                   if self.seen[key][0] == PILOT_RUNS and "canfar_catalogue.worker.pilot --serve" in words}
+        pids = {key[0] for key in serving}
+        copies = {key: self.lives[key] for key in serving if self.lives[key][0] in pids}
+        spent = {key: self.seen[key][2] - self.seen[key][1] for key in serving}
+        batch = max(copies, key=lambda key: copies[key][2] - copies[key][1], default=None)
+        return {
+            # (a pilot left idle by an earlier batch spends nothing)
+            "the pilot (its imports and first uses, once per pilot)": [spent[k] for k in serving
+                                                                       if k not in copies and spent[k] > 0.01],
+            "the batch's run": [spent[batch]] if batch else [],
+            "each exposure's run": sorted(spent[k] for k in copies if k != batch),
+        }
 
     def others(self, top: int = 5) -> list[tuple[str, float]]:
         """The processes of no role that spent the most while sampling, by name and command (cut short)."""
@@ -593,6 +613,11 @@ def main() -> None:
     print("CPU by process while the batch ran (/proc/<pid>/stat), core-seconds per exposure:")
     for role, seconds in sorted(processes.by_role().items(), key=lambda item: -item[1]):
         print(f"  {role:72s} {seconds / args.exposures:7.2f}")
+    print("  flow runs, by process (core-seconds each):")
+    for name, spent in processes.pilot_processes().items():
+        if spent:
+            print(f"    {name:70s} " + (f"{spent[0]:7.2f}" if len(spent) == 1 else
+                                         f"median {statistics.median(spent):.2f} ({spent[0]:.2f}-{spent[-1]:.2f}, {len(spent)})"))
     print("  of which \"other\", the most:")
     for words, seconds in processes.others():
         print(f"    {words:100s} {seconds / args.exposures:7.2f}")
