@@ -170,9 +170,8 @@ class ProcessSampler:
         spent = {key: self.seen[key][2] - self.seen[key][1] for key in serving}
         batch = max(copies, key=lambda key: copies[key][2] - copies[key][1], default=None)
         return {
-            # (a pilot left idle by an earlier batch spends nothing)
-            "the pilot (its imports and first uses, once per pilot)": [spent[k] for k in serving
-                                                                       if k not in copies and spent[k] > 0.01],
+            "the pilot (its imports and first uses, once per pilot)": [  # the pilots that served this batch
+                spent[k] for k in serving if k not in copies and k[0] in {ppid for ppid, _, _ in copies.values()}],
             "the batch's run": [spent[batch]] if batch else [],
             "each exposure's run": sorted(spent[k] for k in copies if k != batch),
         }
