@@ -36,12 +36,11 @@ from typing import Callable
 
 #: What the job runs, as ``python -m`` would.
 ENGINE = "prefect.engine"
-#: What every exposure run imports: before it does anything, and (the last four) once it is under way
-#: (the observer of its own state, each task call, the observer's event loop, its CCD workers' fork server).
+#: What every exposure run imports: before it does anything, and (the last three) once it is under way
+#: (the observer of its own state, each task call, the observer's event loop).
 WARM_MODULES = (
     "prefect.engine", "prefect.flow_engine", "canfar_catalogue.flows.exposure",
     "prefect._internal.observers", "prefect.utilities.visualization", "anyio._backends._asyncio",
-    "multiprocessing.popen_forkserver",
 )
 
 

@@ -56,9 +56,10 @@ from pathlib import Path
 from . import engine
 from .engine import ENGINE, import_frozen, run_as_main
 
-#: Imported by the pilot before it forks anything (what every flow run of ours imports).
+#: Imported by the pilot before it forks anything (what every flow run of ours imports; each copy's CCD
+#: workers come from a fork server, which a 1-core HTCondor job has none of).
 WARM_MODULES = (
-    *engine.WARM_MODULES, "prefect.task_engine",
+    *engine.WARM_MODULES, "prefect.task_engine", "multiprocessing.popen_forkserver",
     "canfar_catalogue.flows.batch", "canfar_catalogue.flows.nightly",
     "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.patches", "PIL.Image",
     "cadcdata", "vos",
