@@ -381,8 +381,9 @@ def main() -> None:
                              "this many cores, matched as HTCondor's negotiator would (default: each job starts "
                              "at once, on whatever cores are free)")
     parser.add_argument("--worker-query-seconds", type=float, default=1.0,
-                        help="how often the workers ask for new flow runs (PREFECT_WORKER_QUERY_SECONDS; the demo's "
-                        "1 s by default; Prefect's own default is 10)")
+                        help="how often the process worker asks for new flow runs (PREFECT_WORKER_QUERY_SECONDS; the "
+                        "demo's 1 s by default; Prefect's own default is 10).  The htcondor worker runs as deploy.sh "
+                        "prints it, on Prefect's default timer: it also asks when the server announces a run")
     parser.add_argument("--postgres", action="store_true",
                         help="run the Prefect server on PostgreSQL (Debian's postgresql), as in production, not SQLite")
     parser.add_argument("--openings", action="store_true",
@@ -447,7 +448,7 @@ def main() -> None:
         if args.pool == "htcondor":
             condor_worker = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", CONDOR_POOL, "--type", "htcondor"],
-                env=env, stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                env={k: v for k, v in env.items() if k != "PREFECT_WORKER_QUERY_SECONDS"}, stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         if args.execute_node_cores:
             negotiator = execute_node(home / "schedd", args.execute_node_cores)
         files = [archive / f"{i}.fits.fz" for i in ids]
@@ -557,7 +558,8 @@ def main() -> None:
           + (f", request_cpus {args.request_cpus}" if args.pool == "htcondor" else "")
           + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else "")
           + f", the Prefect server on {'PostgreSQL' if args.postgres else 'SQLite'}"
-          + f", workers asking for runs every {args.worker_query_seconds:g} s")
+          + f", the process worker asking for runs every {args.worker_query_seconds:g} s"
+          + (", the htcondor worker when the server announces one" if args.pool == "htcondor" else ""))
     to_end = (parent.end_time - cli_started).total_seconds()
     n = args.exposures
     print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")

@@ -68,9 +68,18 @@ step "$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all
 echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type), exposures on $CANFAR_CATALOGUE_EXPOSURE_POOL ($exposure_pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"
 # A worker asks for new runs every PREFECT_WORKER_QUERY_SECONDS (Prefect's default: 10 s), and an exposure
 # waits up to that long for a freed slot: at 10 s a batch of 8 took 1.81x the tutorial's time, at 1 s 1.51x
-# (bench/RESULTS.md).  One light request a second per worker is the price.
-echo "start the worker(s), asking for new runs every second (an exposure waits up to that long for a free slot):"
-echo "  PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool $CANFAR_CATALOGUE_POOL --type $pool_type &"
+# (bench/RESULTS.md).  A process worker asks every second: one request a second is the price.  The htcondor
+# worker also asks whenever the server announces a new run or a freed slot (worker/announcements.py), so it
+# keeps Prefect's default timer.
+worker_command() {
+  if [ "$2" = htcondor ]; then
+    echo "  prefect worker start --pool $1 --type $2 &"
+  else
+    echo "  PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool $1 --type $2 &"
+  fi
+}
+echo "start the worker(s): a process worker asks for new runs every second, an htcondor worker when the server announces one:"
+worker_command "$CANFAR_CATALOGUE_POOL" "$pool_type"
 if [ "$CANFAR_CATALOGUE_EXPOSURE_POOL" != "$CANFAR_CATALOGUE_POOL" ]; then
-  echo "  PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool $CANFAR_CATALOGUE_EXPOSURE_POOL --type $exposure_pool_type &"
+  worker_command "$CANFAR_CATALOGUE_EXPOSURE_POOL" "$exposure_pool_type"
 fi

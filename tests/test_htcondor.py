@@ -445,6 +445,33 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
         assert run.infrastructure_pid == str(jobs[0]["ClusterId"])
 
 
+def test_the_worker_asks_for_a_new_run_when_the_server_announces_it_not_only_on_its_timer(condor_site, tmp_path):
+    """A worker whose timer asks every 10 minutes still submits a run created after its first question
+    within seconds: the server's announcement of the run (its Scheduled event, on the pool) made it ask."""
+    created = subprocess.run(
+        [str(BIN / "prefect"), "work-pool", "create", "condor-announced", "--type", "htcondor", "--overwrite"],
+        env=condor_site["condor_env"], capture_output=True, text=True,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]}}
+    deployment = deploy_exposures_on("condor-announced", "condor-announced", job_variables)
+    worker = _start_worker({**condor_site["condor_env"], "PREFECT_WORKER_QUERY_SECONDS": "600"}, "condor-announced")
+    try:
+        with get_client(sync_client=True) as client:  # the worker's first question, at its start
+            deadline = time.monotonic() + 60
+            while not any(queue.last_polled for queue in client.read_work_queues(work_pool_name="condor-announced")):
+                assert time.monotonic() < deadline, "the worker never asked its pool for runs"
+                time.sleep(0.2)
+        time.sleep(2)  # well after it: the next question on the timer is 10 minutes away
+        run = run_deployment(deployment, parameters={"observation_id": "1056216p", "destination": f"file://{tmp_path}/out"},
+                             timeout=0)
+        job = _wait_for_job(condor_site["schedd"], run.id, RUNNING, timeout=60)
+        assert _final_state(run.id).state.type.value == "COMPLETED"
+        assert condor_site["schedd"].wait_for(job["ClusterId"], COMPLETED, timeout=60)["ExitCode"] == 0
+    finally:
+        stop(worker)
+
+
 @pytest.mark.fault('execution', 'HTCondor job held (SIGTERM, 004 then 012)',
                    'run Crashed once, with the hold reason; job removed; the batch runs the exposure again once')
 def test_a_held_job_crashes_its_run_and_the_batch_starts_the_exposure_again(condor_site, tmp_path, record_property):
