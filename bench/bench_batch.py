@@ -448,7 +448,8 @@ def main() -> None:
         if args.pool == "htcondor":
             condor_worker = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", CONDOR_POOL, "--type", "htcondor"],
-                env={k: v for k, v in env.items() if k != "PREFECT_WORKER_QUERY_SECONDS"}, stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+                env={k: v for k, v in env.items() if k != "PREFECT_WORKER_QUERY_SECONDS"},  # as deploy.sh prints it
+                stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         if args.execute_node_cores:
             negotiator = execute_node(home / "schedd", args.execute_node_cores)
         files = [archive / f"{i}.fits.fz" for i in ids]

@@ -268,17 +268,22 @@ _JOB_VARIABLES = {
 def condor_site(local_site):
     """An htcondor work pool, its worker on the fake schedd, and an exposure deployment on it."""
     env = {**local_site["env"], "PYTHONPATH": str(ROOT)}
-    created = subprocess.run(
-        [str(BIN / "prefect"), "work-pool", "create", "condor-pool", "--type", "htcondor", "--overwrite"],
-        env=env, capture_output=True, text=True,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]}}
-    deploy_exposures_on("condor-pool", "condor", job_variables)
+    _pool_with_exposures(env, "condor-pool", "condor")
     site = {**local_site, "condor_env": env, "schedd": FakeSchedd(Path(os.environ["FAKE_SCHEDD_STATE"]))}
     site["worker"] = _start_worker(env)
     yield site
     stop(site["worker"])
+
+
+def _pool_with_exposures(env: dict, pool: str, name: str) -> str:
+    """An htcondor work pool, made as a user makes one, and a copy of the exposure deployment on it (``name``)."""
+    created = subprocess.run(
+        [str(BIN / "prefect"), "work-pool", "create", pool, "--type", "htcondor", "--overwrite"],
+        env=env, capture_output=True, text=True,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]}}
+    return deploy_exposures_on(pool, name, job_variables)
 
 
 def _start_worker(env: dict, pool: str = "condor-pool") -> subprocess.Popen:
@@ -448,13 +453,7 @@ def test_a_batch_runs_each_exposure_as_an_htcondor_job(condor_site, tmp_path):
 def test_the_worker_asks_for_a_new_run_when_the_server_announces_it_not_only_on_its_timer(condor_site, tmp_path):
     """A worker whose timer asks every 10 minutes still submits a run created after its first question
     within seconds: the server's announcement of the run (its Scheduled event, on the pool) made it ask."""
-    created = subprocess.run(
-        [str(BIN / "prefect"), "work-pool", "create", "condor-announced", "--type", "htcondor", "--overwrite"],
-        env=condor_site["condor_env"], capture_output=True, text=True,
-    )
-    assert created.returncode == 0, created.stdout + created.stderr
-    job_variables = {**_JOB_VARIABLES, "env": {"CANFAR_CATALOGUE_SETTINGS": os.environ["CANFAR_CATALOGUE_SETTINGS"]}}
-    deployment = deploy_exposures_on("condor-announced", "condor-announced", job_variables)
+    deployment = _pool_with_exposures(condor_site["condor_env"], "condor-announced", "condor-announced")
     worker = _start_worker({**condor_site["condor_env"], "PREFECT_WORKER_QUERY_SECONDS": "600"}, "condor-announced")
     try:
         with get_client(sync_client=True) as client:  # the worker's first question, at its start
