@@ -2,7 +2,7 @@
 
     python bench/bench_batch.py [--exposures 4] [--nccd 36] [--slots 2] [--workdir .bench]
                                 [--pool htcondor [--request-cpus N] [--execute-node-cores N]]
-                                [--postgres] [--worker-query-seconds 1] [--openings]
+                                [--postgres] [--worker-query-seconds S] [--openings]
 
 On the embedded default (a local Prefect server on SQLite, the ``process``
 work pool, a local archive and storage folder), in one run, on the same
@@ -45,9 +45,10 @@ execute node of N cores, as HTCondor's negotiator would, so that jobs of
 ``--request-cpus`` cores wait in the queue for a slot as on a real pool.
 
 ``--postgres`` puts the Prefect server on a throwaway PostgreSQL cluster
-(``bench/postgres.py``), as in production; ``--worker-query-seconds`` sets
-how often the workers ask for runs (the demo's 1 s by default; Prefect's
-own default is 10 s).
+(``bench/postgres.py``), as in production.  The workers start as
+``deploy.sh`` prints them, asking for runs when the server announces one;
+``--worker-query-seconds S`` starts the process pool's instead as Prefect's
+``prefect worker start``, asking every S seconds (as the demo did before).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ ROLES = [
     ("the Prefect server", ("prefect server start",)),
     ("the Prefect server's PostgreSQL (--postgres)", ("[postgres]",)),
     ("the HTCondor worker", ("prefect worker start", "htcondor")),
-    ("the process worker", ("prefect worker start",)),
+    ("the process worker", ("canfar_catalogue.worker.process_worker",)),
+    ("the process worker", ("prefect worker start",)),  # --worker-query-seconds: Prefect's command
     ("the CLI (prefect deployment run)", ("prefect deployment run",)),
     (PILOT_RUNS, ("canfar_catalogue.worker.pilot",)),
     (ENGINE_RUNS, ("canfar_catalogue.worker.engine",)),  # an HTCondor job's engine, started warm
@@ -380,10 +382,10 @@ def main() -> None:
                         help="with --pool htcondor: jobs wait in the queue for free cores on one execute node of "
                              "this many cores, matched as HTCondor's negotiator would (default: each job starts "
                              "at once, on whatever cores are free)")
-    parser.add_argument("--worker-query-seconds", type=float, default=1.0,
-                        help="how often the process worker asks for new flow runs (PREFECT_WORKER_QUERY_SECONDS; the "
-                        "demo's 1 s by default; Prefect's own default is 10).  The htcondor worker runs as deploy.sh "
-                        "prints it, on Prefect's default timer: it also asks when the server announces a run")
+    parser.add_argument("--worker-query-seconds", type=float,
+                        help="start the process pool's worker as 'prefect worker start', asking for new flow runs "
+                        "every this many seconds (PREFECT_WORKER_QUERY_SECONDS), not as deploy.sh prints it "
+                        "(Prefect's worker on its timer, also asking when the server announces a run)"),
     parser.add_argument("--postgres", action="store_true",
                         help="run the Prefect server on PostgreSQL (Debian's postgresql), as in production, not SQLite")
     parser.add_argument("--openings", action="store_true",
@@ -413,7 +415,6 @@ def main() -> None:
         "PREFECT_HOME": str(home / "prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": str(args.worker_query_seconds),
         # no runs from schedules: the nightly deployment's, at 10:00 UTC, once ran beside a measured batch
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         # each request the server answers 503 (a SQLite lock conflict) is logged, to count them
@@ -442,13 +443,17 @@ def main() -> None:
     worker = condor_worker = negotiator = None
     try:
         subprocess.run(["bash", str(ROOT / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
-        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "bench-batch", "--type", "process"],
-                                  env=env, stdout=open(home / "worker.log", "wb"), stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        if args.worker_query_seconds is None:  # as deploy.sh prints it
+            command, worker_env = [sys.executable, "-m", "canfar_catalogue.worker.process_worker", "--pool", "bench-batch"], env
+        else:
+            command = [str(BIN / "prefect"), "worker", "start", "--pool", "bench-batch", "--type", "process"]
+            worker_env = {**env, "PREFECT_WORKER_QUERY_SECONDS": str(args.worker_query_seconds)}
+        worker = subprocess.Popen(command, env=worker_env, stdout=open(home / "worker.log", "wb"),
+                                  stderr=subprocess.STDOUT, start_new_session=True)
         if args.pool == "htcondor":
             condor_worker = subprocess.Popen(
                 [str(BIN / "prefect"), "worker", "start", "--pool", CONDOR_POOL, "--type", "htcondor"],
-                env={k: v for k, v in env.items() if k != "PREFECT_WORKER_QUERY_SECONDS"},  # as deploy.sh prints it
+                env=env,  # as deploy.sh prints it
                 stdout=open(home / "condor-worker.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         if args.execute_node_cores:
             negotiator = execute_node(home / "schedd", args.execute_node_cores)
@@ -559,8 +564,8 @@ def main() -> None:
           + (f", request_cpus {args.request_cpus}" if args.pool == "htcondor" else "")
           + (f", one execute node of {args.execute_node_cores} cores" if args.execute_node_cores else "")
           + f", the Prefect server on {'PostgreSQL' if args.postgres else 'SQLite'}"
-          + f", the process worker asking for runs every {args.worker_query_seconds:g} s"
-          + (", the htcondor worker when the server announces one" if args.pool == "htcondor" else ""))
+          + (f", the process worker asking for runs every {args.worker_query_seconds:g} s"
+             if args.worker_query_seconds is not None else ", the workers asking when the server announces a run"))
     to_end = (parent.end_time - cli_started).total_seconds()
     n = args.exposures
     print(f"  {'':44s} {'wall s':>8s} {'core-s per exposure':>20s}")

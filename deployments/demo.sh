@@ -21,7 +21,6 @@ export PREFECT_SERVER_API_HOST=127.0.0.1
 export PREFECT_SERVER_API_PORT="$port"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY=false
-export PREFECT_WORKER_QUERY_SECONDS=1   # how soon a new flow run is picked up (one light request a second)
 export DO_NOT_TRACK=1
 export CANFAR_CATALOGUE_POOL=catalogue-local
 export CANFAR_CATALOGUE_ARCHIVE="file://$demo/archive"
@@ -78,7 +77,7 @@ bash "$root/deployments/deploy.sh" | sed -n 1p
 
 if ! running worker; then
   echo "starting a process worker on pool $CANFAR_CATALOGUE_POOL (log: .demo/worker.log)"
-  setsid prefect worker start --pool "$CANFAR_CATALOGUE_POOL" --type process >"$demo/worker.log" 2>&1 &
+  setsid python -m canfar_catalogue.worker.process_worker --pool "$CANFAR_CATALOGUE_POOL" >"$demo/worker.log" 2>&1 &
   echo $! >"$demo/worker.pid"
 fi
 

@@ -68,17 +68,17 @@ step "$prefect" --no-prompt deploy --prefect-file "$here/prefect.yaml" --all
 echo "deployed to work pool $CANFAR_CATALOGUE_POOL ($pool_type), exposures on $CANFAR_CATALOGUE_EXPOSURE_POOL ($exposure_pool_type): $slots_exposures exposure(s) at once, $slots download(s) at once ($limit)"
 # A worker asks for new runs every PREFECT_WORKER_QUERY_SECONDS (Prefect's default: 10 s), and an exposure
 # waits up to that long for a freed slot: at 10 s a batch of 8 took 1.81x the tutorial's time, at 1 s 1.51x
-# (bench/RESULTS.md).  A process worker asks every second: one request a second is the price.  The htcondor
-# worker also asks whenever the server announces a new run or a freed slot (worker/announcements.py), so it
-# keeps Prefect's default timer.
+# (bench/RESULTS.md), and each question costs the server about 30 ms of CPU.  So both workers keep Prefect's
+# timer and also ask whenever the server announces a new run or a freed slot (worker/announcements.py): the
+# htcondor worker by itself, Prefect's process worker when started by worker/process_worker.py.
 worker_command() {
-  if [ "$2" = htcondor ]; then
-    echo "  prefect worker start --pool $1 --type $2 &"
+  if [ "$2" = process ]; then
+    echo "  python -m canfar_catalogue.worker.process_worker --pool $1 &"
   else
-    echo "  PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool $1 --type $2 &"
+    echo "  prefect worker start --pool $1 --type $2 &"
   fi
 }
-echo "start the worker(s): a process worker asks for new runs every second, an htcondor worker when the server announces one:"
+echo "start the worker(s); each asks for runs when the server announces one:"
 worker_command "$CANFAR_CATALOGUE_POOL" "$pool_type"
 if [ "$CANFAR_CATALOGUE_EXPOSURE_POOL" != "$CANFAR_CATALOGUE_POOL" ]; then
   worker_command "$CANFAR_CATALOGUE_EXPOSURE_POOL" "$exposure_pool_type"

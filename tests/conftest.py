@@ -146,8 +146,8 @@ def local_site(prefect_server):
     }
     root = Path(__file__).parents[1]
     subprocess.run(["bash", str(root / "deployments/deploy.sh")], env=env, check=True, capture_output=True)
-    worker = subprocess.Popen(
-        [str(BIN / "prefect"), "worker", "start", "--pool", "test-pool", "--type", "process"],
+    worker = subprocess.Popen(  # as deploy.sh prints it
+        [str(BIN / "python"), "-m", "canfar_catalogue.worker.process_worker", "--pool", "test-pool"],
         env=env, stdout=open(_SESSION / "worker.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     yield {"archive": f"file://{archive}", "archive_path": archive, "root": _SESSION, "env": env}

@@ -289,7 +289,6 @@ def test_a_server_restarted_mid_batch_loses_nothing(tmp_path, record_property):
     Attempt 2 is now told which run it replaces, and ends Cancelled as not needed when that run stored
     the catalogue after all (``flows/attempts.py``); the batch counts the catalogue.
     """
-    import itertools
     import json
     import shlex
     import socket
@@ -319,11 +318,9 @@ def test_a_server_restarted_mid_batch_loses_nothing(tmp_path, record_property):
                                   capture_output=True, text=True)
         assert deployed.returncode == 0, deployed.stderr
         # the worker as deploy.sh tells a user to start it: its printed command, settings before the program
-        words = shlex.split(next(line for line in deployed.stdout.splitlines() if "worker start" in line).rstrip(" &"))
-        settings = dict(word.split("=", 1) for word in itertools.takewhile(lambda word: "=" in word, words))
-        assert settings == {"PREFECT_WORKER_QUERY_SECONDS": "1"}
-        assert words[len(settings):] == ["prefect", "worker", "start", "--pool", "restart-pool", "--type", "process"]
-        worker = subprocess.Popen(words[len(settings):], env={**full, **settings}, stdout=open(tmp_path / "worker.log", "ab"),
+        words = shlex.split(next(line for line in deployed.stdout.splitlines() if "--pool" in line).rstrip(" &"))
+        assert words == ["python", "-m", "canfar_catalogue.worker.process_worker", "--pool", "restart-pool"]
+        worker = subprocess.Popen(words, env=full, stdout=open(tmp_path / "worker.log", "ab"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
         run = [str(BIN / "prefect"), "deployment", "run", "catalogue/batch", "--param", f"ids={json.dumps(ids)}"]
         assert subprocess.run(run, env=full, capture_output=True, timeout=120).returncode == 0

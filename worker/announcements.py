@@ -26,12 +26,15 @@ reconnects.
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 from uuid import UUID
 
 import anyio
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
+
+if TYPE_CHECKING:
+    from prefect.workers.base import BaseWorker
 
 #: The state changes after which the pool may have a run to give: a new or rescheduled run, or a freed place.
 ANNOUNCING = tuple(f"prefect.flow-run.{state}" for state in (
@@ -82,3 +85,14 @@ async def ask_when_announced(pool_id: UUID, ask: Callable[[], Awaitable[object]]
                 logger.warning("lost the server's announcements of new runs (%s): asking on the worker's timer "
                                "alone, subscribing again in %g s", exc, RESUBSCRIBE_SECONDS)
             await anyio.sleep(RESUBSCRIBE_SECONDS)
+
+
+async def ask_worker_when_announced(worker: "BaseWorker") -> None:
+    """Have a started ``worker`` ask its pool for runs after each burst of announcements, until cancelled.
+
+    The worker knows its pool's id once its first sync with the server has
+    succeeded; until then its own loop retries the sync, and this waits.
+    """
+    while worker._work_pool is None:
+        await anyio.sleep(1.0)
+    await ask_when_announced(worker._work_pool.id, worker.get_and_submit_flow_runs, worker._logger)

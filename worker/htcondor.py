@@ -69,7 +69,7 @@ from ..boundaries.credentials import require_lifetime
 from ..boundaries.errors import PermanentError, PermissionDenied
 from ..boundaries.schedd import FLOW_RUN_ATTRIBUTE, Schedd, flow_run_constraint, flow_run_jobs, open_schedd
 from ..config import settings
-from .announcements import ask_when_announced
+from .announcements import ask_worker_when_announced
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -258,13 +258,7 @@ class HTCondorWorker(BaseWorker[HTCondorJobConfiguration, HTCondorVariables, HTC
         await super().setup()
         self._runs_task_group.start_soon(self._resume_following)
         self._runs_task_group.start_soon(self._scan_for_runs_without_jobs)
-        self._runs_task_group.start_soon(self._ask_when_announced)
-
-    async def _ask_when_announced(self) -> None:
-        """Ask for runs as soon as the server announces that the pool may have one (:mod:`.announcements`)."""
-        while self._work_pool is None:  # the first sync with the server failed: the worker's loop retries it
-            await anyio.sleep(1.0)
-        await ask_when_announced(self._work_pool.id, self.get_and_submit_flow_runs, self._logger)
+        self._runs_task_group.start_soon(ask_worker_when_announced, self)  # runs as soon as announced
 
     def _pool_schedd(self) -> Schedd:
         """The schedd named in the work pool's base job template (``schedd``), where its jobs are."""
