@@ -201,7 +201,7 @@ def test_a_client_whose_pilot_cannot_start_runs_the_module_itself(site, tmp_path
 
 
 FIRST_USES = textwrap.dedent("""
-    import json, pydantic, matplotlib.font_manager, PIL.Image
+    import json, sys, pydantic, matplotlib.font_manager, PIL.Image
     from canfar_catalogue.worker import engine, pilot
 
     def incomplete():
@@ -214,7 +214,8 @@ FIRST_USES = textwrap.dedent("""
         return len(left)
 
     def state():
-        return [incomplete(), PIL.Image._initialized, matplotlib.font_manager._get_font.cache_info().currsize]  # the fonts loaded
+        tls = getattr(sys.modules["prefect.client.orchestration"].ssl, "_made", {})  # the shared TLS contexts made
+        return [incomplete(), PIL.Image._initialized, matplotlib.font_manager._get_font.cache_info().currsize, len(tls)]
 
     engine.import_frozen(pilot.WARM_MODULES)
     before = state()
@@ -228,9 +229,10 @@ def test_the_pilot_does_once_what_each_run_would_do_the_first_time():
     done in the pilot, they are shared by every copy instead of done again in each run."""
     said = json.loads(subprocess.run([sys.executable, "-c", FIRST_USES], capture_output=True, text=True,
                                      check=True, timeout=120).stdout.splitlines()[-1])
-    assert said["before"][0] > 100 and said["before"][1:] == [0, 0]  # what the imports alone leave to each run
+    assert said["before"][0] > 100 and said["before"][1:] == [0, 0, 0]  # what the imports alone leave to each run
     assert said["after"][0] == 0  # every model complete
     assert said["after"][1] >= 1 and said["after"][2] >= 1  # PIL's common plugins imported, a font loaded
+    assert said["after"][3] == 1  # the TLS context every run's Prefect clients share
 
 
 def test_the_pilots_address_changes_with_the_environment_but_not_with_a_runs_own_variables():

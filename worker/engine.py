@@ -17,7 +17,8 @@ would otherwise be measuring, both are time taken from the science
   server from itself while it still has one thread
   (:mod:`canfar_catalogue.science.warm_forkserver`), as a process pool's
   pilot does for its runs (:mod:`.pilot`).  A 1-core slot measures in the
-  engine's own process and starts no fork server.
+  engine's own process and starts no fork server;
+- the run's Prefect clients share one TLS context (:mod:`.client_tls`).
 
 Anything that goes wrong before the engine runs is left for the engine to
 meet as it would have: an import that fails here fails there, with the same
@@ -76,6 +77,9 @@ def main(module: str = ENGINE, warm: tuple[str, ...] = WARM_MODULES) -> None:
     else:
         from ..science import warm_forkserver
         from ..science.pipeline import default_workers
+        from . import client_tls
+
+        client_tls.share()  # one TLS context for the run's four Prefect clients
 
         if default_workers() > 1:  # a 1-core slot measures in the engine's own process: no fork server
             warm_forkserver.start(module)

@@ -366,13 +366,20 @@ def first_uses() -> None:
     to be built when a model is first used, so each run built a dozen anew
     (0.05 s); a model that cannot be completed yet is left to be built as
     before.  A process's first QA figure costs more than the next
-    (:func:`~canfar_catalogue.science.qa_figure.warm_up`).
+    (:func:`~canfar_catalogue.science.qa_figure.warm_up`).  Each Prefect
+    client loads a CA bundle, unless the clients share their TLS context
+    (:mod:`.client_tls`): one client made here makes it for every run.
     """
     import pydantic
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
 
     from ..science import qa_figure
+    from . import client_tls
 
     qa_figure.warm_up()
+    if client_tls.share() and PREFECT_API_URL.value():  # (with no API URL, Prefect would start a server in-process)
+        get_client()
     models = pydantic.BaseModel.__subclasses__()
     while models:
         model = models.pop()

@@ -70,8 +70,10 @@ async def serve(pool: str, name: str | None = None) -> None:
     from prefect.utilities.processutils import setup_signal_handlers_worker
     from prefect.workers.process import ProcessWorker
 
+    from . import client_tls
     from .announcements import ask_worker_when_announced
 
+    client_tls.share()  # the clients it makes for each run it starts: one TLS context, not three a run
     refusal = await _refusal(pool)
     if refusal:
         raise SystemExit(refusal)
