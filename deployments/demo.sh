@@ -27,7 +27,7 @@ export CANFAR_CATALOGUE_ARCHIVE="file://$demo/archive"
 export CANFAR_CATALOGUE_DESTINATION="file://$demo/vospace/catalogues"
 export CANFAR_CATALOGUE_SCRATCH="$demo/scratch"
 
-# Prefect's server and worker shut down on SIGINT (the worker ignores SIGTERM);
+# The server and the worker shut down on SIGINT;
 # whatever is left after 10 s is killed.
 stop() {
   for name in worker server; do

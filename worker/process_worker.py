@@ -14,14 +14,20 @@ This starts the same worker, Prefect's own ``ProcessWorker``, on Prefect's
 default timer, and has it ask whenever the server announces a new run or a
 freed slot (:mod:`.announcements`), as the htcondor worker does.  The pool
 stays a ``process`` pool: ``prefect worker start --pool <pool> --type
-process`` serves it too, finding the runs on its timer alone.  Ctrl-C (or
-SIGTERM) stops the worker as it stops Prefect's.
+process`` serves it too, finding the runs on its timer alone.
+
+Ctrl-C or SIGTERM stops it: the worker is cancelled and ends the runs it
+started, as Prefect's does.  Prefect's own handling (``prefect worker
+start``) cancels the worker's task once; with Prefect 3.9.1 an idle worker
+went on running after it, its loops still waiting, until a second signal
+killed it.  Here the cancellation holds until every loop has ended, and a
+second signal ends the process at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
 
 import anyio
@@ -67,7 +73,6 @@ async def _refusal(pool: str) -> str | None:
 async def serve(pool: str, name: str | None = None) -> None:
     """Run Prefect's process worker on ``pool`` until interrupted, asking for runs as they are announced."""
     from prefect.settings import PREFECT_WORKER_HEARTBEAT_SECONDS, PREFECT_WORKER_PREFETCH_SECONDS
-    from prefect.utilities.processutils import setup_signal_handlers_worker
     from prefect.workers.process import ProcessWorker
 
     from . import client_tls
@@ -77,23 +82,36 @@ async def serve(pool: str, name: str | None = None) -> None:
     refusal = await _refusal(pool)
     if refusal:
         raise SystemExit(refusal)
-    setup_signal_handlers_worker(os.getpid(), "the process worker", print)  # as prefect worker start does
     worker = ProcessWorker(
         work_pool_name=pool, name=name, prefetch_seconds=PREFECT_WORKER_PREFETCH_SECONDS.value(),
         heartbeat_interval_seconds=int(PREFECT_WORKER_HEARTBEAT_SECONDS.value()),
     )
     async with anyio.create_task_group() as group:
+        group.start_soon(_stop_on_signal, group.cancel_scope, pool)
         group.start_soon(ask_worker_when_announced, worker)
         await worker.start(printer=print)
         group.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: anyio.CancelScope, pool: str) -> None:
+    """Cancel ``scope`` at the first SIGINT or SIGTERM.  The scope stays cancelled, so a loop that swallows
+    one cancellation is cancelled again at its next wait; once this returns, a second signal does what
+    it does to any Python: Ctrl-C raises KeyboardInterrupt, SIGTERM ends the process."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for received in signals:
+            print(f"received {signal.Signals(received).name}: stopping the process worker on {pool} "
+                  "and the runs it started", file=sys.stderr, flush=True)
+            scope.cancel()
+            return
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         anyio.run(serve, args.pool, args.name)
-    except KeyboardInterrupt:
-        print(f"the process worker on {args.pool} stopped", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was stopping the worker
+        sys.exit(130)
+    print(f"the process worker on {args.pool} stopped", file=sys.stderr)
 
 
 if __name__ == "__main__":
