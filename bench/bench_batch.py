@@ -385,7 +385,7 @@ def main() -> None:
     parser.add_argument("--worker-query-seconds", type=float,
                         help="start the process pool's worker as 'prefect worker start', asking for new flow runs "
                         "every this many seconds (PREFECT_WORKER_QUERY_SECONDS), not as deploy.sh prints it "
-                        "(Prefect's worker on its timer, also asking when the server announces a run)"),
+                        "(Prefect's worker on its timer, also asking when the server announces a run)")
     parser.add_argument("--postgres", action="store_true",
                         help="run the Prefect server on PostgreSQL (Debian's postgresql), as in production, not SQLite")
     parser.add_argument("--openings", action="store_true",

@@ -168,6 +168,17 @@ def deploy_exposures_on(pool: str, name: str, job_variables: dict) -> str:
     return f"catalogue-exposure/{name}"
 
 
+def wait_for_first_question(pool: str, timeout: float = 60) -> None:
+    """Wait until a worker has asked ``pool`` for runs (the server records it on the pool's queues)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while not any(queue.last_polled for queue in client.read_work_queues(work_pool_name=pool)):
+            assert time.monotonic() < deadline, f"no worker asked {pool} for runs"
+            time.sleep(0.2)
+
+
 def everything_prefect_holds() -> str:
     """Every log line, artifact, run parameter and job variable on the test server, as one text:
     where a secret must never be found."""

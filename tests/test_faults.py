@@ -317,7 +317,7 @@ def test_a_server_restarted_mid_batch_loses_nothing(tmp_path, record_property):
         deployed = subprocess.run(["bash", str(Path(__file__).parents[1] / "deployments/deploy.sh")], env=full,
                                   capture_output=True, text=True)
         assert deployed.returncode == 0, deployed.stderr
-        # the worker as deploy.sh tells a user to start it: its printed command, settings before the program
+        # the worker as deploy.sh tells a user to start it: its printed command, as it stands
         words = shlex.split(next(line for line in deployed.stdout.splitlines() if "--pool" in line).rstrip(" &"))
         assert words == ["python", "-m", "canfar_catalogue.worker.process_worker", "--pool", "restart-pool"]
         worker = subprocess.Popen(words, env=full, stdout=open(tmp_path / "worker.log", "ab"),

@@ -23,7 +23,7 @@ from canfar_catalogue.boundaries.errors import PermanentError, PermissionDenied
 from canfar_catalogue.flows.batch import catalogue_batch
 from canfar_catalogue.worker.htcondor import HTCondorJobConfiguration
 
-from .conftest import BIN, _SESSION, deploy_exposures_on, parent_pid, stop
+from .conftest import BIN, _SESSION, deploy_exposures_on, parent_pid, stop, wait_for_first_question
 from .fake_schedd import COMPLETED, RUNNING, FakePool, FakeSchedd
 
 ROOT = Path(__file__).parents[1]
@@ -456,11 +456,7 @@ def test_the_worker_asks_for_a_new_run_when_the_server_announces_it_not_only_on_
     deployment = _pool_with_exposures(condor_site["condor_env"], "condor-announced", "condor-announced")
     worker = _start_worker({**condor_site["condor_env"], "PREFECT_WORKER_QUERY_SECONDS": "600"}, "condor-announced")
     try:
-        with get_client(sync_client=True) as client:  # the worker's first question, at its start
-            deadline = time.monotonic() + 60
-            while not any(queue.last_polled for queue in client.read_work_queues(work_pool_name="condor-announced")):
-                assert time.monotonic() < deadline, "the worker never asked its pool for runs"
-                time.sleep(0.2)
+        wait_for_first_question("condor-announced")  # the worker's first question, at its start
         time.sleep(2)  # well after it: the next question on the timer is 10 minutes away
         run = run_deployment(deployment, parameters={"observation_id": "1056216p", "destination": f"file://{tmp_path}/out"},
                              timeout=0)

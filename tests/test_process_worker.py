@@ -8,10 +8,9 @@ import subprocess
 import sys
 import time
 
-from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
-from .conftest import BIN, deploy_exposures_on, stop
+from .conftest import BIN, deploy_exposures_on, stop, wait_for_first_question
 
 COMMAND = [sys.executable, "-m", "canfar_catalogue.worker.process_worker"]
 
@@ -24,15 +23,6 @@ def _process_pool_with_exposures(env: dict, pool: str) -> str:
     return deploy_exposures_on(pool, pool, {})
 
 
-def _first_question(pool: str, timeout: float = 60) -> None:
-    """Wait until a worker has asked ``pool`` for runs (the server records it on the pool's queues)."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while not any(queue.last_polled for queue in client.read_work_queues(work_pool_name=pool)):
-            assert time.monotonic() < deadline, f"no worker asked {pool} for runs"
-            time.sleep(0.2)
-
-
 def test_the_worker_starts_a_run_the_server_announces_between_two_questions_and_stops_on_ctrl_c(local_site, tmp_path):
     """With its timer asking every 10 minutes, a run created after the worker's first question still
     completes within a minute: the run's Scheduled event on the pool made the worker ask."""
@@ -42,7 +32,7 @@ def test_the_worker_starts_a_run_the_server_announces_between_two_questions_and_
     worker = subprocess.Popen([*COMMAND, "--pool", "process-announced"], env={**env, "PREFECT_WORKER_QUERY_SECONDS": "600"},
                               stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _first_question("process-announced")
+        wait_for_first_question("process-announced")
         time.sleep(2)  # well after it: the timer's next question is 10 minutes away
         out = tmp_path / "out"
         run = run_deployment(deployment, parameters={"observation_id": "1056216p", "destination": f"file://{out}"},
